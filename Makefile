@@ -1,0 +1,43 @@
+# scheduler-extender: the two commands a newcomer needs are `make demo` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+UV ?= uv
+RUN := $(UV) run --frozen
+PYTEST := $(RUN) pytest
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
+
+.PHONY: uv
+uv:
+	@command -v $(UV) >/dev/null 2>&1 || { echo "installing uv (the lock-file installer) with pip"; python3 -m pip install --quiet 'uv>=0.5'; }
+
+.PHONY: install
+install: uv ## create .venv with the locked dependencies and the project
+	$(UV) sync --frozen
+
+.PHONY: lint
+lint: install ## ruff (lint and format check) and the import-layer contracts
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) lint-imports
+
+.PHONY: typecheck
+typecheck: install ## mypy --strict on the package
+	$(RUN) mypy
+
+.PHONY: unit
+unit: install ## unit tests (no cluster, no Prometheus)
+	$(PYTEST) tests/unit
+
+.PHONY: tools
+tools: ## build the pinned control-plane tools into ~/.cache/scheduler-extender (slow the first time)
+	bash hack/build-tools.sh
+
+.PHONY: test
+test: lint typecheck tools ## everything: lint, types, unit, integration and e2e tests
+	$(PYTEST) tests
+
+include $(wildcard mk/*.mk)

@@ -1,0 +1,1 @@
+"""Adapters: the edges where the domain meets Kubernetes, Prometheus and the clock."""

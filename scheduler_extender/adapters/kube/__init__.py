@@ -1,0 +1,1 @@
+"""Kubernetes adapters: object schemas, the watch-fed cache, binding and eviction."""

@@ -1,0 +1,255 @@
+"""The watch-fed cluster cache.
+
+Two background threads list and then watch Nodes and Pods with the official
+client, resuming from the last resourceVersion, relisting on 410 Gone and
+backing off (bounded, exponential) on errors. Every change is applied to a
+``ClusterState`` under a lock and an immutable ``Snapshot`` is published;
+requests read the published snapshot and never wait for the API server.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client, watch
+from kubernetes.client.exceptions import ApiException
+from pydantic import ValidationError
+
+from scheduler_extender.adapters.kube.schema import node_from_json, pod_from_json
+from scheduler_extender.adapters.metrics import Metrics
+from scheduler_extender.domain.objects import Node, Pod
+from scheduler_extender.domain.shared import SharedCluster
+
+log = logging.getLogger(__name__)
+
+LIST_PAGE_SIZE = 500
+WATCH_TIMEOUT_SECONDS = 300
+
+
+class _GoneError(Exception):
+    """The watch's resourceVersion is too old: relist."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Kind:
+    name: str
+    lister: Callable[..., Any]
+    convert: Callable[[Any], Any]
+    replace: Callable[[list[Any]], None]
+    upsert: Callable[[Any], None]
+    delete: Callable[[Any], None]
+
+
+class ClusterCache(SharedCluster):
+    """Keeps a ``ClusterState`` in step with the API server."""
+
+    def __init__(
+        self,
+        api: client.ApiClient,
+        *,
+        agent_label: str,
+        assume_timeout: float,
+        backoff_max: float,
+        metrics: Metrics,
+        gpu_resource: str,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(assume_timeout=assume_timeout, clock=clock)
+        self._core = client.CoreV1Api(api)
+        self._agent_label = agent_label
+        self._backoff_max = backoff_max
+        self._metrics = metrics
+        self._gpu_resource = gpu_resource
+        self._synced = {"node": threading.Event(), "pod": threading.Event()}
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._watches: list[watch.Watch] = []
+        self._gpu_series: set[str] = set()
+
+    @property
+    def synced(self) -> bool:
+        return all(e.is_set() for e in self._synced.values())
+
+    def wait_synced(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        return all(e.wait(max(deadline - time.monotonic(), 0)) for e in self._synced.values())
+
+    # -- lifecycle ------------------------------------------------------------
+    def start(self) -> None:
+        kinds = (
+            _Kind(
+                "node",
+                self._core.list_node,
+                node_from_json,
+                self.state.replace_nodes,
+                self.state.upsert_node,
+                lambda n: self.state.delete_node(n.name),
+            ),
+            _Kind(
+                "pod",
+                self._core.list_pod_for_all_namespaces,
+                lambda o: pod_from_json(o, self._agent_label),
+                self.state.replace_pods,
+                self.state.upsert_pod,
+                lambda p: self.state.delete_pod(p.uid),
+            ),
+        )
+        for kind in kinds:
+            thread = threading.Thread(
+                target=self._run, args=(kind,), name=f"watch-{kind.name}", daemon=True
+            )
+            self._threads.append(thread)
+            thread.start()
+        expiry = threading.Thread(target=self._expire_loop, name="assume-expiry", daemon=True)
+        self._threads.append(expiry)
+        expiry.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for w in list(self._watches):
+            w.stop()
+
+    # -- internals --------------------------------------------------------------
+    def _run(self, kind: _Kind) -> None:
+        backoff = 0.5
+        version: str | None = None
+        while not self._stop.is_set():
+            try:
+                if version is None:
+                    version = self._list(kind)
+                    self._synced[kind.name].set()
+                    self._refresh_gauges()
+                version = self._watch(kind, version)
+                backoff = 0.5
+            except _GoneError:
+                log.info("watch of %ss expired (410 Gone); relisting", kind.name)
+                self._metrics.watch_restarts.labels(kind.name, "gone").inc()
+                version = None
+            except Exception as exc:
+                if isinstance(exc, ApiException) and exc.status == 410:
+                    self._metrics.watch_restarts.labels(kind.name, "gone").inc()
+                    version = None
+                    continue
+                if self._stop.is_set():
+                    return
+                self._metrics.watch_restarts.labels(kind.name, "error").inc()
+                delay = backoff * (0.5 + random.random())
+                log.warning("watch of %ss failed (%s); retrying in %.1fs", kind.name, exc, delay)
+                self._stop.wait(delay)
+                backoff = min(backoff * 2, self._backoff_max)
+
+    def _list(self, kind: _Kind) -> str:
+        items: list[Any] = []
+        token: str | None = None
+        while True:
+            response = kind.lister(
+                limit=LIST_PAGE_SIZE, _continue=token, _preload_content=False, _request_timeout=60
+            )
+            body = json.loads(response.data)
+            for raw in body.get("items", []):
+                converted = self._convert(kind, raw)
+                if converted is not None:
+                    items.append(converted)
+            token = body.get("metadata", {}).get("continue") or None
+            if token is None:
+                version: str = body["metadata"]["resourceVersion"]
+                break
+        with self._lock:
+            kind.replace(items)
+            self.publish_locked()
+        log.info("listed %d %ss at resourceVersion %s", len(items), kind.name, version)
+        return version
+
+    def _watch(self, kind: _Kind, version: str) -> str:
+        w = watch.Watch()
+        self._watches.append(w)
+        try:
+            for event in self._events(w, kind, version):
+                kind_of_event = event["type"]
+                raw = event["raw_object"]
+                if kind_of_event == "ERROR":
+                    if raw.get("code") == 410:
+                        raise _GoneError
+                    raise RuntimeError(f"watch error: {raw.get('message', raw)}")
+                version = raw.get("metadata", {}).get("resourceVersion", version)
+                if kind_of_event == "BOOKMARK":
+                    continue
+                converted = self._convert(kind, raw)
+                if converted is None:
+                    continue
+                with self._lock:
+                    if kind_of_event == "DELETED":
+                        kind.delete(converted)
+                    else:
+                        kind.upsert(converted)
+                    self.publish_locked()
+        finally:
+            self._watches.remove(w)
+        self._metrics.watch_restarts.labels(kind.name, "timeout").inc()
+        return version
+
+    @staticmethod
+    def _events(w: watch.Watch, kind: _Kind, version: str) -> Iterator[dict[str, Any]]:
+        stream: Iterator[dict[str, Any]] = w.stream(
+            kind.lister,
+            resource_version=version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=WATCH_TIMEOUT_SECONDS,
+            deserialize=False,
+        )
+        return stream
+
+    def _convert(self, kind: _Kind, raw: Any) -> Node | Pod | None:
+        try:
+            converted: Node | Pod = kind.convert(raw)
+        except ValidationError as exc:
+            name = raw.get("metadata", {}).get("name") if isinstance(raw, dict) else None
+            log.warning("ignoring malformed %s %r: %s", kind.name, name, exc)
+            return None
+        return converted
+
+    def publish_locked(self) -> None:
+        self.state.synced = self.synced
+        super().publish_locked()
+
+    def _expire_loop(self) -> None:
+        while not self._stop.wait(1.0):
+            expired = self.expire()
+            for assumption in expired:
+                log.warning(
+                    "assumed pod %s on %s expired: no watch event confirmed the bind",
+                    assumption.pod.key,
+                    assumption.node_name,
+                )
+            self._metrics.assumed_expired.inc(len(expired))
+            self._refresh_gauges()
+
+    def _refresh_gauges(self) -> None:
+        with self._lock:
+            nodes, pods = self.state.counts
+            assumed = self.state.assumed_count
+        self._metrics.cache_objects.labels("node").set(nodes)
+        self._metrics.cache_objects.labels("pod").set(pods)
+        self._metrics.assumed_pods.set(assumed)
+        self._metrics.cache_synced.set(1 if self.synced else 0)
+        snapshot = self._published
+        for gone in self._gpu_series - set(snapshot.nodes):
+            for series in ("allocatable", "allocated"):
+                self._metrics.node_gpus.remove(gone, series)
+        self._gpu_series = {
+            n for n, s in snapshot.nodes.items() if s.allocatable(self._gpu_resource)
+        }
+        for state in snapshot.nodes.values():
+            total = state.allocatable(self._gpu_resource)
+            if total:
+                self._metrics.node_gpus.labels(state.name, "allocatable").set(total)
+                self._metrics.node_gpus.labels(state.name, "allocated").set(
+                    total - state.free(self._gpu_resource)
+                )

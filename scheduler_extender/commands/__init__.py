@@ -1,0 +1,1 @@
+"""CLI subcommands, one module each, listed in ``scheduler_extender.cli``."""

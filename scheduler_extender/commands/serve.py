@@ -1,0 +1,132 @@
+"""``scheduler-extender serve``: the extender HTTP service."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+from kubernetes import client
+
+from scheduler_extender.adapters.kube.binder import KubeBinder
+from scheduler_extender.adapters.kube.cache import ClusterCache
+from scheduler_extender.adapters.metrics import Metrics
+from scheduler_extender.api.app import AppConfig, create_app
+from scheduler_extender.commands.common import kube_client
+from scheduler_extender.config import Settings
+from scheduler_extender.domain.filtering import FilterRules
+from scheduler_extender.domain.popularity import Popularity, StaticPopularity
+from scheduler_extender.domain.scoring.registry import Scorer
+from scheduler_extender.service.extender import Extender
+
+log = logging.getLogger(__name__)
+
+FLAGS = ["kubeconfig", "host", "port", "url_prefix", "log_level", "log_format", "debug_endpoints",
+         "tls_cert_file", "tls_key_file", "tls_client_ca_file"]  # fmt: skip
+
+
+def add_parser(subparsers: Any) -> None:
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "serve",
+        help="run the extender HTTP service (filter, prioritize, bind)",
+        description="Serve the kube-scheduler extender webhooks. Every flag can also be set "
+        "with an environment variable SCHEDULER_EXTENDER_<FLAG> (e.g. SCHEDULER_EXTENDER_PORT).",
+    )
+    p.add_argument("--kubeconfig", type=Path, help="kubeconfig file (default: in-cluster config)")
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port to listen on (default 8888)")
+    p.add_argument(
+        "--url-prefix", dest="url_prefix", help="path prefix of the verbs (default /scheduler)"
+    )
+    p.add_argument("--debug-endpoints", dest="debug_endpoints", action="store_true", default=None,
+                   help="enable /debug/scores")  # fmt: skip
+    p.add_argument(
+        "--tls-cert-file", dest="tls_cert_file", type=Path, help="serve HTTPS with this certificate"
+    )
+    p.add_argument(
+        "--tls-key-file", dest="tls_key_file", type=Path, help="private key of --tls-cert-file"
+    )
+    p.add_argument("--tls-client-ca-file", dest="tls_client_ca_file", type=Path,
+                   help="require client certificates signed by this CA")  # fmt: skip
+    p.set_defaults(run=run, settings_fields=FLAGS)
+
+
+@dataclass
+class Service:
+    app: FastAPI
+    cache: ClusterCache
+    metrics: Metrics
+
+
+def build(settings: Settings, api: client.ApiClient) -> Service:
+    metrics = Metrics()
+    cache = ClusterCache(
+        api,
+        agent_label=settings.agent_label,
+        assume_timeout=settings.assume_timeout_seconds,
+        backoff_max=settings.watch_backoff_max_seconds,
+        metrics=metrics,
+        gpu_resource=settings.gpu_resource,
+    )
+    popularity = StaticPopularity(
+        Popularity(MappingProxyType(dict(settings.static_popularity)), source="static")
+    )
+    extender = Extender(
+        cluster=cache,
+        binder=KubeBinder(api, agent_label=settings.agent_label),
+        popularity=popularity,
+        scorer=Scorer.from_weights(settings.score_weights),
+        rules=FilterRules(max_agent_replicas_per_node=settings.max_agent_replicas_per_node),
+        gpu_resource=settings.gpu_resource,
+    )
+
+    def cache_ready() -> tuple[bool, dict[str, Any]]:
+        snapshot = cache.snapshot()
+        return cache.synced, {"synced": cache.synced, "nodes": len(snapshot.nodes)}
+
+    config = AppConfig(
+        url_prefix=settings.url_prefix,
+        max_body_bytes=settings.max_body_bytes,
+        debug_endpoints=settings.debug_endpoints,
+        agent_label=settings.agent_label,
+        readiness={"cache": cache_ready},
+    )
+    return Service(create_app(extender, metrics, config), cache, metrics)
+
+
+def tls_options(settings: Settings) -> dict[str, Any]:
+    if settings.tls_cert_file is None:
+        return {}
+    options: dict[str, Any] = {
+        "ssl_certfile": str(settings.tls_cert_file),
+        "ssl_keyfile": str(settings.tls_key_file) if settings.tls_key_file else None,
+    }
+    if settings.tls_client_ca_file is not None:
+        options["ssl_ca_certs"] = str(settings.tls_client_ca_file)
+        options["ssl_cert_reqs"] = ssl.CERT_REQUIRED
+    return options
+
+
+def run(args: argparse.Namespace) -> int:
+    settings: Settings = args.settings
+    service = build(settings, kube_client(settings.kubeconfig))
+    service.cache.start()
+    log.info("serving the extender on %s:%d%s", settings.host, settings.port, settings.url_prefix)
+    try:
+        uvicorn.run(
+            service.app,
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            access_log=False,
+            **tls_options(settings),
+        )
+    finally:
+        service.cache.stop()
+    return 0

@@ -1,0 +1,272 @@
+"""Cluster accounting: what each node has allocated, and immutable snapshots of it.
+
+``ClusterState`` is the single mutable model behind the watch-fed cache. It is
+not thread-safe by itself; the cache adapter serialises writers. Readers never
+touch it: they get a ``Snapshot``, an immutable view rebuilt only for the nodes
+that changed since the previous one.
+
+A pod counts against a node when the watch says it is bound there (and it is
+not terminal), or when we bound it ourselves and the watch has not caught up
+yet ("assumed"). An assumption that no watch event confirms within its
+deadline expires, so a lost bind never leaks capacity for long.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from scheduler_extender.domain.objects import Node, Pod
+from scheduler_extender.domain.resources import PODS, Resources
+
+
+@dataclass(frozen=True, slots=True)
+class NodeState:
+    """One node with what is allocated on it, frozen at snapshot time."""
+
+    node: Node
+    requested: Resources
+    pod_count: int
+    agents: Mapping[str, int]  # agent -> replicas on this node
+
+    @property
+    def name(self) -> str:
+        return self.node.name
+
+    def allocatable(self, resource: str) -> int:
+        return self.node.allocatable.get(resource)
+
+    def free(self, resource: str) -> int:
+        if resource == PODS:
+            return self.node.allocatable.get(PODS) - self.pod_count
+        return self.node.allocatable.get(resource) - self.requested.get(resource)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """An immutable view of the cluster used to answer one request."""
+
+    nodes: Mapping[str, NodeState]
+    agent_replicas: Mapping[str, int]  # agent -> non-terminal pods, placed or pending
+    version: int = 0
+    synced: bool = True
+
+    def get(self, name: str) -> NodeState | None:
+        return self.nodes.get(name)
+
+    def with_unknown_nodes(self, nodes: Iterable[Node]) -> Snapshot:
+        """This snapshot plus, as empty nodes, those it does not know yet.
+
+        Used when kube-scheduler sends full node objects (nodeCacheCapable
+        false) for nodes our watch has not delivered yet.
+        """
+        extra = {n.name: _NodeTotals(n).freeze() for n in nodes if n.name not in self.nodes}
+        if not extra:
+            return self
+        merged = {**self.nodes, **extra}
+        return Snapshot(MappingProxyType(merged), self.agent_replicas, self.version, self.synced)
+
+
+EMPTY_SNAPSHOT = Snapshot(nodes=MappingProxyType({}), agent_replicas=MappingProxyType({}))
+
+
+@dataclass(slots=True)
+class _NodeTotals:
+    node: Node
+    requested: dict[str, int] = field(default_factory=dict)
+    pod_count: int = 0
+    agents: Counter[str] = field(default_factory=Counter)
+
+    def add(self, pod: Pod, sign: int) -> None:
+        for name, value in pod.requests.amounts.items():
+            self.requested[name] = self.requested.get(name, 0) + sign * value
+        self.pod_count += sign
+        if pod.agent:
+            self.agents[pod.agent] += sign
+            if self.agents[pod.agent] <= 0:
+                del self.agents[pod.agent]
+
+    def freeze(self) -> NodeState:
+        return NodeState(
+            node=self.node,
+            requested=Resources.of(self.requested),
+            pod_count=self.pod_count,
+            agents=MappingProxyType(dict(self.agents)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Assumption:
+    pod: Pod
+    node_name: str
+    deadline: float
+
+
+class ClusterState:
+    """Mutable node/pod accounting fed by watch events and our own binds."""
+
+    def __init__(self) -> None:
+        self._nodes: dict[str, _NodeTotals] = {}
+        self._pods: dict[str, Pod] = {}  # uid -> latest watched pod
+        self._uid_by_key: dict[str, str] = {}  # namespace/name -> uid
+        self._assumed: dict[str, Assumption] = {}  # uid -> our bind, not yet watched
+        self._placed: dict[str, tuple[str, Pod]] = {}  # uid -> (node, pod as accounted)
+        self._agent_replicas: Counter[str] = Counter()
+        self._frozen: dict[str, NodeState] = {}
+        self._dirty: set[str] = set()
+        self._version = 0
+        self._snapshot: Snapshot = EMPTY_SNAPSHOT
+        self.synced = False
+
+    # -- nodes -------------------------------------------------------------
+    def upsert_node(self, node: Node) -> None:
+        totals = self._nodes.get(node.name)
+        if totals is None:
+            self._nodes[node.name] = totals = _NodeTotals(node)
+            # Pods may have been watched before their node: account them now.
+            for node_name, pod in self._placed.values():
+                if node_name == node.name:
+                    totals.add(pod, +1)
+        else:
+            totals.node = node
+        self._touch(node.name)
+
+    def delete_node(self, name: str) -> None:
+        if self._nodes.pop(name, None) is not None:
+            self._frozen.pop(name, None)
+            self._dirty.discard(name)
+            self._version += 1
+
+    def replace_nodes(self, nodes: list[Node]) -> None:
+        """Relist: make the node set exactly ``nodes``."""
+        keep = {n.name for n in nodes}
+        for name in [n for n in self._nodes if n not in keep]:
+            self.delete_node(name)
+        for node in nodes:
+            self.upsert_node(node)
+
+    # -- pods --------------------------------------------------------------
+    def upsert_pod(self, pod: Pod) -> None:
+        old = self._pods.get(pod.uid)
+        self._pods[pod.uid] = pod
+        self._uid_by_key[pod.key] = pod.uid
+        if old is None and not pod.terminal and pod.agent:
+            self._agent_replicas[pod.agent] += 1
+        elif old is not None and not old.terminal and pod.terminal and old.agent:
+            self._drop_agent(old.agent)
+        if pod.node_name:
+            self._assumed.pop(pod.uid, None)  # the watch confirms (or overrides) our bind
+        self._reaccount(pod.uid)
+
+    def delete_pod(self, uid: str) -> None:
+        old = self._pods.pop(uid, None)
+        if old is not None:
+            if self._uid_by_key.get(old.key) == uid:
+                del self._uid_by_key[old.key]
+            if not old.terminal and old.agent:
+                self._drop_agent(old.agent)
+        self._assumed.pop(uid, None)
+        self._reaccount(uid)
+
+    def replace_pods(self, pods: list[Pod]) -> None:
+        """Relist: make the pod set exactly ``pods`` (assumptions are kept)."""
+        keep = {p.uid for p in pods}
+        for uid in [u for u in self._pods if u not in keep]:
+            self.delete_pod(uid)
+        for pod in pods:
+            self.upsert_pod(pod)
+
+    def pod(self, uid: str) -> Pod | None:
+        return self._pods.get(uid)
+
+    def find_pod(self, namespace: str, name: str) -> Pod | None:
+        uid = self._uid_by_key.get(f"{namespace}/{name}")
+        return self._pods.get(uid) if uid is not None else None
+
+    def pods(self) -> Iterator[Pod]:
+        return iter(self._pods.values())
+
+    # -- our own binds -----------------------------------------------------
+    def assume(self, pod: Pod, node_name: str, deadline: float) -> None:
+        """Count ``pod`` on ``node_name`` until the watch confirms it or ``deadline``."""
+        if pod.uid not in self._pods:
+            self._pods[pod.uid] = pod
+            self._uid_by_key[pod.key] = pod.uid
+            if pod.agent:
+                self._agent_replicas[pod.agent] += 1
+        self._assumed[pod.uid] = Assumption(pod, node_name, deadline)
+        self._reaccount(pod.uid)
+
+    def forget(self, uid: str) -> None:
+        """Drop an assumption whose bind failed."""
+        if self._assumed.pop(uid, None) is not None:
+            self._reaccount(uid)
+
+    def expire(self, now: float) -> list[Assumption]:
+        expired = [a for a in self._assumed.values() if a.deadline <= now]
+        for assumption in expired:
+            self.forget(assumption.pod.uid)
+        return expired
+
+    @property
+    def assumed_count(self) -> int:
+        return len(self._assumed)
+
+    def placement(self, uid: str) -> str | None:
+        """The node a pod is accounted on, if any."""
+        placed = self._placed.get(uid)
+        return placed[0] if placed else None
+
+    # -- snapshots ---------------------------------------------------------
+    def snapshot(self) -> Snapshot:
+        if self._dirty or self._snapshot.version != self._version:
+            for name in self._dirty:
+                self._frozen[name] = self._nodes[name].freeze()
+            self._dirty.clear()
+            self._snapshot = Snapshot(
+                nodes=MappingProxyType(dict(self._frozen)),
+                agent_replicas=MappingProxyType(dict(self._agent_replicas)),
+                version=self._version,
+                synced=self.synced,
+            )
+        return self._snapshot
+
+    @property
+    def counts(self) -> tuple[int, int]:
+        """(nodes, pods) held."""
+        return len(self._nodes), len(self._pods)
+
+    # -- internals ---------------------------------------------------------
+    def _drop_agent(self, agent: str) -> None:
+        self._agent_replicas[agent] -= 1
+        if self._agent_replicas[agent] <= 0:
+            del self._agent_replicas[agent]
+        self._version += 1
+
+    def _target(self, uid: str) -> tuple[str, Pod] | None:
+        pod = self._pods.get(uid)
+        if pod is not None and pod.holds_resources:
+            return pod.node_name, pod
+        assumption = self._assumed.get(uid)
+        if assumption is not None and (pod is None or not pod.terminal):
+            return assumption.node_name, assumption.pod
+        return None
+
+    def _reaccount(self, uid: str) -> None:
+        old = self._placed.pop(uid, None)
+        new = self._target(uid)
+        if old is not None and (old_totals := self._nodes.get(old[0])) is not None:
+            old_totals.add(old[1], -1)
+            self._touch(old[0])
+        if new is not None:
+            self._placed[uid] = new
+            if (new_totals := self._nodes.get(new[0])) is not None:
+                new_totals.add(new[1], +1)
+                self._touch(new[0])
+        self._version += 1
+
+    def _touch(self, name: str) -> None:
+        self._dirty.add(name)
+        self._version += 1

@@ -1,0 +1,1 @@
+"""Node scoring: one module per policy, combined by configured weights."""

@@ -1,0 +1,70 @@
+"""A ``ClusterState`` shared between writer threads and lock-free readers."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+
+from scheduler_extender.domain.cluster import Assumption, ClusterState, Snapshot
+from scheduler_extender.domain.objects import Pod
+
+
+class SharedCluster:
+    """Serialises writers with a lock and publishes an immutable snapshot.
+
+    Readers call ``snapshot()`` and never wait: they get the last published
+    value. Writers (watch events, binds, expiry) hold the lock while they
+    mutate and publish.
+    """
+
+    def __init__(
+        self, *, assume_timeout: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.state = ClusterState()
+        self._lock = threading.RLock()
+        self._assume_timeout = assume_timeout
+        self._clock = clock
+        self._published = self.state.snapshot()
+
+    def snapshot(self) -> Snapshot:
+        return self._published
+
+    def locked(self) -> AbstractContextManager[object]:
+        """The writer lock, for check-then-assume sequences."""
+        return self._lock
+
+    def publish_locked(self) -> None:
+        self._published = self.state.snapshot()
+
+    def find_pod(self, namespace: str, name: str) -> Pod | None:
+        with self._lock:
+            return self.state.find_pod(namespace, name)
+
+    def placement(self, uid: str) -> str | None:
+        with self._lock:
+            return self.state.placement(uid)
+
+    def assume_locked(self, pod: Pod, node_name: str) -> None:
+        self.state.assume(pod, node_name, self._clock() + self._assume_timeout)
+        self.publish_locked()
+
+    def forget(self, uid: str) -> None:
+        with self._lock:
+            self.state.forget(uid)
+            self.publish_locked()
+
+    def remember_pod(self, pod: Pod) -> None:
+        """Record a pod fetched directly because the watch had not delivered it yet."""
+        with self._lock:
+            if self.state.pod(pod.uid) is None:
+                self.state.upsert_pod(pod)
+                self.publish_locked()
+
+    def expire(self) -> list[Assumption]:
+        with self._lock:
+            expired = self.state.expire(self._clock())
+            if expired:
+                self.publish_locked()
+            return expired

@@ -1,0 +1,112 @@
+"""Filter, prioritize and bind, on a cluster snapshot."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from scheduler_extender.domain.cluster import NodeState
+from scheduler_extender.domain.filtering import FilterOutcome, FilterRules, check_node, filter_nodes
+from scheduler_extender.domain.objects import Node, Pod
+from scheduler_extender.domain.popularity import PopularitySource
+from scheduler_extender.domain.ports import BindConflictError, Binder, ClusterView
+from scheduler_extender.domain.scoring.policy import ScoringContext
+from scheduler_extender.domain.scoring.registry import NodeScore, Scorer
+
+log = logging.getLogger(__name__)
+
+
+class BindError(Exception):
+    """A bind that must be reported to kube-scheduler as failed."""
+
+    def __init__(self, message: str, outcome: str) -> None:
+        super().__init__(message)
+        self.outcome = outcome  # a bounded metric label
+
+
+@dataclass(frozen=True, slots=True)
+class BindRequest:
+    namespace: str
+    name: str
+    uid: str
+    node: str
+
+
+@dataclass
+class Extender:
+    cluster: ClusterView
+    binder: Binder
+    popularity: PopularitySource
+    scorer: Scorer
+    rules: FilterRules
+    gpu_resource: str
+
+    def filter(
+        self, pod: Pod, names: Iterable[str], *, sent_nodes: Sequence[Node] = ()
+    ) -> FilterOutcome:
+        """``sent_nodes``: node objects kube-scheduler sent (nodeCacheCapable false)."""
+        snapshot = self.cluster.snapshot().with_unknown_nodes(sent_nodes)
+        return filter_nodes(pod, names, snapshot, self.rules)
+
+    def prioritize(
+        self, pod: Pod, names: Sequence[str], *, sent_nodes: Sequence[Node] = ()
+    ) -> list[NodeScore]:
+        snapshot = self.cluster.snapshot().with_unknown_nodes(sent_nodes)
+        known: list[NodeState] = []
+        unknown: list[str] = []
+        for name in dict.fromkeys(names):
+            state = snapshot.get(name)
+            if state is None:
+                unknown.append(name)
+            else:
+                known.append(state)
+        ctx = ScoringContext(snapshot, self.popularity.current(), self.gpu_resource)
+        scores = self.scorer.score(pod, known, ctx)
+        # Nodes we know nothing about get the lowest score rather than none.
+        return scores + [NodeScore(name, 0, {}) for name in unknown]
+
+    def bind(self, request: BindRequest) -> str:
+        """Bind the pod; returns the outcome label. Raises BindError."""
+        pod = self.cluster.find_pod(request.namespace, request.name)
+        if pod is None or pod.uid != request.uid:
+            # The watch may lag behind pod creation: ask the API server.
+            pod = self.binder.fetch_pod(request.namespace, request.name)
+            if pod is None:
+                raise BindError(f"pod {request.namespace}/{request.name} not found", "not_found")
+            self.cluster.remember_pod(pod)
+        if pod.uid != request.uid:
+            raise BindError(
+                f"pod {pod.key} has UID {pod.uid}, not {request.uid}: it was recreated",
+                "uid_mismatch",
+            )
+        if pod.node_name == request.node:
+            return "already_bound"
+        if pod.node_name:
+            raise BindError(f"pod {pod.key} is already bound to {pod.node_name}", "bound_elsewhere")
+        self._reserve(pod, request.node)
+        try:
+            self.binder.bind(pod, request.node)
+        except BindConflictError:
+            current = self.binder.fetch_pod(request.namespace, request.name)
+            if current is not None and current.uid == pod.uid and current.node_name == request.node:
+                return "already_bound"
+            self.cluster.forget(pod.uid)
+            where = current.node_name if current else "nowhere (deleted)"
+            raise BindError(f"pod {pod.key} is bound to {where}", "conflict") from None
+        except Exception as exc:
+            self.cluster.forget(pod.uid)
+            raise BindError(f"binding {pod.key} to {request.node} failed: {exc}", "error") from exc
+        return "bound"
+
+    def _reserve(self, pod: Pod, node: str) -> None:
+        """Check capacity and assume the pod, atomically with other binds."""
+        with self.cluster.locked():
+            if self.cluster.placement(pod.uid) == node:
+                return  # a retried bind: our earlier assumption already holds the room
+            rejection = check_node(pod, self.cluster.snapshot().get(node), self.rules)
+            if rejection is not None:
+                raise BindError(
+                    f"cannot bind {pod.key} to {node}: {rejection.message}", "insufficient"
+                )
+            self.cluster.assume_locked(pod, node)
