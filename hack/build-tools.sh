@@ -5,16 +5,14 @@
 #
 # Versions are pinned by the wrapper modules in hack/tools/<tool>/go.mod.
 # Idempotent: a tool whose binaries are already in the cache is not rebuilt.
+#
+# --print-dirs prints "<tool> <version> <directory>" per tool and exits; the
+# Python launcher (scheduler_extender/devcluster/tools.py) resolves the same
+# directories and a unit test checks that both agree.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cache="${SCHEDULER_EXTENDER_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/scheduler-extender/bin}"
-
-if ! command -v go >/dev/null 2>&1; then
-  echo "error: the Go toolchain (go >= 1.26) is needed to build the control-plane tools," >&2
-  echo "       but 'go' is not on PATH. Install Go from https://go.dev/dl/ and re-run 'make tools'." >&2
-  exit 1
-fi
 
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-buildvcs=false
 
@@ -53,6 +51,20 @@ ldflags_for() {
     *) echo "-s -w" ;;
   esac
 }
+
+if [[ ${1:-} == --print-dirs ]]; then
+  for tool in "${order[@]}"; do
+    version=$(version_of "$tool")
+    echo "$tool $version $cache/$tool-$version"
+  done
+  exit 0
+fi
+
+if ! command -v go >/dev/null 2>&1; then
+  echo "error: the Go toolchain (go >= 1.26) is needed to build the control-plane tools," >&2
+  echo "       but 'go' is not on PATH. Install Go from https://go.dev/dl/ and re-run 'make tools'." >&2
+  exit 1
+fi
 
 i=0
 for tool in "${order[@]}"; do

@@ -19,6 +19,7 @@ from scheduler_extender.adapters.metrics import Metrics
 from scheduler_extender.api import wire
 from scheduler_extender.api.errors import client_error, validation_error
 from scheduler_extender.api.limits import BodySizeLimit
+from scheduler_extender.api.responses import json_reply
 from scheduler_extender.domain.filtering import FilterOutcome
 from scheduler_extender.domain.objects import Node
 from scheduler_extender.service.extender import BindError, BindRequest, Extender
@@ -111,7 +112,7 @@ def create_app(extender: Extender, metrics: Metrics, config: AppConfig) -> FastA
         outcome = extender.filter(pod, names, sent_nodes=nodes)
         _count_rejections(metrics, outcome)
         metrics.decisions.labels("filter", "feasible" if outcome.passed else "none_feasible").inc()
-        return JSONResponse(_filter_reply(args, outcome))
+        return json_reply(_filter_reply(args, outcome))
 
     @app.post(f"{prefix}/prioritize", openapi_extra=_schema(wire.ExtenderArgs), tags=["extender"])
     @timed("prioritize")
@@ -127,7 +128,7 @@ def create_app(extender: Extender, metrics: Metrics, config: AppConfig) -> FastA
         scores = extender.prioritize(pod, names, sent_nodes=nodes)
         metrics.decisions.labels("prioritize", "scored").inc()
         # HostPriorityList: a bare JSON array.
-        return JSONResponse([{"Host": s.host, "Score": s.score} for s in scores])
+        return json_reply([{"Host": h, "Score": s} for h, s in scores.pairs()])
 
     @app.post(f"{prefix}/bind", openapi_extra=_schema(wire.ExtenderBindingArgs), tags=["extender"])
     @timed("bind")

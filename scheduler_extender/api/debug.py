@@ -23,17 +23,20 @@ def add_debug_routes(app: FastAPI, extender: Extender) -> None:
             return client_error(f"pod: {pod} is not in the cache", 404)
         nodes = list(extender.cluster.snapshot().nodes)
         verdict = extender.filter(found, nodes)
-        ranked = sorted(
-            extender.prioritize(found, verdict.passed), key=lambda s: s.score, reverse=True
-        )
+        table = extender.prioritize(found, verdict.passed, explain=True)
+        ranked = sorted(range(len(table.hosts)), key=lambda i: table.scores[i], reverse=True)
         return JSONResponse(
             {
                 "pod": found.key,
                 "agent": found.agent,
                 "popularity": extender.popularity.current().rate(found.agent),
                 "scores": [
-                    {"node": s.host, "score": s.score, "contributions": dict(s.contributions)}
-                    for s in ranked[:limit]
+                    {
+                        "node": table.hosts[i],
+                        "score": table.scores[i],
+                        "contributions": {k: v[i] for k, v in table.contributions.items()},
+                    }
+                    for i in ranked[:limit]
                 ],
                 "rejected": {n: r.message for n, r in list(verdict.failed.items())[:limit]},
             }

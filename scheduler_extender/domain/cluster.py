@@ -18,8 +18,12 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from scheduler_extender.domain.columns import ColumnBuilder, Columns
 from scheduler_extender.domain.objects import Node, Pod
 from scheduler_extender.domain.resources import PODS, Resources
+
+# A node that does not declare a pod limit is not limited by pod count.
+_UNLIMITED = 2**62
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,20 +32,22 @@ class NodeState:
 
     node: Node
     requested: Resources
-    pod_count: int
     agents: Mapping[str, int]  # agent -> replicas on this node
+    free_amounts: Mapping[str, int]  # allocatable - requested, per resource
 
     @property
     def name(self) -> str:
         return self.node.name
 
+    @property
+    def pod_count(self) -> int:
+        return self.requested.get(PODS)
+
     def allocatable(self, resource: str) -> int:
         return self.node.allocatable.get(resource)
 
     def free(self, resource: str) -> int:
-        if resource == PODS:
-            return self.node.allocatable.get(PODS) - self.pod_count
-        return self.node.allocatable.get(resource) - self.requested.get(resource)
+        return self.free_amounts.get(resource, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +55,7 @@ class Snapshot:
     """An immutable view of the cluster used to answer one request."""
 
     nodes: Mapping[str, NodeState]
+    columns: Columns
     agent_replicas: Mapping[str, int]  # agent -> non-terminal pods, placed or pending
     version: int = 0
     synced: bool = True
@@ -60,40 +67,70 @@ class Snapshot:
         """This snapshot plus, as empty nodes, those it does not know yet.
 
         Used when kube-scheduler sends full node objects (nodeCacheCapable
-        false) for nodes our watch has not delivered yet.
+        false) for nodes our watch has not delivered yet. Rebuilds the columns,
+        which is slow, but so is that mode.
         """
         extra = {n.name: _NodeTotals(n).freeze() for n in nodes if n.name not in self.nodes}
         if not extra:
             return self
         merged = {**self.nodes, **extra}
-        return Snapshot(MappingProxyType(merged), self.agent_replicas, self.version, self.synced)
+        return Snapshot(
+            MappingProxyType(merged),
+            columns_of(merged),
+            self.agent_replicas,
+            self.version,
+            self.synced,
+        )
 
 
-EMPTY_SNAPSHOT = Snapshot(nodes=MappingProxyType({}), agent_replicas=MappingProxyType({}))
+def columns_of(states: Mapping[str, NodeState]) -> Columns:
+    """Columns built from scratch (the incremental path must agree with this)."""
+    builder = ColumnBuilder()
+
+    def lookup(name: str) -> tuple[Mapping[str, int], Mapping[str, int]]:
+        return states[name].node.allocatable.amounts, states[name].free_amounts
+
+    agents: dict[str, dict[str, int]] = {}
+    for name, state in states.items():
+        builder.set_node(name, state.node.allocatable.amounts, state.free_amounts, lookup)
+        for agent, count in state.agents.items():
+            agents.setdefault(agent, {})[name] = count
+    for agent, where in agents.items():
+        builder.set_agent(agent, where)
+    return builder.freeze()
+
+
+def empty_snapshot() -> Snapshot:
+    return Snapshot(MappingProxyType({}), ColumnBuilder().freeze(), MappingProxyType({}))
 
 
 @dataclass(slots=True)
 class _NodeTotals:
     node: Node
     requested: dict[str, int] = field(default_factory=dict)
-    pod_count: int = 0
     agents: Counter[str] = field(default_factory=Counter)
 
     def add(self, pod: Pod, sign: int) -> None:
         for name, value in pod.requests.amounts.items():
             self.requested[name] = self.requested.get(name, 0) + sign * value
-        self.pod_count += sign
         if pod.agent:
             self.agents[pod.agent] += sign
             if self.agents[pod.agent] <= 0:
                 del self.agents[pod.agent]
 
     def freeze(self) -> NodeState:
+        allocatable = self.node.allocatable.amounts
+        free = {
+            name: allocatable.get(name, 0) - self.requested.get(name, 0)
+            for name in allocatable.keys() | self.requested.keys()
+        }
+        if PODS not in allocatable:
+            free[PODS] = _UNLIMITED
         return NodeState(
             node=self.node,
             requested=Resources.of(self.requested),
-            pod_count=self.pod_count,
             agents=MappingProxyType(dict(self.agents)),
+            free_amounts=MappingProxyType(free),
         )
 
 
@@ -114,10 +151,13 @@ class ClusterState:
         self._assumed: dict[str, Assumption] = {}  # uid -> our bind, not yet watched
         self._placed: dict[str, tuple[str, Pod]] = {}  # uid -> (node, pod as accounted)
         self._agent_replicas: Counter[str] = Counter()
+        self._agent_nodes: dict[str, Counter[str]] = {}  # agent -> node -> replicas
         self._frozen: dict[str, NodeState] = {}
+        self._columns = ColumnBuilder()
         self._dirty: set[str] = set()
+        self._dirty_agents: set[str] = set()
         self._version = 0
-        self._snapshot: Snapshot = EMPTY_SNAPSHOT
+        self._snapshot = empty_snapshot()
         self.synced = False
 
     # -- nodes -------------------------------------------------------------
@@ -129,6 +169,7 @@ class ClusterState:
             for node_name, pod in self._placed.values():
                 if node_name == node.name:
                     totals.add(pod, +1)
+            self._dirty_agents.update(self._agent_nodes)  # agents' rows now resolve
         else:
             totals.node = node
         self._touch(node.name)
@@ -137,6 +178,8 @@ class ClusterState:
         if self._nodes.pop(name, None) is not None:
             self._frozen.pop(name, None)
             self._dirty.discard(name)
+            self._columns.remove_node(name)
+            self._dirty_agents.update(self._agent_nodes)
             self._version += 1
 
     def replace_nodes(self, nodes: list[Node]) -> None:
@@ -221,16 +264,26 @@ class ClusterState:
 
     # -- snapshots ---------------------------------------------------------
     def snapshot(self) -> Snapshot:
-        if self._dirty or self._snapshot.version != self._version:
-            for name in self._dirty:
-                self._frozen[name] = self._nodes[name].freeze()
-            self._dirty.clear()
-            self._snapshot = Snapshot(
-                nodes=MappingProxyType(dict(self._frozen)),
-                agent_replicas=MappingProxyType(dict(self._agent_replicas)),
-                version=self._version,
-                synced=self.synced,
+        if not self._dirty and not self._dirty_agents and self._snapshot.version == self._version:
+            return self._snapshot
+        for name in self._dirty:
+            self._frozen[name] = self._nodes[name].freeze()
+        for name in self._dirty:
+            state = self._frozen[name]
+            self._columns.set_node(
+                name, state.node.allocatable.amounts, state.free_amounts, self._amounts_of
             )
+        for agent in self._dirty_agents:
+            self._columns.set_agent(agent, self._agent_nodes.get(agent, {}))
+        self._dirty.clear()
+        self._dirty_agents.clear()
+        self._snapshot = Snapshot(
+            nodes=MappingProxyType(dict(self._frozen)),
+            columns=self._columns.freeze(),
+            agent_replicas=MappingProxyType(dict(self._agent_replicas)),
+            version=self._version,
+            synced=self.synced,
+        )
         return self._snapshot
 
     @property
@@ -239,6 +292,10 @@ class ClusterState:
         return len(self._nodes), len(self._pods)
 
     # -- internals ---------------------------------------------------------
+    def _amounts_of(self, name: str) -> tuple[Mapping[str, int], Mapping[str, int]]:
+        state = self._frozen[name]
+        return state.node.allocatable.amounts, state.free_amounts
+
     def _drop_agent(self, agent: str) -> None:
         self._agent_replicas[agent] -= 1
         if self._agent_replicas[agent] <= 0:
@@ -257,15 +314,26 @@ class ClusterState:
     def _reaccount(self, uid: str) -> None:
         old = self._placed.pop(uid, None)
         new = self._target(uid)
-        if old is not None and (old_totals := self._nodes.get(old[0])) is not None:
-            old_totals.add(old[1], -1)
-            self._touch(old[0])
+        if old is not None:
+            self._count(old[0], old[1], -1)
         if new is not None:
             self._placed[uid] = new
-            if (new_totals := self._nodes.get(new[0])) is not None:
-                new_totals.add(new[1], +1)
-                self._touch(new[0])
+            self._count(new[0], new[1], +1)
         self._version += 1
+
+    def _count(self, node_name: str, pod: Pod, sign: int) -> None:
+        if pod.agent:
+            where = self._agent_nodes.setdefault(pod.agent, Counter())
+            where[node_name] += sign
+            if where[node_name] <= 0:
+                del where[node_name]
+            if not where:
+                del self._agent_nodes[pod.agent]
+            self._dirty_agents.add(pod.agent)
+        totals = self._nodes.get(node_name)
+        if totals is not None:
+            totals.add(pod, sign)
+            self._touch(node_name)
 
     def _touch(self, name: str) -> None:
         self._dirty.add(name)

@@ -3,6 +3,10 @@
 A rejection is *resolvable* when preempting pods on the node could make room
 (kube-scheduler may then try preemption) and *unresolvable* when nothing ever
 could, e.g. the node's total capacity is below the request.
+
+Candidates are tested all at once on the snapshot's columns. Rejections are
+grouped by cause, so a call that rejects thousands of nodes builds a handful
+of messages, as kube-scheduler's own plugins do ("Insufficient nvidia.com/gpu").
 """
 
 from __future__ import annotations
@@ -11,9 +15,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from scheduler_extender.domain.cluster import NodeState, Snapshot
+import numpy as np
+
+from scheduler_extender.domain.cluster import Snapshot
 from scheduler_extender.domain.objects import Pod
-from scheduler_extender.domain.resources import PODS
 
 
 class Reason(StrEnum):
@@ -23,7 +28,6 @@ class Reason(StrEnum):
     INSUFFICIENT = "insufficient_resources"
     EXCEEDS_CAPACITY = "exceeds_capacity"
     AGENT_LIMIT = "agent_replicas_per_node"
-    RESERVED = "reserved"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,47 +48,60 @@ class FilterOutcome:
     failed: dict[str, Rejection]
 
 
-def check_node(pod: Pod, state: NodeState | None, rules: FilterRules) -> Rejection | None:
-    """Why ``pod`` cannot go on the node, or None when it can."""
-    if state is None:
-        return Rejection(Reason.UNKNOWN_NODE, "node is not in the extender's cache", False)
-    over_capacity = [
-        name for name, amount in pod.requests.amounts.items() if amount > state.allocatable(name)
-    ]
-    if over_capacity:
-        detail = ", ".join(
-            f"{name}: requests {pod.requests.get(name)}, node has {state.allocatable(name)} in total"
-            for name in sorted(over_capacity)
-        )
-        return Rejection(Reason.EXCEEDS_CAPACITY, f"request exceeds node capacity ({detail})", True)
-    short = [name for name, amount in pod.requests.amounts.items() if amount > state.free(name)]
-    if state.free(PODS) < 1 and state.allocatable(PODS) > 0:
-        short.append(PODS)
-    if short:
-        detail = ", ".join(
-            f"{name}: {max(state.free(name), 0)} free, {pod.requests.get(name) or 1} requested"
-            for name in sorted(set(short))
-        )
-        return Rejection(Reason.INSUFFICIENT, f"insufficient resources ({detail})", False)
-    limit = rules.max_agent_replicas_per_node
-    if limit and pod.agent and state.agents.get(pod.agent, 0) >= limit:
-        return Rejection(
-            Reason.AGENT_LIMIT,
-            f"node already runs {limit} replicas of agent {pod.agent!r} (the limit)",
-            False,
-        )
-    return None
+_UNKNOWN = Rejection(Reason.UNKNOWN_NODE, "node is not in the extender's cache", False)
 
 
 def filter_nodes(
     pod: Pod, names: Iterable[str], snapshot: Snapshot, rules: FilterRules
 ) -> FilterOutcome:
-    passed: list[str] = []
-    failed: dict[str, Rejection] = {}
-    for name in dict.fromkeys(names):  # duplicates are answered once
-        rejection = check_node(pod, snapshot.get(name), rules)
-        if rejection is None:
-            passed.append(name)
-        else:
-            failed[name] = rejection
+    """Split ``names`` into nodes that can take ``pod`` and rejections with reasons."""
+    unique = list(dict.fromkeys(names))  # duplicates are answered once
+    columns = snapshot.columns
+    rows = columns.rows_of(unique)
+    known = rows >= 0
+    rows = np.where(known, rows, 0)
+    requested = sorted((r, a) for r, a in pod.requests.amounts.items() if a > 0)
+    # One bit per cause; a node's code says everything that is wrong with it.
+    code = np.where(known, 0, 1).astype(np.int64)
+    for i, (resource, amount) in enumerate(requested):
+        free = columns.free_of(resource, rows)
+        total = columns.allocatable_of(resource, rows)
+        short = free < amount
+        # free exceeds total only where a node sets no limit (pods): never "never".
+        code |= np.where(short, 1 << (2 * i + 1), 0)
+        code |= np.where(short & (total < amount), 1 << (2 * i + 2), 0)
+    limit = rules.max_agent_replicas_per_node
+    if limit and pod.agent:
+        at_limit = columns.agent_counts(pod.agent, rows) >= limit
+        code |= np.where(at_limit, 1 << (2 * len(requested) + 1), 0)
+    code[~known] = 1  # an unknown node has no other problems worth telling
+    passed = [unique[i] for i in np.flatnonzero(code == 0)]
+    failing = np.flatnonzero(code != 0)
+    rejections = {int(c): _explain(int(c), pod, requested, limit) for c in np.unique(code[failing])}
+    failed = {unique[i]: rejections[int(code[i])] for i in failing}
     return FilterOutcome(passed, failed)
+
+
+def check_node(pod: Pod, name: str, snapshot: Snapshot, rules: FilterRules) -> Rejection | None:
+    """Why ``pod`` cannot go on node ``name``, or None when it can."""
+    return filter_nodes(pod, [name], snapshot, rules).failed.get(name)
+
+
+def _explain(code: int, pod: Pod, requested: list[tuple[str, int]], limit: int) -> Rejection:
+    if code & 1:
+        return _UNKNOWN
+    never = [(r, a) for i, (r, a) in enumerate(requested) if code & (1 << (2 * i + 2))]
+    if never:
+        detail = ", ".join(f"{r} (requests {a})" for r, a in never)
+        return Rejection(
+            Reason.EXCEEDS_CAPACITY, f"node's total capacity is below the request: {detail}", True
+        )
+    short = [(r, a) for i, (r, a) in enumerate(requested) if code & (1 << (2 * i + 1))]
+    if short:
+        detail = ", ".join(f"{r} (requests {a})" for r, a in short)
+        return Rejection(Reason.INSUFFICIENT, f"Insufficient {detail}", False)
+    return Rejection(
+        Reason.AGENT_LIMIT,
+        f"node already runs {limit} replicas of agent {pod.agent!r} (the limit)",
+        False,
+    )

@@ -6,13 +6,14 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from scheduler_extender.domain.cluster import NodeState
+import numpy as np
+
 from scheduler_extender.domain.filtering import FilterOutcome, FilterRules, check_node, filter_nodes
 from scheduler_extender.domain.objects import Node, Pod
 from scheduler_extender.domain.popularity import PopularitySource
 from scheduler_extender.domain.ports import BindConflictError, Binder, ClusterView
 from scheduler_extender.domain.scoring.policy import ScoringContext
-from scheduler_extender.domain.scoring.registry import NodeScore, Scorer
+from scheduler_extender.domain.scoring.registry import Scorer, ScoreTable
 
 log = logging.getLogger(__name__)
 
@@ -50,21 +51,29 @@ class Extender:
         return filter_nodes(pod, names, snapshot, self.rules)
 
     def prioritize(
-        self, pod: Pod, names: Sequence[str], *, sent_nodes: Sequence[Node] = ()
-    ) -> list[NodeScore]:
+        self,
+        pod: Pod,
+        names: Sequence[str],
+        *,
+        sent_nodes: Sequence[Node] = (),
+        explain: bool = False,
+    ) -> ScoreTable:
+        """Scores for ``names``; nodes unknown to the cache get the lowest score."""
         snapshot = self.cluster.snapshot().with_unknown_nodes(sent_nodes)
-        known: list[NodeState] = []
-        unknown: list[str] = []
-        for name in dict.fromkeys(names):
-            state = snapshot.get(name)
-            if state is None:
-                unknown.append(name)
-            else:
-                known.append(state)
+        unique = list(dict.fromkeys(names))
+        rows = snapshot.columns.rows_of(unique)
+        known = rows >= 0
+        hosts = [unique[i] for i in np.flatnonzero(known)]
         ctx = ScoringContext(snapshot, self.popularity.current(), self.gpu_resource)
-        scores = self.scorer.score(pod, known, ctx)
-        # Nodes we know nothing about get the lowest score rather than none.
-        return scores + [NodeScore(name, 0, {}) for name in unknown]
+        table = self.scorer.score(pod, hosts, rows[known], ctx, explain=explain)
+        unknown = [unique[i] for i in np.flatnonzero(~known)]
+        if not unknown:
+            return table
+        return ScoreTable(
+            [*table.hosts, *unknown],
+            [*table.scores, *([0] * len(unknown))],
+            {k: [*v, *([0.0] * len(unknown))] for k, v in table.contributions.items()},
+        )
 
     def bind(self, request: BindRequest) -> str:
         """Bind the pod; returns the outcome label. Raises BindError."""
@@ -104,7 +113,7 @@ class Extender:
         with self.cluster.locked():
             if self.cluster.placement(pod.uid) == node:
                 return  # a retried bind: our earlier assumption already holds the room
-            rejection = check_node(pod, self.cluster.snapshot().get(node), self.rules)
+            rejection = check_node(pod, node, self.cluster.snapshot(), self.rules)
             if rejection is not None:
                 raise BindError(
                     f"cannot bind {pod.key} to {node}: {rejection.message}", "insufficient"

@@ -7,10 +7,9 @@ the fewest replicas of the pod's agent scores highest.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
-from scheduler_extender.domain.cluster import NodeState
+from scheduler_extender.domain.columns import FloatArray, IntArray
 from scheduler_extender.domain.objects import Pod
 from scheduler_extender.domain.scoring.policy import ScoringContext, neutral
 
@@ -19,11 +18,12 @@ from scheduler_extender.domain.scoring.policy import ScoringContext, neutral
 class AgentSpread:
     name: str = "agent_spread"
 
-    def score(self, pod: Pod, nodes: Sequence[NodeState], ctx: ScoringContext) -> list[float]:
-        if pod.agent is None:
-            return neutral(nodes)
-        counts = [state.agents.get(pod.agent, 0) for state in nodes]
-        most = max(counts, default=0)
+    def score(self, pod: Pod, rows: IntArray, ctx: ScoringContext) -> FloatArray:
+        if pod.agent is None or len(rows) == 0:
+            return neutral(rows)
+        counts = ctx.snapshot.columns.agent_counts(pod.agent, rows)
+        most = int(counts.max())
         if most == 0:
-            return neutral(nodes)
-        return [1.0 - count / (most + 1) for count in counts]
+            return neutral(rows)
+        result: FloatArray = 1.0 - counts / (most + 1)
+        return result

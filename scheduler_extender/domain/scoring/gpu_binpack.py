@@ -7,28 +7,30 @@ exact fit scores 1; an empty node scores lowest, so large pods still find one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
-from scheduler_extender.domain.cluster import NodeState
+import numpy as np
+
+from scheduler_extender.domain.columns import Columns, FloatArray, IntArray
 from scheduler_extender.domain.objects import Pod
 from scheduler_extender.domain.scoring.policy import ScoringContext, neutral
 
 
-def fill_after(state: NodeState, gpus: int, resource: str) -> float:
-    total = state.allocatable(resource)
-    if total <= 0:
-        return 0.0
-    used = total - state.free(resource) + gpus
-    return min(max(used / total, 0.0), 1.0)
+def fill_after(columns: Columns, rows: IntArray, gpus: int, resource: str) -> FloatArray:
+    """Fraction of each node's GPUs in use after placing ``gpus`` more."""
+    total = columns.allocatable_of(resource, rows)
+    used = total - columns.free_of(resource, rows) + gpus
+    fill = np.divide(used, total, out=np.zeros(len(rows)), where=total > 0)
+    clipped: FloatArray = np.clip(fill, 0.0, 1.0)
+    return clipped
 
 
 @dataclass(frozen=True, slots=True)
 class GpuBinPacking:
     name: str = "gpu_binpack"
 
-    def score(self, pod: Pod, nodes: Sequence[NodeState], ctx: ScoringContext) -> list[float]:
+    def score(self, pod: Pod, rows: IntArray, ctx: ScoringContext) -> FloatArray:
         gpus = pod.requests.get(ctx.gpu_resource)
         if gpus <= 0:
-            return neutral(nodes)
-        return [fill_after(state, gpus, ctx.gpu_resource) for state in nodes]
+            return neutral(rows)
+        return fill_after(ctx.snapshot.columns, rows, gpus, ctx.gpu_resource)

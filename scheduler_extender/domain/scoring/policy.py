@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from scheduler_extender.domain.cluster import NodeState, Snapshot
+import numpy as np
+
+from scheduler_extender.domain.cluster import Snapshot
+from scheduler_extender.domain.columns import FloatArray, IntArray
 from scheduler_extender.domain.objects import Pod
 from scheduler_extender.domain.popularity import Popularity
 
@@ -23,17 +25,16 @@ class ScoringContext:
 class ScoringPolicy(Protocol):
     """Scores candidate nodes for one pod.
 
-    Returns one value in [0, 1] per node, in the order given; higher is
-    better. A policy with no opinion returns ``NEUTRAL_SCORE`` everywhere.
+    ``rows`` are the candidates' rows in ``ctx.snapshot.columns``. Returns one
+    value in [0, 1] per row, higher is better. A policy with no opinion
+    returns ``NEUTRAL_SCORE`` everywhere.
     """
 
     @property
     def name(self) -> str: ...
 
-    def score(
-        self, pod: Pod, nodes: Sequence[NodeState], ctx: ScoringContext
-    ) -> Sequence[float]: ...
+    def score(self, pod: Pod, rows: IntArray, ctx: ScoringContext) -> FloatArray: ...
 
 
-def neutral(nodes: Sequence[NodeState]) -> list[float]:
-    return [NEUTRAL_SCORE] * len(nodes)
+def neutral(rows: IntArray) -> FloatArray:
+    return np.full(len(rows), NEUTRAL_SCORE)

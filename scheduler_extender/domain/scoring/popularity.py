@@ -12,11 +12,14 @@ agent the policy has no opinion.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import threading
+from collections.abc import Mapping
 
-from scheduler_extender.domain.cluster import NodeState
+import numpy as np
+
+from scheduler_extender.domain.columns import Columns, FloatArray, IntArray
 from scheduler_extender.domain.objects import Pod
+from scheduler_extender.domain.popularity import Popularity
 from scheduler_extender.domain.scoring.gpu_binpack import fill_after
 from scheduler_extender.domain.scoring.policy import ScoringContext, neutral
 
@@ -26,32 +29,64 @@ def replica_loads(rates: Mapping[str, float], replicas: Mapping[str, int]) -> di
     return {agent: rate / max(replicas.get(agent, 0), 1) for agent, rate in rates.items()}
 
 
-def load_per_gpu(state: NodeState, loads: Mapping[str, float], resource: str) -> float:
-    load = sum(count * loads.get(agent, 0.0) for agent, count in state.agents.items())
-    return load / max(state.allocatable(resource), 1)
+def node_loads(columns: Columns, loads: Mapping[str, float]) -> FloatArray:
+    """Expected requests/s on every row, from the replicas placed there."""
+    total = np.zeros(columns.size)
+    for agent, load in loads.items():
+        placed = columns.agents.get(agent)
+        if placed is not None and load:
+            total[placed.rows] += placed.counts * load
+    return total
 
 
-@dataclass(frozen=True, slots=True)
 class PopularityAware:
-    name: str = "popularity"
-    hot_ratio: float = 1.0
+    name = "popularity"
 
-    def score(self, pod: Pod, nodes: Sequence[NodeState], ctx: ScoringContext) -> list[float]:
-        rate = ctx.popularity.rate(pod.agent)
-        if rate is None or pod.agent is None or not nodes:
-            return neutral(nodes)
-        loads = replica_loads(ctx.popularity.rates, ctx.snapshot.agent_replicas)
+    def __init__(self, hot_ratio: float = 1.0) -> None:
+        self.hot_ratio = hot_ratio
+        # Node loads depend only on (columns, popularity, replica counts): keep
+        # the last result, so a burst of calls on one snapshot computes it once.
+        self._memo: tuple[Columns, Popularity, Mapping[str, int], FloatArray] | None = None
+        self._lock = threading.Lock()
+
+    def score(self, pod: Pod, rows: IntArray, ctx: ScoringContext) -> FloatArray:
+        popularity = ctx.popularity
+        rate = popularity.rate(pod.agent)
+        if rate is None or pod.agent is None or len(rows) == 0:
+            return neutral(rows)
+        replicas = ctx.snapshot.agent_replicas
+        loads = replica_loads(popularity.rates, replicas)
         mine = loads[pod.agent]
         mean = sum(loads.values()) / len(loads)
+        columns = ctx.snapshot.columns
         gpus = pod.requests.get(ctx.gpu_resource)
         if mine < self.hot_ratio * mean:
-            return [fill_after(state, gpus, ctx.gpu_resource) for state in nodes]
-        after = [
-            load_per_gpu(state, loads, ctx.gpu_resource)
-            + mine / max(state.allocatable(ctx.gpu_resource), 1)
-            for state in nodes
-        ]
-        low, high = min(after), max(after)
+            return fill_after(columns, rows, gpus, ctx.gpu_resource)
+        per_node = self._node_loads(columns, popularity, replicas, loads)[rows]
+        gpu_count = np.maximum(columns.allocatable_of(ctx.gpu_resource, rows), 1)
+        after = (per_node + mine) / gpu_count
+        low, high = float(after.min()), float(after.max())
         if high - low <= 1e-12:
-            return neutral(nodes)
-        return [1.0 - (value - low) / (high - low) for value in after]
+            return neutral(rows)
+        result: FloatArray = 1.0 - (after - low) / (high - low)
+        return result
+
+    def _node_loads(
+        self,
+        columns: Columns,
+        popularity: Popularity,
+        replicas: Mapping[str, int],
+        loads: Mapping[str, float],
+    ) -> FloatArray:
+        with self._lock:
+            memo = self._memo
+            if (
+                memo is not None
+                and memo[0] is columns
+                and memo[1] is popularity
+                and memo[2] is replicas
+            ):
+                return memo[3]
+            result = node_loads(columns, loads)
+            self._memo = (columns, popularity, replicas, result)
+            return result

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from scheduler_extender.domain.cluster import NodeState
+import numpy as np
+
+from scheduler_extender.domain.columns import IntArray
 from scheduler_extender.domain.objects import Pod
 from scheduler_extender.domain.scoring.agent_spread import AgentSpread
 from scheduler_extender.domain.scoring.gpu_binpack import GpuBinPacking
@@ -28,10 +30,16 @@ class UnknownPolicyError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class NodeScore:
-    host: str
-    score: int  # 0..MAX_SCORE
-    contributions: Mapping[str, float]  # policy -> weighted share of the score
+class ScoreTable:
+    """Scores of candidate nodes, in the order asked."""
+
+    hosts: Sequence[str]
+    scores: Sequence[int]  # 0..MAX_SCORE
+    # policy -> weighted share of each host's score (only when explained)
+    contributions: Mapping[str, Sequence[float]]
+
+    def pairs(self) -> list[tuple[str, int]]:
+        return list(zip(self.hosts, self.scores, strict=True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,17 +58,23 @@ class Scorer:
         chosen = tuple((POLICIES[name](), w) for name, w in weights.items() if w > 0)
         return Scorer(chosen)
 
-    def score(self, pod: Pod, nodes: Sequence[NodeState], ctx: ScoringContext) -> list[NodeScore]:
+    def score(
+        self,
+        pod: Pod,
+        hosts: Sequence[str],
+        rows: IntArray,
+        ctx: ScoringContext,
+        *,
+        explain: bool = False,
+    ) -> ScoreTable:
+        """Score the nodes at ``rows`` (named ``hosts``) for ``pod``."""
         total_weight = sum(w for _, w in self.policies) or 1.0
-        per_policy = [
-            (policy.name, weight, policy.score(pod, nodes, ctx)) for policy, weight in self.policies
-        ]
-        results = []
-        for i, state in enumerate(nodes):
-            contributions = {
-                name: MAX_SCORE * weight * min(max(values[i], 0.0), 1.0) / total_weight
-                for name, weight, values in per_policy
-            }
-            combined = round(sum(contributions.values()))
-            results.append(NodeScore(state.name, min(max(combined, 0), MAX_SCORE), contributions))
-        return results
+        combined = np.zeros(len(rows))
+        contributions: dict[str, Sequence[float]] = {}
+        for policy, weight in self.policies:
+            share = MAX_SCORE * weight / total_weight * np.clip(policy.score(pod, rows, ctx), 0, 1)
+            combined += share
+            if explain:
+                contributions[policy.name] = share.tolist()
+        scores = np.clip(np.rint(combined), 0, MAX_SCORE).astype(np.int64)
+        return ScoreTable(hosts, scores.tolist(), contributions)

@@ -40,9 +40,9 @@ def test_filter_node_cache_mode_replies_with_exact_keys_and_node_names(harness: 
     assert body["Error"] == ""
     # b can never hold 4 GPUs: preemption cannot help, so it is unresolvable.
     assert set(body["FailedAndUnresolvableNodes"]) == {"b"}
-    assert "in total" in body["FailedAndUnresolvableNodes"]["b"]
+    assert "total capacity" in body["FailedAndUnresolvableNodes"]["b"]
     assert set(body["FailedNodes"]) == {"c", "ghost"}
-    assert "insufficient" in body["FailedNodes"]["c"]
+    assert body["FailedNodes"]["c"] == "Insufficient nvidia.com/gpu (requests 4)"
     assert "not in the extender's cache" in body["FailedNodes"]["ghost"]
 
 
@@ -145,7 +145,7 @@ def test_concurrent_binds_never_overallocate_a_node(harness: Harness) -> None:
         errors = list(pool.map(bind, pods))
     assert sum(1 for e in errors if e == "") == 8
     assert len(harness.binder.bound) == 8
-    assert all("insufficient" in e for e in errors if e)
+    assert all("Insufficient nvidia.com/gpu" in e for e in errors if e)
     assert harness.cluster.snapshot().nodes["a"].free("nvidia.com/gpu") == 0
 
 

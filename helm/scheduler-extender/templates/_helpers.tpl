@@ -1,0 +1,185 @@
+{{/*
+Names. Kubernetes names of namespaced objects are at most 63 characters here so that the
+"-<component>" suffixes still fit DNS labels.
+*/}}
+{{- define "scheduler-extender.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "scheduler-extender.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 50 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 50 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 50 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* "<fullname>-<component>": the name of a component's namespaced objects. Call with (list $ "extender"). */}}
+{{- define "scheduler-extender.componentName" -}}
+{{- $ := index . 0 -}}
+{{- printf "%s-%s" (include "scheduler-extender.fullname" $) (index . 1) }}
+{{- end }}
+
+{{/*
+Cluster-scoped objects (ClusterRoles, ClusterRoleBindings) also carry the namespace: two releases of
+the same name in different namespaces must not overwrite each other's.
+*/}}
+{{- define "scheduler-extender.clusterName" -}}
+{{- $ := index . 0 -}}
+{{- printf "%s:%s:%s" $.Release.Namespace (include "scheduler-extender.fullname" $) (index . 1) }}
+{{- end }}
+
+{{- define "scheduler-extender.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels of every object. Call with (list $ "component"). */}}
+{{- define "scheduler-extender.labels" -}}
+{{- $ := index . 0 -}}
+helm.sh/chart: {{ include "scheduler-extender.chart" $ }}
+{{ include "scheduler-extender.selectorLabels" . }}
+app.kubernetes.io/version: {{ $.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ $.Release.Service }}
+app.kubernetes.io/part-of: scheduler-extender
+{{- with $.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Selector labels of one component. Call with (list $ "component"). */}}
+{{- define "scheduler-extender.selectorLabels" -}}
+{{- $ := index . 0 -}}
+app.kubernetes.io/name: {{ include "scheduler-extender.name" $ }}
+app.kubernetes.io/instance: {{ $.Release.Name }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end }}
+
+{{/* The ServiceAccount of a component. Call with (list $ "component"). */}}
+{{- define "scheduler-extender.serviceAccountName" -}}
+{{- $ := index . 0 -}}
+{{- $sa := (index $.Values (index . 1)).serviceAccount }}
+{{- if $sa.create }}
+{{- default (include "scheduler-extender.componentName" .) $sa.name }}
+{{- else }}
+{{- required (printf "%s.serviceAccount.name is required when %s.serviceAccount.create is false" (index . 1) (index . 1)) $sa.name }}
+{{- end }}
+{{- end }}
+
+{{/* The scheduler-extender image reference. */}}
+{{- define "scheduler-extender.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/*
+The kube-scheduler image: by default the cluster's own version, with vendor suffixes
+(v1.36.4-eks-xxxx, v1.36.4+k3s1) dropped, since upstream publishes plain vMAJOR.MINOR.PATCH tags.
+*/}}
+{{- define "scheduler-extender.schedulerImage" -}}
+{{- $tag := .Values.scheduler.image.tag }}
+{{- if not $tag }}
+{{- $v := semver .Capabilities.KubeVersion.Version }}
+{{- $tag = printf "v%d.%d.%d" $v.Major $v.Minor $v.Patch }}
+{{- end }}
+{{- printf "%s:%s" .Values.scheduler.image.repository $tag }}
+{{- end }}
+
+{{/* Whether the controller is deployed: it needs Prometheus for the request rates it forecasts. */}}
+{{- define "scheduler-extender.controllerEnabled" -}}
+{{- if and .Values.controller.enabled .Values.prometheus.url }}true{{ end }}
+{{- end }}
+
+{{/* TLS Secrets: the server's (with ca.crt) and the client's. */}}
+{{- define "scheduler-extender.tlsSecretName" -}}
+{{- default (printf "%s-tls" (include "scheduler-extender.componentName" (list . "extender"))) .Values.tls.secretName }}
+{{- end }}
+
+{{- define "scheduler-extender.clientTlsSecretName" -}}
+{{- default (printf "%s-client-tls" (include "scheduler-extender.componentName" (list . "extender"))) .Values.tls.clientAuth.secretName }}
+{{- end }}
+
+{{/*
+The extender Service is the chart's public endpoint and carries the plain "<fullname>": release
+"scheduler-extender" in namespace "scheduler-extender" serves at the urlPrefix of deploy/scheduler-config.yaml.
+*/}}
+{{- define "scheduler-extender.serviceName" -}}
+{{- include "scheduler-extender.fullname" . }}
+{{- end }}
+
+{{/* The extender Service's in-cluster DNS name (what its certificate is issued for). */}}
+{{- define "scheduler-extender.serviceHost" -}}
+{{- printf "%s.%s.svc" (include "scheduler-extender.serviceName" .) .Release.Namespace }}
+{{- end }}
+
+{{- define "scheduler-extender.scheme" -}}
+{{- ternary "https" "http" .Values.tls.enabled }}
+{{- end }}
+
+{{/* The URL prefix the scheduler calls: the extender Service plus extender.urlPrefix. */}}
+{{- define "scheduler-extender.url" -}}
+{{- printf "%s://%s:%d/%s" (include "scheduler-extender.scheme" .) (include "scheduler-extender.serviceHost" .) (int .Values.extender.port) (trimPrefix "/" .Values.extender.urlPrefix) | trimSuffix "/" }}
+{{- end }}
+
+{{/* Where TLS material is mounted in the pods. */}}
+{{- define "scheduler-extender.tlsDir" -}}/etc/scheduler-extender/tls{{- end }}
+{{- define "scheduler-extender.clientTlsDir" -}}/etc/scheduler-extender/client-tls{{- end }}
+
+{{/*
+An HTTP(S) GET of the extender's path as a Python one-liner, for exec probes and the helm test when
+the extender requires client certificates (httpGet probes cannot present one). Call with
+(dict "url" URL "ca" CAFILE "cert" CERTFILE "key" KEYFILE "checkHostname" BOOL).
+*/}}
+{{- define "scheduler-extender.pythonGet" -}}
+{{- $lines := list "import ssl, urllib.request" }}
+{{- if .ca }}
+{{- $lines = append $lines (printf "ctx = ssl.create_default_context(cafile=%q)" .ca) }}
+{{- if not .checkHostname }}
+{{- $lines = append $lines "ctx.check_hostname = False" }}
+{{- end }}
+{{- if .cert }}
+{{- $lines = append $lines (printf "ctx.load_cert_chain(%q, %q)" .cert .key) }}
+{{- end }}
+{{- $lines = append $lines (printf "urllib.request.urlopen(%q, context=ctx, timeout=5)" .url) }}
+{{- else }}
+{{- $lines = append $lines (printf "urllib.request.urlopen(%q, timeout=5)" .url) }}
+{{- end }}
+{{- join "; " $lines }}
+{{- end }}
+
+{{/*
+Environment variables from a settings map: camelCase key -> SCHEDULER_EXTENDER_SNAKE_CASE, maps and
+lists as JSON. Unset (null) settings are left to the service's defaults.
+*/}}
+{{- define "scheduler-extender.settingsEnv" -}}
+{{- range $key, $value := . }}
+{{- if not (kindIs "invalid" $value) }}
+- name: SCHEDULER_EXTENDER_{{ $key | snakecase | upper }}
+  value: {{ if or (kindIs "map" $value) (kindIs "slice" $value) }}{{ toJson $value | quote }}{{ else }}{{ $value | toString | quote }}{{ end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Required anti-affinity or preferred, on the component's own pods, across nodes. Call with (list $ "component" mode). */}}
+{{- define "scheduler-extender.podAntiAffinity" -}}
+{{- $mode := index . 2 }}
+{{- $term := dict "topologyKey" "kubernetes.io/hostname" "labelSelector" (dict "matchLabels" (include "scheduler-extender.selectorLabels" (list (index . 0) (index . 1)) | fromYaml)) }}
+{{- if eq $mode "hard" }}
+podAntiAffinity:
+  requiredDuringSchedulingIgnoredDuringExecution:
+    {{- toYaml (list $term) | nindent 4 }}
+{{- else if eq $mode "soft" }}
+podAntiAffinity:
+  preferredDuringSchedulingIgnoredDuringExecution:
+    - weight: 100
+      podAffinityTerm:
+        {{- toYaml $term | nindent 8 }}
+{{- end }}
+{{- end }}

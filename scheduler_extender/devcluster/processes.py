@@ -1,0 +1,144 @@
+"""Child processes of the local control plane: one process group each, logs on disk.
+
+Every component runs in a session (and so a process group) of its own, so
+stopping it signals everything it spawned. On Linux the child also gets
+SIGTERM when the Python process that started it dies, even by SIGKILL
+(``setpriv --pdeathsig``): a killed test run leaves no orphan apiserver.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import IO
+
+STOP_GRACE_SECONDS = 10.0
+
+
+class ComponentFailedError(RuntimeError):
+    """A component exited or never became healthy."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _death_signal_prefix() -> list[str]:
+    setpriv = shutil.which("setpriv")
+    if setpriv is None or os.uname().sysname != "Linux":
+        return []
+    return [setpriv, "--pdeathsig", "TERM", "--"]
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    """The last lines of a log, for error messages."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+class ManagedProcess:
+    """One component: started in its own process group, output appended to ``log``."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        log: Path,
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        port: int | None = None,
+    ) -> None:
+        self.name = name
+        self.port = port  # where its health endpoint listens, if anywhere
+        self.argv = list(argv)
+        self.log = log
+        log.parent.mkdir(parents=True, exist_ok=True)
+        self._log_file: IO[bytes] = log.open("ab")
+        self._log_file.write(f"--- starting: {' '.join(self.argv)}\n".encode())
+        self._log_file.flush()
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        self._proc = subprocess.Popen(
+            _death_signal_prefix() + self.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            cwd=cwd,
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.poll()
+
+    def running(self) -> bool:
+        return self._proc.poll() is None
+
+    def check_running(self) -> None:
+        code = self._proc.poll()
+        if code is not None:
+            raise ComponentFailedError(
+                f"{self.name} exited with status {code}; last lines of {self.log}:\n{tail(self.log)}"
+            )
+
+    def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
+        """SIGTERM the whole group, SIGKILL it after ``grace`` seconds. Idempotent."""
+        try:
+            if self._proc.poll() is None:
+                self._signal_group(signal.SIGTERM)
+                try:
+                    self._proc.wait(grace)
+                except subprocess.TimeoutExpired:
+                    self._signal_group(signal.SIGKILL)
+                    self._proc.wait()
+            # Children that outlived the leader are still in its group.
+            self._signal_group(signal.SIGKILL)
+        finally:
+            self._log_file.close()
+
+    def _signal_group(self, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._proc.pid, sig)
+
+
+def wait_until(
+    what: str,
+    ready: Callable[[], bool],
+    *,
+    timeout: float,
+    interval: float = 0.1,
+    process: ManagedProcess | None = None,
+) -> None:
+    """Poll ``ready`` until true; fail early if ``process`` exits meanwhile."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process is not None:
+            process.check_running()
+        if ready():
+            return
+        if time.monotonic() > deadline:
+            log_hint = f"; last lines of {process.log}:\n{tail(process.log)}" if process else ""
+            raise ComponentFailedError(
+                f"timed out after {timeout:.0f}s waiting for {what}{log_hint}"
+            )
+        time.sleep(interval)
