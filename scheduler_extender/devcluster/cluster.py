@@ -69,6 +69,7 @@ class ClusterOptions:
     extender: bool = True
     scheduler: bool = True
     ignorable: bool | None = None  # None: as deploy/scheduler-config.yaml says
+    extender_port: int | None = None  # None: a free port
     extender_env: Mapping[str, str] = field(default_factory=dict)
     extender_args: Sequence[str] = ()
     scheduler_overrides: Mapping[str, Any] = field(default_factory=dict)
@@ -104,7 +105,7 @@ class LocalCluster:
         self.startup_seconds: float | None = None
         self.base_scheduler_config = schedconfig.load_base()
         self.scheduler_name = schedconfig.scheduler_name(self.base_scheduler_config)
-        self.extender_endpoint = ExtenderEndpoint(free_port())
+        self.extender_endpoint = ExtenderEndpoint(options.extender_port or free_port())
         self._components: dict[str, ManagedProcess] = {}
         self._lock_file: IO[str] | None = None
         self._pki: Pki | None = None
@@ -181,6 +182,11 @@ class LocalCluster:
     def running(self, component: str) -> bool:
         process = self._components.get(component)
         return process is not None and process.running()
+
+    def check_alive(self) -> None:
+        """Raises ComponentFailedError if a started component has exited."""
+        for process in self._components.values():
+            process.check_running()
 
     def api_client(self) -> client.ApiClient:
         """A shared kubernetes client for this cluster (closed by ``stop``)."""

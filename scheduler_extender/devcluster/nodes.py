@@ -101,7 +101,9 @@ class FakeNode:
         return node
 
 
-def fleet(count: int, gpus: str | int = "mix", *, prefix: str = "gpu", start: int = 0) -> list[FakeNode]:
+def fleet(
+    count: int, gpus: str | int = "mix", *, prefix: str = "gpu", start: int = 0
+) -> list[FakeNode]:
     """``count`` nodes named ``<prefix>-<n>g-<index>``."""
     return [
         FakeNode(f"{prefix}-{shape}g-{start + i:04d}", shape, start + i)
@@ -121,7 +123,8 @@ def create_nodes(
 
     def create(node: FakeNode) -> str | None:
         try:
-            core.create_node(node.manifest(labels=labels, taints=taints), _preload_content=False)
+            body: Any = node.manifest(labels=labels, taints=taints)
+            core.create_node(body, _preload_content=False)
         except client.ApiException as exc:
             if exc.status == 409:
                 return node.name
@@ -163,7 +166,7 @@ def wait_schedulable(
     waiting = set(names)
     deadline = time.monotonic() + timeout
     while waiting:
-        response = core.list_node(_preload_content=False)
+        response: Any = core.list_node(_preload_content=False)
         for node in json.loads(response.data)["items"]:
             if node["metadata"]["name"] in waiting and schedulable(node):
                 waiting.discard(node["metadata"]["name"])

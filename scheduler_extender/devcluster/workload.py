@@ -9,6 +9,7 @@ replicas are shared out in proportion to the rates (at least one each).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -130,20 +131,37 @@ def popularity_env(agents: Iterable[Agent]) -> dict[str, str]:
     return {"SCHEDULER_EXTENDER_STATIC_POPULARITY": json.dumps(rates)}
 
 
-def ensure_namespace(api: client.ApiClient, name: str) -> None:
+def ensure_namespace(api: client.ApiClient, name: str, *, timeout: float = 30.0) -> None:
+    """Creates the namespace and waits for its default ServiceAccount.
+
+    Pods are refused until kube-controller-manager has made that account.
+    """
     core = client.CoreV1Api(api)
     try:
-        core.create_namespace({"metadata": {"name": name}}, _preload_content=False)
+        # Plain dicts: the client serialises them as they are.
+        body: Any = {"metadata": {"name": name}}
+        core.create_namespace(body, _preload_content=False)
     except client.ApiException as exc:
         if exc.status != 409:
             raise
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            core.read_namespaced_service_account("default", name, _preload_content=False)
+            return
+        except client.ApiException as exc:
+            if exc.status != 404 or time.monotonic() > deadline:
+                raise
+        time.sleep(0.1)
 
 
 def create_deployments(api: client.ApiClient, deployments: Iterable[Mapping[str, Any]]) -> None:
     apps = client.AppsV1Api(api)
     for deployment in deployments:
-        namespace = deployment["metadata"]["namespace"]
-        apps.create_namespaced_deployment(namespace, dict(deployment), _preload_content=False)
+        body: Any = dict(deployment)
+        apps.create_namespaced_deployment(
+            body["metadata"]["namespace"], body, _preload_content=False
+        )
 
 
 def create_pods(api: client.ApiClient, pods: Iterable[Mapping[str, Any]]) -> None:
@@ -151,8 +169,8 @@ def create_pods(api: client.ApiClient, pods: Iterable[Mapping[str, Any]]) -> Non
     core = client.CoreV1Api(api)
 
     def create(pod: Mapping[str, Any]) -> None:
-        namespace = pod["metadata"]["namespace"]
-        core.create_namespaced_pod(namespace, dict(pod), _preload_content=False)
+        body: Any = dict(pod)
+        core.create_namespaced_pod(body["metadata"]["namespace"], body, _preload_content=False)
 
     with ThreadPoolExecutor(CREATE_PARALLELISM) as pool:
         list(pool.map(create, list(pods)))

@@ -15,7 +15,7 @@ node) keeps that load but accepts no new pod that requests the resource.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -257,7 +257,7 @@ def _group_key(pod: Pod, budgets: tuple[int, ...]) -> tuple[object, ...]:
 
 def _key_budgets(key: tuple[object, ...]) -> tuple[int, ...]:
     budgets = key[-1]
-    assert isinstance(budgets, tuple)
+    assert isinstance(budgets, tuple)  # _group_key puts the budget indices last
     return budgets
 
 
@@ -267,9 +267,8 @@ def _order(pods: list[Pod]) -> tuple[int, str, str]:
     return (-first.priority, first.namespace, first.name)
 
 
-def _resources(groups: object) -> tuple[str, ...]:
+def _resources(groups: Iterable[Sequence[Pod]]) -> tuple[str, ...]:
     names: set[str] = set()
-    assert isinstance(groups, type({}.values()))
     for group_pods in groups:
         for pod in group_pods:
             names.update(n for n, v in pod.requests.amounts.items() if v > 0)

@@ -157,3 +157,32 @@ def test_failed_bind_releases_the_assumed_capacity(harness: Harness) -> None:
     args = {"PodName": "p", "PodNamespace": "default", "PodUID": p.uid, "Node": "a"}
     assert "apiserver down" in harness.client.post("/scheduler/bind", json=args).json()["Error"]
     assert harness.cluster.snapshot().nodes["a"].free("nvidia.com/gpu") == 1
+
+
+def test_debug_scores_explains_each_policy_per_node() -> None:
+    h = make_harness(popularity={"hot": 50.0}, debug=True)
+    add_nodes(h, ("a", 8), ("b", 8))
+    add_pod(h, pod("hot-0", 1, agent="hot", node="a"))
+    add_pod(h, pod("hot-1", 1, agent="hot"))
+    reply = h.client.get("/debug/scores", params={"pod": "default/hot-1"})
+    assert reply.status_code == 200
+    body = reply.json()
+    assert body["agent"] == "hot"
+    assert [s["node"] for s in body["scores"]] == ["b", "a"]
+    assert set(body["scores"][0]["contributions"]) == {"gpu_binpack", "agent_spread", "popularity"}
+    assert h.client.get("/debug/scores", params={"pod": "nope"}).status_code == 400
+    assert h.client.get("/debug/scores", params={"pod": "default/ghost"}).status_code == 404
+
+
+def test_assumed_pods_expire_through_the_shared_cluster(harness: Harness) -> None:
+    add_nodes(harness, ("a", 1))
+    p = pod("p", 1)
+    add_pod(harness, p)
+    args = {"PodName": "p", "PodNamespace": "default", "PodUID": p.uid, "Node": "a"}
+    assert harness.client.post("/scheduler/bind", json=args).json() == {"Error": ""}
+    assert harness.cluster.snapshot().nodes["a"].free("nvidia.com/gpu") == 0
+    harness.clock.now += 29
+    assert harness.cluster.expire() == []
+    harness.clock.now += 2
+    assert [a.pod.uid for a in harness.cluster.expire()] == [p.uid]
+    assert harness.cluster.snapshot().nodes["a"].free("nvidia.com/gpu") == 1

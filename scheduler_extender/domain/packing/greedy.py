@@ -1,0 +1,111 @@
+"""A deterministic, default-scheduler-like baseline that places pods one by one.
+
+It mimics kube-scheduler without preemption: the queue is ordered by priority
+(highest first), then by name (standing in for creation time); each pod goes
+to the feasible node with the highest NodeResourcesFit *LeastAllocated* score
+over cpu and memory, ties broken by node name (as the paper's deterministic
+scorer does). Nothing already placed ever moves.
+
+The same routine fills the gaps a time-limited solve may leave: pods that are
+still unplaced (pending, or displaced by the plan) are put back where they
+fit, preferring the node they run on now.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from scheduler_extender.domain.packing.placement import Placement, node_load, original_counts
+from scheduler_extender.domain.packing.problem import Group, IntArray, PackingProblem
+from scheduler_extender.domain.resources import CPU, MEMORY
+
+
+def place_greedily(problem: PackingProblem, start: Placement) -> Placement:
+    """``start`` plus every unplaced pod that fits somewhere, placed one at a time."""
+    counts = start.counts.copy()
+    original = original_counts(problem)
+    load = node_load(problem, start)
+    agents = _AgentCounts(problem, counts, original)
+    scored = [problem.resources.index(CPU), problem.resources.index(MEMORY)]
+    capacity = problem.capacity
+    for group in _queue(problem, counts):
+        request = group.requests
+        used = request > 0
+        fits = np.all(load[:, used] + request[used] <= capacity[:, used], axis=1)
+        returning = counts[group.index] < original[group.index]
+        feasible = fits & (group.arrivals | returning) & agents.room(group)
+        if not feasible.any():
+            continue
+        if (feasible & returning).any():
+            feasible &= returning  # a displaced pod goes back first: a stay, not a move
+        node = _least_allocated(load, capacity, request, scored, feasible)
+        counts[group.index, node] += 1
+        load[node] += request
+        agents.add(group, node)
+    return Placement(counts)
+
+
+def default_placement(problem: PackingProblem) -> Placement:
+    """What kube-scheduler would do now: running pods stay, pending pods placed greedily."""
+    return place_greedily(problem, Placement(original_counts(problem)))
+
+
+def _queue(problem: PackingProblem, counts: IntArray) -> list[Group]:
+    """One entry per unplaced pod, highest priority first, then by pod name."""
+    entries: list[tuple[int, str, str, int, Group]] = []
+    for group in problem.groups:
+        missing = group.size - int(counts[group.index].sum())
+        names = [p for p in group.pending] + [p for pods in group.running.values() for p in pods]
+        for k in range(missing):
+            pod = names[min(k, len(names) - 1)]
+            entries.append((-group.priority, pod.namespace, pod.name, k, group))
+    entries.sort(key=lambda e: e[:4])
+    return [e[4] for e in entries]
+
+
+def _least_allocated(
+    load: IntArray, capacity: IntArray, request: IntArray, scored: list[int], feasible: np.ndarray
+) -> int:
+    candidates = np.flatnonzero(feasible)
+    cap = capacity[np.ix_(candidates, scored)].astype(np.float64)
+    after = (load[np.ix_(candidates, scored)] + request[scored]).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        free = np.where(cap > 0, (cap - after) / cap, 0.0)
+    score = np.floor(free.mean(axis=1) * 100)  # kube-scheduler scores are integers 0..100
+    return int(candidates[int(np.argmax(score))])  # first maximum: the lowest node name
+
+
+class _AgentCounts:
+    """Replicas per agent and node, against the extender's per-node limit."""
+
+    def __init__(self, problem: PackingProblem, counts: IntArray, original: IntArray) -> None:
+        self.limit = problem.max_agent_replicas_per_node
+        nodes = len(problem.nodes)
+        self.now: dict[str, IntArray] = {}
+        self.allowed: dict[str, IntArray] = {}
+        if not self.limit:
+            return
+        for group in problem.groups:
+            if group.agent is None:
+                continue
+            if group.agent not in self.now:
+                fixed = np.array(
+                    [f.get(group.agent, 0) for f in problem.fixed_agents], dtype=np.int64
+                )
+                self.now[group.agent] = fixed.copy()
+                self.allowed[group.agent] = fixed.copy()
+            self.now[group.agent] += counts[group.index]
+            self.allowed[group.agent] += original[group.index]
+        for agent in self.allowed:
+            # A node already above the limit may keep its replicas, never gain any.
+            self.allowed[agent] = np.maximum(self.allowed[agent], self.limit)
+        del nodes
+
+    def room(self, group: Group) -> np.ndarray:
+        if not self.limit or group.agent is None:
+            return np.ones(1, dtype=np.bool_)
+        return self.now[group.agent] + 1 <= self.allowed[group.agent]
+
+    def add(self, group: Group, node: int) -> None:
+        if self.limit and group.agent is not None:
+            self.now[group.agent][node] += 1

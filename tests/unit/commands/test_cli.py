@@ -1,0 +1,37 @@
+"""The CLI: help on every command, settings errors without tracebacks."""
+
+from __future__ import annotations
+
+import pytest
+
+from scheduler_extender import cli
+
+
+def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
+    commands = cli.parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    assert "serve" in commands
+    for name in commands:
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main([name, "--help"])
+        assert exit_info.value.code == 0
+        assert "usage: scheduler-extender" in capsys.readouterr().out
+
+
+def test_invalid_settings_exit_2_naming_the_field(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SCHEDULER_EXTENDER_SCORE_WEIGHTS", '{"nope": 1}')
+    assert cli.main(["serve", "--kubeconfig", "/nonexistent"]) == 2
+    err = capsys.readouterr().err
+    assert "score_weights" in err and "nope" in err
+    assert "Traceback" not in err
+
+
+def test_missing_kubeconfig_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["serve", "--kubeconfig", "/nonexistent/kubeconfig"]) == 2
+    assert "/nonexistent/kubeconfig does not exist" in capsys.readouterr().err
+
+
+def test_bad_port_is_rejected(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["serve", "--port", "70000"]) == 2
+    assert "port" in capsys.readouterr().err
