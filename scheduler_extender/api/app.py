@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -17,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 from scheduler_extender.adapters.kube.schema import NodeView
 from scheduler_extender.adapters.metrics import Metrics
 from scheduler_extender.api import wire
-from scheduler_extender.api.errors import client_error, validation_error
+from scheduler_extender.api.errors import client_error, validation_error, validation_errors
 from scheduler_extender.api.limits import BodySizeLimit
 from scheduler_extender.api.responses import json_reply
 from scheduler_extender.domain.filtering import FilterOutcome
@@ -56,6 +57,10 @@ def create_app(extender: Extender, metrics: Metrics, config: AppConfig) -> FastA
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return client_error(str(exc.detail), exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_parameters(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return validation_errors(exc.errors())
 
     async def parse(request: Request, model: type[M]) -> M | JSONResponse:
         body = await request.body()

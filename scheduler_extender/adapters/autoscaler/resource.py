@@ -154,9 +154,7 @@ class StatusModel(_Model):
 
 
 def _problem(exc: ValidationError) -> str:
-    return "; ".join(
-        f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-    )
+    return "; ".join(f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
 
 
 def autoscaler_from_json(raw: dict[str, Any]) -> Autoscaler:

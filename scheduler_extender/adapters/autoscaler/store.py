@@ -37,7 +37,7 @@ class KubeAutoscalerStore:
         self._namespace = namespace
         self._timeout = timeout
 
-    def list(self) -> Sequence[Autoscaler]:
+    def list_autoscalers(self) -> Sequence[Autoscaler]:
         return [autoscaler_from_json(raw) for raw in self.list_raw()[0]]
 
     def list_raw(self) -> tuple[list[dict[str, Any]], str]:
@@ -108,7 +108,7 @@ class AutoscalerWatch:
         self._backoff_max = backoff_max
         self._generations: dict[str, int] = {}
         self._stop = threading.Event()
-        self._watch: watch.Watch | None = None
+        self._watch: Any = None  # watch.Watch (untyped)
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:

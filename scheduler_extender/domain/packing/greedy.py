@@ -55,7 +55,7 @@ def _queue(problem: PackingProblem, counts: IntArray) -> list[Group]:
     entries: list[tuple[int, str, str, int, Group]] = []
     for group in problem.groups:
         missing = group.size - int(counts[group.index].sum())
-        names = [p for p in group.pending] + [p for pods in group.running.values() for p in pods]
+        names = [*group.pending, *(p for pods in group.running.values() for p in pods)]
         for k in range(missing):
             pod = names[min(k, len(names) - 1)]
             entries.append((-group.priority, pod.namespace, pod.name, k, group))
@@ -80,7 +80,6 @@ class _AgentCounts:
 
     def __init__(self, problem: PackingProblem, counts: IntArray, original: IntArray) -> None:
         self.limit = problem.max_agent_replicas_per_node
-        nodes = len(problem.nodes)
         self.now: dict[str, IntArray] = {}
         self.allowed: dict[str, IntArray] = {}
         if not self.limit:
@@ -99,7 +98,6 @@ class _AgentCounts:
         for agent in self.allowed:
             # A node already above the limit may keep its replicas, never gain any.
             self.allowed[agent] = np.maximum(self.allowed[agent], self.limit)
-        del nodes
 
     def room(self, group: Group) -> np.ndarray:
         if not self.limit or group.agent is None:

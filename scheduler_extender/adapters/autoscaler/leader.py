@@ -1,0 +1,155 @@
+"""Leader election through a ``coordination.k8s.io`` Lease (``kubernetes.leaderelection``).
+
+The client's ``LeaderElection`` has no way to stop and no way to pass an
+``ApiClient``; this wrapper adds both. While this process holds the Lease,
+``lead(term)`` runs in a thread of its own; ``term`` is set the moment the
+Lease is lost or the elector stops, and a new campaign begins only after
+``lead`` has returned, so two terms never overlap in one process. On stop the
+Lease is released (holder cleared, 1 s duration) so a standby takes over at
+once instead of waiting out the lease duration.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client
+from kubernetes.leaderelection import electionconfig, leaderelection
+from kubernetes.leaderelection.leaderelectionrecord import LeaderElectionRecord
+from kubernetes.leaderelection.resourcelock.leaselock import LeaseLock
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseConfig:
+    name: str
+    namespace: str
+    identity: str
+    lease_duration: int = 15  # seconds a standby waits after the last renewal it saw
+    renew_deadline: int = 10  # seconds the leader keeps trying to renew before giving up
+    retry_period: int = 2  # seconds between attempts
+
+    def __post_init__(self) -> None:
+        # The client calls sys.exit() on these; refuse them with an exception instead.
+        if not self.lease_duration > self.renew_deadline > 1.2 * self.retry_period >= 1.2:
+            raise ValueError(
+                "leader election needs lease duration > renew deadline > 1.2 x retry period >= 1.2 s"
+            )
+
+
+class _Stopped(Exception):
+    """Raised inside the election loop to leave it."""
+
+
+class _StoppableLock:
+    """A LeaseLock whose ``get`` raises once the elector stops (the loop's only exit)."""
+
+    def __init__(self, lock: LeaseLock, stopped: threading.Event) -> None:
+        self._lock = lock
+        self._stopped = stopped
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._lock, name)
+
+    def get(self, name: str, namespace: str) -> Any:
+        if self._stopped.is_set():
+            raise _Stopped
+        return self._lock.get(name, namespace)
+
+
+class LeaderElector:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        config: LeaseConfig,
+        lead: Callable[[threading.Event], None],
+        *,
+        on_change: Callable[[bool], None] = lambda leading: None,
+    ) -> None:
+        self._config = config
+        self._lead = lead
+        self._on_change = on_change
+        self._stopped = threading.Event()
+        self._leading = threading.Event()
+        self._term = threading.Event()
+        self._term_done = threading.Event()
+        self._term_done.set()
+        self._lease = LeaseLock(config.name, config.namespace, config.identity)
+        self._lease.api_instance = client.CoordinationV1Api(api)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def leading(self) -> bool:
+        return self._leading.is_set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._campaign, name="leader-election", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stopped.set()
+        self._end_term()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _campaign(self) -> None:
+        cfg = self._config
+        lock = _StoppableLock(self._lease, self._stopped)
+        election = electionconfig.Config(
+            lock, cfg.lease_duration, cfg.renew_deadline, cfg.retry_period,
+            onstarted_leading=self._start_term, onstopped_leading=self._end_term,
+        )  # fmt: skip
+        while not self._stopped.is_set():
+            try:
+                # Returns when the lease could not be renewed (onstopped_leading has run).
+                leaderelection.LeaderElection(election).run()
+            except _Stopped:
+                break
+            except Exception:
+                log.exception("leader election failed; campaigning again")
+                self._end_term()
+                self._stopped.wait(cfg.retry_period)
+        was_leading = self.leading
+        self._end_term()
+        if was_leading:
+            self._release()
+
+    def _start_term(self) -> None:
+        """Runs in the client's thread for as long as this term lasts."""
+        self._term = threading.Event()
+        self._term_done.clear()
+        self._leading.set()
+        log.info("%s became the leader (lease %s/%s)", *self._names())
+        self._on_change(True)
+        try:
+            self._lead(self._term)
+        finally:
+            self._term_done.set()
+
+    def _end_term(self) -> None:
+        if self._leading.is_set():
+            log.warning("%s stopped leading (lease %s/%s)", *self._names())
+            self._leading.clear()
+            self._on_change(False)
+        self._term.set()
+        # Campaign again only once the work of the old term has stopped.
+        if not self._term_done.wait(timeout=60.0):
+            log.error("the work of the last leader term has not stopped after 60 s")
+
+    def _release(self) -> None:
+        now = str(datetime.datetime.now())
+        record = LeaderElectionRecord("", "1", now, now)
+        try:
+            if self._lease.get(self._config.name, self._config.namespace)[0]:
+                self._lease.update(self._config.name, self._config.namespace, record)
+        except Exception as exc:
+            log.warning("could not release the lease: %s", exc)
+
+    def _names(self) -> tuple[str, str, str]:
+        return self._config.identity, self._config.namespace, self._config.name
