@@ -8,10 +8,20 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from scheduler_extender.domain.forecast.durations import parse_duration
 from scheduler_extender.domain.resources import DEFAULT_GPU_RESOURCE
 from scheduler_extender.domain.scoring.registry import DEFAULT_WEIGHTS, POLICIES
 
@@ -19,6 +29,118 @@ from scheduler_extender.domain.scoring.registry import DEFAULT_WEIGHTS, POLICIES
 class LogFormat(StrEnum):
     TEXT = "text"
     JSON = "json"
+
+
+def _seconds(value: object) -> object:
+    return parse_duration(value) if isinstance(value, str) else value
+
+
+# Seconds, or a Prometheus-style duration string such as "30s", "15m", "2d".
+Duration = Annotated[float, BeforeValidator(_seconds), Field(gt=0)]
+
+
+class PrometheusSettings(BaseModel):
+    """Where agent popularity comes from: without ``url``, ``static_popularity`` is used.
+
+    Environment: ``SCHEDULER_EXTENDER_PROMETHEUS__<FIELD>``, e.g.
+    ``SCHEDULER_EXTENDER_PROMETHEUS__URL=http://prometheus:9090``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str | None = None
+    query: str = "sum by (agent) (rate(agent_requests_total[1m]))"
+    agent_label: str = "agent"  # the label of the query's result that names the agent
+    timeout: Duration = 10.0
+    retries: int = Field(default=2, ge=0, le=10)
+    username: str | None = None  # basic auth
+    password: SecretStr | None = None
+    bearer_token: SecretStr | None = None
+    bearer_token_file: Path | None = None  # re-read before every request
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    insecure_skip_verify: bool = False
+    refresh_interval: Duration = 30.0  # refit from history
+    correction_interval: Duration = 10.0  # compare current rates with the forecast
+    history: Duration = 2 * 86400.0
+    step: Duration = 60.0
+    max_age: Duration = 600.0  # then popularity turns neutral
+    horizon: Duration = 900.0
+    season: Duration = 86400.0
+    quantile: float = Field(default=0.9, gt=0, lt=1)
+    correction_factor: float = Field(default=2.0, ge=1)
+    metrics_top_agents: int = Field(default=10, ge=0, le=1000)  # agents with their own label
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value or None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PrometheusSettings:
+        if self.username is not None and (self.bearer_token or self.bearer_token_file):
+            raise ValueError("use basic auth or a bearer token, not both")
+        if self.bearer_token is not None and self.bearer_token_file is not None:
+            raise ValueError("set bearer_token or bearer_token_file, not both")
+        if self.key_file is not None and self.cert_file is None:
+            raise ValueError("key_file needs cert_file")
+        if self.horizon < self.step or self.history < 2 * self.step:
+            raise ValueError("horizon must be at least one step and history at least two")
+        return self
+
+
+class PackerSettings(BaseModel):
+    """The CP-SAT packing fallback (``pack`` command and background packer).
+
+    Environment: ``SCHEDULER_EXTENDER_PACKER__<FIELD>``, e.g.
+    ``SCHEDULER_EXTENDER_PACKER__TIME_LIMIT=1s``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    time_limit: Duration = 1.0  # per solve, model building included
+    workers: int = Field(default=2, ge=1, le=64)  # CP-SAT search workers
+    excluded_namespaces: list[str] = Field(default_factory=lambda: ["kube-system"])
+    movable_owner_kinds: list[str] = Field(default_factory=lambda: ["ReplicaSet", "StatefulSet"])
+
+
+class ControllerSettings(BaseModel):
+    """The AgentAutoscaler controller (``scheduler-extender controller``).
+
+    Environment: ``SCHEDULER_EXTENDER_CONTROLLER__<FIELD>``, e.g.
+    ``SCHEDULER_EXTENDER_CONTROLLER__SYNC_INTERVAL=15s``. It reads request
+    rates with the ``prometheus`` settings (url, query, step, season, history).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    sync_interval: Duration = 15.0  # between reconcile passes (a change also starts one)
+    forecast_refresh: Duration = 60.0  # between history reads and refits
+    namespace: str = ""  # AgentAutoscalers of this namespace only; empty: all
+    metrics_host: str = "127.0.0.1"  # /metrics, /healthz, /readyz
+    metrics_port: int = Field(default=8080, ge=0, le=65535)
+    with_extender: bool = False  # also serve the extender in this process (serve's settings)
+    leader_elect: bool = True
+    lease_name: str = "scheduler-extender-controller"
+    lease_namespace: str = ""  # empty: the pod's namespace in a cluster, else "default"
+    lease_duration: int = Field(default=15, ge=2)  # seconds
+    renew_deadline: int = Field(default=10, ge=2)
+    retry_period: int = Field(default=2, ge=1)
+    identity: str = ""  # empty: hostname and a random suffix
+    gpu_budget: int | None = Field(default=None, ge=0)  # GPUs all autoscaled agents share
+    namespace_gpu_budgets: dict[str, int] = Field(default_factory=dict)  # per namespace
+    request_timeout: Duration = 10.0  # per Kubernetes API call
+
+    @model_validator(mode="after")
+    def _lease(self) -> ControllerSettings:
+        if not self.lease_duration > self.renew_deadline > 1.2 * self.retry_period:
+            raise ValueError("need lease_duration > renew_deadline > 1.2 x retry_period")
+        if any(budget < 0 for budget in self.namespace_gpu_budgets.values()):
+            raise ValueError("GPU budgets must not be negative")
+        return self
 
 
 class Settings(BaseSettings):
@@ -51,6 +173,9 @@ class Settings(BaseSettings):
     max_agent_replicas_per_node: int = Field(default=0, ge=0)
     hot_ratio: float = Field(default=1.0, gt=0)
     static_popularity: dict[str, float] = Field(default_factory=dict)
+    prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
+    packer: PackerSettings = Field(default_factory=PackerSettings)
+    controller: ControllerSettings = Field(default_factory=ControllerSettings)
 
     # -- logging
     log_level: str = "INFO"

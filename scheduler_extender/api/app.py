@@ -155,13 +155,25 @@ def create_app(extender: Extender, metrics: Metrics, config: AppConfig) -> FastA
         metrics.decisions.labels("bind", "bound").inc()
         return JSONResponse({"Error": ""})
 
+    add_health_routes(app, metrics, config.readiness)
+
+    if config.debug_endpoints:
+        from scheduler_extender.api.debug import add_debug_routes
+
+        add_debug_routes(app, extender)
+    return app
+
+
+def add_health_routes(
+    app: FastAPI, metrics: Metrics, readiness: Mapping[str, ReadinessProbe]
+) -> None:
     @app.get("/healthz", tags=["health"])
     async def healthz() -> Response:
         return JSONResponse({"status": "ok"})
 
     @app.get("/readyz", tags=["health"])
     async def readyz() -> Response:
-        checks = {name: probe() for name, probe in config.readiness.items()}
+        checks = {name: probe() for name, probe in readiness.items()}
         ready = all(ok for ok, _ in checks.values())
         body = {"ready": ready, "checks": {name: dict(d) for name, (_, d) in checks.items()}}
         return JSONResponse(body, status_code=200 if ready else 503)
@@ -170,10 +182,15 @@ def create_app(extender: Extender, metrics: Metrics, config: AppConfig) -> FastA
     async def metrics_endpoint() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    if config.debug_endpoints:
-        from scheduler_extender.api.debug import add_debug_routes
 
-        add_debug_routes(app, extender)
+def create_probe_app(metrics: Metrics, readiness: Mapping[str, ReadinessProbe]) -> FastAPI:
+    """Health, readiness and metrics only, for a plain-HTTP port beside an mTLS one.
+
+    kubelet probes and Prometheus scrapes carry no client certificate, so when
+    the verbs require one, these endpoints are served on their own port.
+    """
+    app = FastAPI(title="scheduler-extender probes", docs_url=None, redoc_url=None)
+    add_health_routes(app, metrics, readiness)
     return app
 
 

@@ -124,7 +124,7 @@ def run_dev_cluster(args: argparse.Namespace) -> int:
     with cluster:
         api = cluster.api_client()
         nodes.create_nodes(api, fleet)
-        nodes.wait_schedulable(api, [n.name for n in fleet])
+        nodes.wait_schedulable(api, [n.name for n in fleet], alive=cluster.check_alive)
         if agents:
             workload.ensure_namespace(api, DEMO_NAMESPACE)
             workload.create_deployments(

@@ -17,11 +17,13 @@ from kubernetes import client
 from scheduler_extender.adapters.kube.binder import KubeBinder
 from scheduler_extender.adapters.kube.cache import ClusterCache
 from scheduler_extender.adapters.metrics import Metrics
+from scheduler_extender.adapters.prometheus.source import PrometheusPopularity
+from scheduler_extender.adapters.prometheus.wiring import prometheus_popularity
 from scheduler_extender.api.app import AppConfig, create_app
 from scheduler_extender.commands.common import kube_client
 from scheduler_extender.config import Settings
 from scheduler_extender.domain.filtering import FilterRules
-from scheduler_extender.domain.popularity import Popularity, StaticPopularity
+from scheduler_extender.domain.popularity import Popularity, PopularitySource, StaticPopularity
 from scheduler_extender.domain.scoring.registry import Scorer
 from scheduler_extender.service.extender import Extender
 
@@ -62,6 +64,7 @@ class Service:
     app: FastAPI
     cache: ClusterCache
     metrics: Metrics
+    forecast: PrometheusPopularity | None = None  # None: static popularity
 
 
 def build(settings: Settings, api: client.ApiClient) -> Service:
@@ -74,9 +77,12 @@ def build(settings: Settings, api: client.ApiClient) -> Service:
         metrics=metrics,
         gpu_resource=settings.gpu_resource,
     )
-    popularity = StaticPopularity(
+    forecast = None
+    popularity: PopularitySource = StaticPopularity(
         Popularity(MappingProxyType(dict(settings.static_popularity)), source="static")
     )
+    if settings.prometheus.url is not None:
+        popularity = forecast = prometheus_popularity(settings.prometheus, metrics.registry)
     extender = Extender(
         cluster=cache,
         binder=KubeBinder(api, agent_label=settings.agent_label),
@@ -97,7 +103,10 @@ def build(settings: Settings, api: client.ApiClient) -> Service:
         agent_label=settings.agent_label,
         readiness={"cache": cache_ready},
     )
-    return Service(create_app(extender, metrics, config), cache, metrics)
+    if forecast is not None:
+        # Informational only: without Prometheus, scoring falls back to neutral.
+        config.readiness["forecast"] = lambda: (True, forecast.status())
+    return Service(create_app(extender, metrics, config), cache, metrics, forecast)
 
 
 def tls_options(settings: Settings) -> dict[str, Any]:
@@ -117,6 +126,8 @@ def run(args: argparse.Namespace) -> int:
     settings: Settings = args.settings
     service = build(settings, kube_client(settings.kubeconfig))
     service.cache.start()
+    if service.forecast is not None:
+        service.forecast.start()
     log.info("serving the extender on %s:%d%s", settings.host, settings.port, settings.url_prefix)
     try:
         uvicorn.run(
@@ -128,5 +139,7 @@ def run(args: argparse.Namespace) -> int:
             **tls_options(settings),
         )
     finally:
+        if service.forecast is not None:
+            service.forecast.stop()
         service.cache.stop()
     return 0

@@ -159,11 +159,17 @@ class LocalCluster:
         if self._api is not None:
             self._api.close()
             self._api = None
+        interrupted: BaseException | None = None
         for name in reversed(list(self._components)):
-            self._stop_component(name)
+            try:
+                self._stop_component(name)
+            except BaseException as exc:  # e.g. a second Ctrl-C: stop the rest all the same
+                interrupted = interrupted or exc
         if self._lock_file is not None:
             self._lock_file.close()  # releases the flock
             self._lock_file = None
+        if interrupted is not None:
+            raise interrupted
 
     # -- what users of the cluster need --------------------------------------------
     @property

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import string
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
@@ -159,13 +159,22 @@ def schedulable(node: Mapping[str, Any]) -> bool:
 
 
 def wait_schedulable(
-    api: client.ApiClient, names: Iterable[str], *, timeout: float = 120.0
+    api: client.ApiClient,
+    names: Iterable[str],
+    *,
+    timeout: float = 120.0,
+    alive: Callable[[], None] | None = None,
 ) -> None:
-    """Waits until kwok made every node Ready and the node controller untainted it."""
+    """Waits until kwok made every node Ready and the node controller untainted it.
+
+    ``alive`` raises if the cluster broke meanwhile (e.g. ``LocalCluster.check_alive``).
+    """
     core = client.CoreV1Api(api)
     waiting = set(names)
     deadline = time.monotonic() + timeout
     while waiting:
+        if alive is not None:
+            alive()
         response: Any = core.list_node(_preload_content=False)
         for node in json.loads(response.data)["items"]:
             if node["metadata"]["name"] in waiting and schedulable(node):

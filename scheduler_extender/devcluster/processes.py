@@ -1,9 +1,11 @@
 """Child processes of the local control plane: one process group each, logs on disk.
 
 Every component runs in a session (and so a process group) of its own, so
-stopping it signals everything it spawned. On Linux the child also gets
-SIGTERM when the Python process that started it dies, even by SIGKILL
-(``setpriv --pdeathsig``): a killed test run leaves no orphan apiserver.
+stopping it signals everything it spawned. On Linux the child is also killed
+when the Python process that started it dies, even by SIGKILL (``setpriv
+--pdeathsig``): a killed test run leaves no orphan apiserver. That is SIGKILL,
+not SIGTERM: a kube-apiserver shutting down gracefully while etcd dies beside
+it can hang for minutes.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def _death_signal_prefix() -> list[str]:
     setpriv = shutil.which("setpriv")
     if setpriv is None or os.uname().sysname != "Linux":
         return []
-    return [setpriv, "--pdeathsig", "TERM", "--"]
+    return [setpriv, "--pdeathsig", "KILL", "--"]
 
 
 def tail(path: Path, lines: int = 30) -> str:
@@ -73,15 +75,19 @@ class ManagedProcess:
         self._log_file.flush()
         full_env = dict(os.environ)
         full_env.update(env or {})
-        self._proc = subprocess.Popen(
-            _death_signal_prefix() + self.argv,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            env=full_env,
-            cwd=cwd,
-            start_new_session=True,
-        )
+        try:
+            self._proc = subprocess.Popen(
+                _death_signal_prefix() + self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=self._log_file,
+                stderr=subprocess.STDOUT,
+                env=full_env,
+                cwd=cwd,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            self._log_file.close()
+            raise ComponentFailedError(f"{name}: cannot run {self.argv[0]}: {exc}") from exc
 
     @property
     def pid(self) -> int:
@@ -102,18 +108,20 @@ class ManagedProcess:
             )
 
     def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
-        """SIGTERM the whole group, SIGKILL it after ``grace`` seconds. Idempotent."""
+        """SIGTERM the whole group, SIGKILL it after ``grace`` seconds. Idempotent.
+
+        Interrupted (a second Ctrl-C), it kills the group at once and re-raises.
+        """
         try:
             if self._proc.poll() is None:
                 self._signal_group(signal.SIGTERM)
-                try:
+                with contextlib.suppress(subprocess.TimeoutExpired):
                     self._proc.wait(grace)
-                except subprocess.TimeoutExpired:
-                    self._signal_group(signal.SIGKILL)
-                    self._proc.wait()
-            # Children that outlived the leader are still in its group.
-            self._signal_group(signal.SIGKILL)
         finally:
+            # Whatever is left, the leader or children that outlived it, dies now.
+            self._signal_group(signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(grace)
             self._log_file.close()
 
     def _signal_group(self, sig: signal.Signals) -> None:

@@ -155,15 +155,25 @@ the extender requires client certificates (httpGet probes cannot present one). C
 {{- end }}
 
 {{/*
-Environment variables from a settings map: camelCase key -> SCHEDULER_EXTENDER_SNAKE_CASE, maps and
-lists as JSON. Unset (null) settings are left to the service's defaults.
+Environment variables from a settings map: camelCase key -> <prefix>SNAKE_CASE, maps and lists as
+JSON. Unset (null) settings are left to the service's defaults. Call with (dict "prefix" P "settings" M).
 */}}
 {{- define "scheduler-extender.settingsEnv" -}}
-{{- range $key, $value := . }}
+{{- $prefix := .prefix }}
+{{- range $key, $value := .settings }}
 {{- if not (kindIs "invalid" $value) }}
-- name: SCHEDULER_EXTENDER_{{ $key | snakecase | upper }}
+- name: {{ $prefix }}{{ $key | snakecase | upper }}
   value: {{ if or (kindIs "map" $value) (kindIs "slice" $value) }}{{ toJson $value | quote }}{{ else }}{{ $value | toString | quote }}{{ end }}
 {{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Where the extender and the controller find Prometheus (SCHEDULER_EXTENDER_PROMETHEUS__*). */}}
+{{- define "scheduler-extender.prometheusEnv" -}}
+{{- if .Values.prometheus.url }}
+- name: SCHEDULER_EXTENDER_PROMETHEUS__URL
+  value: {{ .Values.prometheus.url | quote }}
+{{- include "scheduler-extender.settingsEnv" (dict "prefix" "SCHEDULER_EXTENDER_PROMETHEUS__" "settings" .Values.prometheus.settings) }}
 {{- end }}
 {{- end }}
 

@@ -43,7 +43,7 @@ class LeaseConfig:
             )
 
 
-class _Stopped(Exception):
+class _StoppedError(Exception):
     """Raised inside the election loop to leave it."""
 
 
@@ -59,7 +59,7 @@ class _StoppableLock:
 
     def get(self, name: str, namespace: str) -> Any:
         if self._stopped.is_set():
-            raise _Stopped
+            raise _StoppedError
         return self._lock.get(name, namespace)
 
 
@@ -70,7 +70,7 @@ class LeaderElector:
         config: LeaseConfig,
         lead: Callable[[threading.Event], None],
         *,
-        on_change: Callable[[bool], None] = lambda leading: None,
+        on_change: Callable[[bool], None] | None = None,
     ) -> None:
         self._config = config
         self._lead = lead
@@ -109,16 +109,14 @@ class LeaderElector:
             try:
                 # Returns when the lease could not be renewed (onstopped_leading has run).
                 leaderelection.LeaderElection(election).run()
-            except _Stopped:
+            except _StoppedError:
                 break
             except Exception:
                 log.exception("leader election failed; campaigning again")
                 self._end_term()
                 self._stopped.wait(cfg.retry_period)
-        was_leading = self.leading
         self._end_term()
-        if was_leading:
-            self._release()
+        self._release()
 
     def _start_term(self) -> None:
         """Runs in the client's thread for as long as this term lasts."""
@@ -126,7 +124,7 @@ class LeaderElector:
         self._term_done.clear()
         self._leading.set()
         log.info("%s became the leader (lease %s/%s)", *self._names())
-        self._on_change(True)
+        self._notify(True)
         try:
             self._lead(self._term)
         finally:
@@ -136,7 +134,7 @@ class LeaderElector:
         if self._leading.is_set():
             log.warning("%s stopped leading (lease %s/%s)", *self._names())
             self._leading.clear()
-            self._on_change(False)
+            self._notify(False)
         self._term.set()
         # Campaign again only once the work of the old term has stopped.
         if not self._term_done.wait(timeout=60.0):
@@ -146,10 +144,17 @@ class LeaderElector:
         now = str(datetime.datetime.now())
         record = LeaderElectionRecord("", "1", now, now)
         try:
-            if self._lease.get(self._config.name, self._config.namespace)[0]:
+            found, held = self._lease.get(self._config.name, self._config.namespace)
+            # Release only a lease that is still ours: a successor's must stay.
+            if found and held.holder_identity == self._config.identity:
                 self._lease.update(self._config.name, self._config.namespace, record)
+                log.info("%s released the lease %s/%s", *self._names())
         except Exception as exc:
             log.warning("could not release the lease: %s", exc)
+
+    def _notify(self, leading: bool) -> None:
+        if self._on_change is not None:
+            self._on_change(leading)
 
     def _names(self) -> tuple[str, str, str]:
         return self._config.identity, self._config.namespace, self._config.name

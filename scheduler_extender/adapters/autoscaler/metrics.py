@@ -7,6 +7,7 @@ Reasons, directions and outcomes are fixed enums.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -106,7 +107,10 @@ class AutoscalerMetrics:
             self.desired.labels(*labels).set(decision.replicas)
             self.decisions.labels(decision.reason.value, decision.direction).inc()
         if outlook is not None:
-            for series, value in (("point", outlook.point_peak), ("quantile", outlook.quantile_peak)):
+            for series, value in (
+                ("point", outlook.point_peak),
+                ("quantile", outlook.quantile_peak),
+            ):
                 self._set_or_clear(self.forecast, (*labels, series), value)
             self._set_or_clear(self.observed, labels, outlook.observed)
         for kind, status in conditions.items():
@@ -134,7 +138,5 @@ class AutoscalerMetrics:
 
 
 def _discard(gauge: Gauge, labels: tuple[str, ...]) -> None:
-    try:
+    with contextlib.suppress(KeyError):  # never set
         gauge.remove(*labels)
-    except KeyError:
-        pass

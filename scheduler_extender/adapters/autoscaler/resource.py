@@ -44,16 +44,6 @@ def parse_duration(text: str) -> float:
     return sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
 
 
-def format_duration(seconds: float) -> str:
-    whole = int(seconds)
-    if whole != seconds:
-        return f"{seconds:g}s"
-    minutes, secs = divmod(whole, 60)
-    hours, minutes = divmod(minutes, 60)
-    text = (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "")
-    return text + (f"{secs}s" if secs or not text else "")
-
-
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 

@@ -173,7 +173,10 @@ class ClusterCache(SharedCluster):
         try:
             for event in self._events(w, kind, version):
                 kind_of_event = event["type"]
-                raw = event["raw_object"]
+                # With deserialize=False the client yields the event as parsed
+                # JSON: the object is under "object" ("raw_object" is only
+                # added when it deserializes).
+                raw = event["object"]
                 if kind_of_event == "ERROR":
                     if raw.get("code") == 410:
                         raise _GoneError

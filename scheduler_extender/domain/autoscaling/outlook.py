@@ -8,7 +8,7 @@ tested with plain values and a fake.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -68,14 +68,23 @@ def peaks_within(
     return max(s.point for s in window), max(s.upper for s in window)
 
 
-UNAVAILABLE = LoadOutlook(ForecastState.UNAVAILABLE, detail="no forecaster")
+@dataclass(frozen=True, slots=True)
+class OutlookRequest:
+    """What one autoscaler asks the forecast: its agent, lead time and quantile."""
+
+    agent: str
+    horizon: float  # seconds: the lead time
+    quantile: float
 
 
 class LoadForecaster(Protocol):
-    """The forecast source as the controller uses it.
+    """The forecast source as the controller uses it, once per reconcile pass.
 
-    Implementations never raise for a source outage: they answer
-    ``ForecastState.UNAVAILABLE`` (with the observed rate, if they still know it).
+    Implementations answer every request and never raise for a source outage:
+    they answer ``ForecastState.UNAVAILABLE`` (with the observed rate if they
+    still know it). ``now`` is the controller's clock (seconds since the epoch).
     """
 
-    def outlook(self, agent: str, *, horizon: float, quantile: float) -> LoadOutlook: ...
+    def outlooks(
+        self, requests: Collection[OutlookRequest], now: float
+    ) -> Mapping[OutlookRequest, LoadOutlook]: ...

@@ -14,7 +14,6 @@ means:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +21,7 @@ from numpy.typing import NDArray
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
+BoolArray = NDArray[np.bool_]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,28 +47,6 @@ class SeriesBatch:
     def end(self) -> float:
         """Timestamp of the last column."""
         return self.start + (self.points - 1) * self.step
-
-    @staticmethod
-    def from_samples(
-        samples: Mapping[str, tuple[Sequence[float], Sequence[float]]],
-        *,
-        start: float,
-        step: float,
-        points: int,
-    ) -> SeriesBatch:
-        """Place (timestamps, values) per agent on the grid; off-grid samples snap to
-        the nearest column, samples outside the grid are dropped, and values
-        that are not finite count as missing."""
-        agents = tuple(sorted(samples))
-        values = np.full((len(agents), points), np.nan)
-        for row, agent in enumerate(agents):
-            stamps, observed = samples[agent]
-            ts = np.asarray(stamps, dtype=np.float64)
-            vs = np.asarray(observed, dtype=np.float64)
-            index = np.rint((ts - start) / step).astype(np.int64)
-            keep = (index >= 0) & (index < points) & np.isfinite(vs)
-            values[row, index[keep]] = vs[keep]
-        return SeriesBatch(agents, start, step, values)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,18 +15,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from scheduler_extender.domain.packing.placement import Placement, node_load, original_counts
-from scheduler_extender.domain.packing.problem import Group, IntArray, PackingProblem
+from scheduler_extender.domain.packing.placement import Placement, current_placement, node_load
+from scheduler_extender.domain.packing.problem import BoolArray, Group, IntArray, PackingProblem
 from scheduler_extender.domain.resources import CPU, MEMORY
 
 
 def place_greedily(problem: PackingProblem, start: Placement) -> Placement:
     """``start`` plus every unplaced pod that fits somewhere, placed one at a time."""
     counts = start.counts.copy()
-    original = original_counts(problem)
+    original = problem.original
     load = node_load(problem, start)
     agents = _AgentCounts(problem, counts, original)
-    scored = [problem.resources.index(CPU), problem.resources.index(MEMORY)]
+    scored = np.array([problem.resources.index(CPU), problem.resources.index(MEMORY)])
     capacity = problem.capacity
     for group in _queue(problem, counts):
         request = group.requests
@@ -47,7 +47,7 @@ def place_greedily(problem: PackingProblem, start: Placement) -> Placement:
 
 def default_placement(problem: PackingProblem) -> Placement:
     """What kube-scheduler would do now: running pods stay, pending pods placed greedily."""
-    return place_greedily(problem, Placement(original_counts(problem)))
+    return place_greedily(problem, current_placement(problem))
 
 
 def _queue(problem: PackingProblem, counts: IntArray) -> list[Group]:
@@ -64,7 +64,7 @@ def _queue(problem: PackingProblem, counts: IntArray) -> list[Group]:
 
 
 def _least_allocated(
-    load: IntArray, capacity: IntArray, request: IntArray, scored: list[int], feasible: np.ndarray
+    load: IntArray, capacity: IntArray, request: IntArray, scored: IntArray, feasible: BoolArray
 ) -> int:
     candidates = np.flatnonzero(feasible)
     cap = capacity[np.ix_(candidates, scored)].astype(np.float64)
@@ -99,7 +99,7 @@ class _AgentCounts:
             # A node already above the limit may keep its replicas, never gain any.
             self.allowed[agent] = np.maximum(self.allowed[agent], self.limit)
 
-    def room(self, group: Group) -> np.ndarray:
+    def room(self, group: Group) -> BoolArray:
         if not self.limit or group.agent is None:
             return np.ones(1, dtype=np.bool_)
         return self.now[group.agent] + 1 <= self.allowed[group.agent]

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from ortools.sat.python import cp_model
 
-from scheduler_extender.domain.packing.placement import Placement, original_counts
+from scheduler_extender.domain.packing.placement import Placement
 from scheduler_extender.domain.packing.problem import (
     UNLIMITED,
     BoolArray,
@@ -36,21 +36,23 @@ from scheduler_extender.domain.packing.problem import (
     PackingProblem,
 )
 
+Expr = cp_model.LinearExpr | int
+
 
 @dataclass(frozen=True, slots=True)
 class TierTerms:
     """Linear expressions over the model for one priority tier."""
 
     priority: int
-    placed: cp_model.LinearExprT
-    evictions: cp_model.LinearExprT
-    stays: cp_model.LinearExprT
+    placed: Expr
+    evictions: Expr
+    stays: Expr
     # Weight that makes "fewer evictions" dominate "more placed" in one
     # objective: more than the pods the tier can ever place.
     big: int
 
     @property
-    def placement_objective(self) -> cp_model.LinearExprT:
+    def placement_objective(self) -> Expr:
         return self.placed - self.big * self.evictions
 
 
@@ -67,21 +69,33 @@ class _Linear:
         self.coefficients.extend(c * factor for c in other.coefficients)
         self.constant += factor * other.constant
 
-    def expr(self) -> cp_model.LinearExprT:
+    def expr(self) -> Expr:
         if not self.variables:
             return self.constant
         return cp_model.LinearExpr.weighted_sum(self.variables, self.coefficients) + self.constant
 
 
 class ScopedModel:
-    """The model for ``scope`` (a node mask), with ``incumbent`` outside it."""
+    """The model for ``scope`` (a node mask), with ``incumbent`` outside it.
 
-    def __init__(self, problem: PackingProblem, scope: BoolArray, incumbent: Placement) -> None:
+    ``frozen`` marks groups that keep the incumbent everywhere (constants, see
+    ``solver.frozen_groups``); ``bounds`` is ``scope.bounds_matrix`` next to the
+    pinned and frozen load: per group and node, the most pods that fit.
+    """
+
+    def __init__(
+        self,
+        problem: PackingProblem,
+        scope: BoolArray,
+        incumbent: Placement,
+        bounds: IntArray,
+        frozen: BoolArray,
+    ) -> None:
         self.problem = problem
         self.model = cp_model.CpModel()
         self.incumbent = incumbent
         self.full_scope = bool(scope.all())
-        original = original_counts(problem)
+        original = problem.original
         self._original = original
         counts = incumbent.counts
         inside = np.flatnonzero(scope)
@@ -100,7 +114,9 @@ class ScopedModel:
             running = int(original[g].sum())
             out_placed = int(counts[g, outside].sum())
             out_stays = int(np.minimum(counts[g, outside], original[g, outside]).sum())
-            active = bool(group.pending) or original[g, inside].any() or counts[g, inside].any()
+            active = not frozen[g] and (
+                bool(group.pending) or original[g, inside].any() or counts[g, inside].any()
+            )
             x_sum, s_sum, e_sum = _Linear(), _Linear(), _Linear()
             x_sum.constant, s_sum.constant = out_placed, out_stays
             if not active:
@@ -108,9 +124,8 @@ class ScopedModel:
                 s_sum.constant = int(np.minimum(counts[g], original[g]).sum())
                 e_sum.constant = max(0, running - x_sum.constant)
             else:
-                bounds = problem.upper_bounds(group)
                 for n in inside:
-                    bound = int(bounds[n])
+                    bound = int(bounds[g, n])
                     if bound <= 0:
                         continue
                     x = model.new_int_var(0, bound, "")
@@ -125,7 +140,7 @@ class ScopedModel:
                         self._s.append((g, int(n), s))
                         s_sum.variables.append(s)
                         s_sum.coefficients.append(1)
-                reachable = sum(int(bounds[n]) for n in inside) + out_placed
+                reachable = int(bounds[g, inside].sum()) + out_placed
                 if x_sum.variables and reachable > group.size:
                     model.add(x_sum.expr() <= group.size)
                 if running:
@@ -137,6 +152,17 @@ class ScopedModel:
             placed.append(x_sum)
             stays.append(s_sum)
             evictions.append(e_sum)
+        # Pinned pods and frozen groups: load no variable can change.
+        requests = np.array([g.requests for g in problem.groups], dtype=np.int64).reshape(
+            len(problem.groups), len(problem.resources)
+        )
+        self._settled = problem.fixed + counts[frozen].T @ requests[frozen]
+        self._settled_agents = [dict(a) for a in problem.fixed_agents]
+        for group in problem.groups:
+            if frozen[group.index] and group.agent is not None:
+                for n in np.flatnonzero(counts[group.index]):
+                    agents = self._settled_agents[n]
+                    agents[group.agent] = agents.get(group.agent, 0) + int(counts[group.index, n])
         self._add_capacity(on_node)
         self._add_agent_limits(on_node, original)
         self._add_budgets(stays, original)
@@ -154,18 +180,32 @@ class ScopedModel:
                     divisor = math.gcd(divisor, int(requests[g][r]))
             if divisor == 0:
                 continue  # nothing in scope requests this resource
+            total = _Linear()
+            total_room = 0
+            rows = 0
             for n, node_vars in on_node.items():
                 if problem.capacity[n, r] >= UNLIMITED:
                     continue
-                room = int(problem.capacity[n, r] - problem.fixed[n, r]) // divisor
-                terms = [(x, int(requests[g][r]) // divisor, b) for g, x, b in node_vars]
-                terms = [t for t in terms if t[1]]
-                if sum(c * b for _, c, b in terms) <= room:
+                room = int(problem.capacity[n, r] - self._settled[n, r]) // divisor
+                row = _Linear()
+                for g, x, bound in node_vars:
+                    if coefficient := int(requests[g][r]) // divisor:
+                        row.variables.append(x)
+                        row.coefficients.append(coefficient)
+                        row.constant += coefficient * bound  # what the row needs at most
+                if row.constant <= room:
                     continue  # cannot bind: every pod that may go there fits at once
-                self.model.add(
-                    cp_model.LinearExpr.weighted_sum([t[0] for t in terms], [t[1] for t in terms])
-                    <= room
-                )
+                row.constant = 0
+                self.model.add(row.expr() <= room)
+                total.add(row)
+                total_room += room
+                rows += 1
+            if rows > 1:
+                # Redundant, for the LP: presolve turns small per-node rows into
+                # clauses, and without the aggregate no worker with a basic
+                # linearisation can bound the tier (a proof that needs seconds
+                # then needs milliseconds).
+                self.model.add(total.expr() <= total_room)
 
     def _add_agent_limits(
         self, on_node: dict[int, list[tuple[int, cp_model.IntVar, int]]], original: IntArray
@@ -181,7 +221,7 @@ class ScopedModel:
                 if agent is not None:
                     by_agent[agent].append(item)
             for agent, items in by_agent.items():
-                fixed = problem.fixed_agents[n].get(agent, 0)
+                fixed = self._settled_agents[n].get(agent, 0)
                 before = fixed + sum(int(original[g, n]) for g, _, _ in items)
                 if before > limit:
                     continue  # no arrivals allowed there (see build_problem): the bounds hold it
@@ -230,7 +270,7 @@ class ScopedModel:
     # -- hints and solutions -------------------------------------------------
     def hint(self, placement: Placement) -> None:
         """Hint every variable with ``placement`` (a complete, feasible hint)."""
-        self.model.clear_hints()
+        self.model.clear_hints()  # type: ignore[no-untyped-call]  # untyped in ortools 9.15
         counts = placement.counts
         original = self._original
         for g, n, x in self._x:

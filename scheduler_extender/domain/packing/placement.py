@@ -23,7 +23,8 @@ class Placement:
 
     def placed(self) -> IntArray:
         """Per group, the pods placed anywhere."""
-        return self.counts.sum(axis=1)
+        placed: IntArray = self.counts.sum(axis=1)
+        return placed
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,21 +52,13 @@ class GroupCosts:
     placements: IntArray
 
 
-def original_counts(problem: PackingProblem) -> IntArray:
-    counts = np.zeros((len(problem.groups), len(problem.nodes)), dtype=np.int64)
-    for group in problem.groups:
-        for node, pods in group.running.items():
-            counts[group.index, node] = len(pods)
-    return counts
-
-
 def current_placement(problem: PackingProblem) -> Placement:
     """Running pods where they are, pending pods nowhere."""
-    return Placement(original_counts(problem))
+    return Placement(problem.original.copy())
 
 
 def group_costs(problem: PackingProblem, placement: Placement) -> GroupCosts:
-    original = original_counts(problem)
+    original = problem.original
     running = original.sum(axis=1)
     placed = placement.placed()
     stays = np.minimum(placement.counts, original).sum(axis=1)

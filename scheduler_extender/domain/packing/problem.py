@@ -69,15 +69,6 @@ class Group:
     def running_count(self) -> int:
         return sum(len(p) for p in self.running.values())
 
-    def original(self, node: int) -> int:
-        return len(self.running.get(node, ()))
-
-    def original_counts(self, node_count: int) -> IntArray:
-        counts = np.zeros(node_count, dtype=np.int64)
-        for node, pods in self.running.items():
-            counts[node] = len(pods)
-        return counts
-
 
 @dataclass(frozen=True, slots=True)
 class PackingProblem:
@@ -87,6 +78,7 @@ class PackingProblem:
     fixed: IntArray  # nodes x resources: load of pinned pods
     fixed_agents: tuple[Mapping[str, int], ...]  # per node: pinned pods per agent
     groups: tuple[Group, ...]
+    original: IntArray  # groups x nodes: the running pods of each group, where they run
     budgets: tuple[DisruptionBudget, ...]  # only those that cover a movable group
     pinned: tuple[tuple[Pod, PinReason], ...]
     skipped: tuple[tuple[Pod, SkipReason], ...]
@@ -101,15 +93,19 @@ class PackingProblem:
         """Pinned pods counted on a node of the snapshot, per priority."""
         return Counter(p.priority for p, _ in self.pinned)
 
-    def upper_bounds(self, group: Group) -> IntArray:
-        """Per node, the most pods of ``group`` it can hold next to the pinned load."""
-        original = group.original_counts(len(self.nodes))
-        room = self.capacity - self.fixed
+    def upper_bounds(self, group: Group, load: IntArray | None = None) -> IntArray:
+        """Per node, the most pods of ``group`` it can hold next to ``load``.
+
+        ``load`` (nodes x resources) defaults to the pinned pods' load.
+        """
+        original = self.original[group.index]
+        room = self.capacity - (self.fixed if load is None else load)
         need = group.requests
         used = need > 0
         fit = np.min(room[:, used] // need[used], axis=1) if used.any() else original + group.size
         bound = np.maximum(original, np.minimum(group.size, fit))
-        return np.where(group.arrivals, bound, original)
+        bounds: IntArray = np.where(group.arrivals, bound, original)
+        return bounds
 
 
 def build_problem(
@@ -157,10 +153,10 @@ def build_problem(
     for pod, reason in pinned:
         if reason is PinReason.UNKNOWN_NODE:
             continue
-        node = index[pod.node_name]
-        fixed[node] += _vector(pod, column)
+        at = index[pod.node_name]
+        fixed[at] += _vector(pod, column)
         if pod.agent:
-            fixed_agents[node][pod.agent] += 1
+            fixed_agents[at][pod.agent] += 1
 
     # The current load, to find over-committed resources and over-limit agents.
     load = fixed.copy()
@@ -168,10 +164,10 @@ def build_problem(
     for group_pods in members.values():
         for pod in group_pods:
             if pod.node_name:
-                node = index[pod.node_name]
-                load[node] += _vector(pod, column)
+                at = index[pod.node_name]
+                load[at] += _vector(pod, column)
                 if pod.agent:
-                    agents[node][pod.agent] += 1
+                    agents[at][pod.agent] += 1
     overcommitted = load > capacity
     capacity = np.maximum(capacity, load)
 
@@ -199,7 +195,10 @@ def build_problem(
         if limit and sample.agent:
             agent = sample.agent
             arrivals &= np.array(
-                [a[agent] <= limit and f[agent] < limit for a, f in zip(agents, fixed_agents, strict=True)],
+                [
+                    a[agent] <= limit and f[agent] < limit
+                    for a, f in zip(agents, fixed_agents, strict=True)
+                ],
                 dtype=np.bool_,
             )
         running: dict[int, list[Pod]] = defaultdict(list)
@@ -223,6 +222,10 @@ def build_problem(
                 template_hash=template_hash(sample),
             )
         )
+    original = np.zeros((len(groups), len(node_list)), dtype=np.int64)
+    for group in groups:
+        for at, running_pods in group.running.items():
+            original[group.index, at] = len(running_pods)
     return PackingProblem(
         nodes=node_list,
         resources=resources,
@@ -230,6 +233,7 @@ def build_problem(
         fixed=fixed,
         fixed_agents=tuple(fixed_agents),
         groups=tuple(groups),
+        original=original,
         budgets=tuple(budgets[b] for b in used_budgets),
         pinned=tuple(pinned),
         skipped=tuple(skipped),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +79,7 @@ def documents(text: str) -> list[Manifest]:
 
 
 @pytest.fixture(scope="session")
-def render(helm: Path) -> Iterator[Render]:
+def render(helm: Path) -> Render:
     """helm template, parsed; memoised because helm takes ~100 ms per call."""
     cache: dict[tuple[str, ...], list[Manifest]] = {}
 
@@ -89,7 +89,7 @@ def render(helm: Path) -> Iterator[Render]:
             cache[args] = documents(run_helm(helm, *args).stdout)
         return [dict(doc) for doc in cache[args]]
 
-    yield _render
+    return _render
 
 
 def find(manifests: list[Manifest], kind: str, name: str | None = None) -> list[Manifest]:
@@ -118,7 +118,9 @@ def component(manifests: list[Manifest], kind: str, name: str) -> Manifest:
 
 
 def containers(manifest: Manifest) -> list[dict[str, Any]]:
-    spec = manifest["spec"]["template"]["spec"] if "template" in manifest["spec"] else manifest["spec"]
+    spec = (
+        manifest["spec"]["template"]["spec"] if "template" in manifest["spec"] else manifest["spec"]
+    )
     return list(spec.get("initContainers", [])) + list(spec["containers"])
 
 

@@ -28,7 +28,8 @@ def test_helm_lint_strict(helm: Path, values: Path | None) -> None:
         args += ["--values", str(values)]
     result = run_helm(helm, *args, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "[WARNING]" not in result.stdout and "[ERROR]" not in result.stdout, result.stdout
+    assert "[WARNING]" not in result.stdout, result.stdout
+    assert "[ERROR]" not in result.stdout, result.stdout
 
 
 @pytest.mark.parametrize("values", [None, *CI_VALUES], ids=lambda p: p.name if p else "default")
@@ -39,7 +40,8 @@ def test_helm_template_renders(render: Render, values: Path | None) -> None:
     kinds = {m["kind"] for m in manifests}
     assert {"Deployment", "Service", "ConfigMap", "ServiceAccount"} <= kinds
     for m in manifests:
-        assert m["apiVersion"] and m["metadata"]["name"], m
+        assert m["apiVersion"], m
+        assert m["metadata"]["name"], m
 
 
 def test_an_unsupported_cluster_version_is_refused(helm: Path) -> None:

@@ -1,0 +1,228 @@
+"""End-to-end scheduling throughput on the local control plane (``make bench-e2e``).
+
+1000 fake GPU nodes, 2000 pending one-GPU pods of 40 agents. The pods are
+created while no scheduler runs; then kube-scheduler starts and a watch times
+every bind. Two runs on the same cluster, in this order:
+
+1. kube-scheduler alone (the extender is stopped too, so its watches cost nothing);
+2. kube-scheduler calling the extender (filter, prioritize and bind).
+
+Throughput is (pods - 1) / (last bind - first bind): the steady scheduling
+rate, without the scheduler's start-up. Both runs raise the scheduler's
+client rate limit (qps 50 by default) so that neither is capped by it: with
+the limit, kube-scheduler alone would be held to its own binding calls'
+rate while the extender's binds (made by the extender) are not limited.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from kubernetes import client, watch
+from prometheus_client.parser import text_string_to_metric_families
+
+from benchmarks.common import machine, write_section
+from scheduler_extender.devcluster import nodes, workload
+from scheduler_extender.devcluster.cluster import ClusterOptions, LocalCluster
+
+SECTION = "End-to-end scheduling throughput (make bench-e2e)"
+TARGET_RATIO = 0.9
+RATE_LIMITS = {"clientConnection": {"qps": 5000, "burst": 10000}}
+
+
+@dataclass(frozen=True)
+class Run:
+    name: str
+    pods: int
+    first_bind: float
+    last_bind: float
+    scheduler_ready: float  # when kube-scheduler answered /readyz
+
+    @property
+    def pods_per_second(self) -> float:
+        return (self.pods - 1) / max(self.last_bind - self.first_bind, 1e-9)
+
+    @property
+    def wall_seconds(self) -> float:
+        return self.last_bind - self.scheduler_ready
+
+
+class BindClock:
+    """Watches one namespace and notes when each pod first has a node."""
+
+    def __init__(self, api: client.ApiClient, namespace: str, resource_version: str) -> None:
+        self.bound: dict[str, float] = {}
+        self._core = client.CoreV1Api(api)
+        self._namespace = namespace
+        self._version = resource_version
+        self._watch = watch.Watch()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        stream: Any = self._watch.stream(
+            self._core.list_namespaced_pod,
+            self._namespace,
+            resource_version=self._version,
+            deserialize=False,
+            timeout_seconds=3600,
+        )
+        for event in stream:
+            pod = event["object"]
+            name = pod["metadata"]["name"]
+            if pod.get("spec", {}).get("nodeName") and name not in self.bound:
+                self.bound[name] = time.monotonic()
+
+    def stop(self) -> None:
+        self._watch.stop()
+
+
+def extender_latency(metrics_url: str) -> dict[str, tuple[float, int]]:
+    """verb -> (seconds spent, calls) from the extender's request histogram."""
+    out: dict[str, tuple[float, int]] = {}
+    for family in text_string_to_metric_families(httpx.get(metrics_url, timeout=5).text):
+        if family.name != "scheduler_extender_request_duration_seconds":
+            continue
+        for sample in family.samples:
+            verb = sample.labels.get("verb", "")
+            total, count = out.get(verb, (0.0, 0))
+            if sample.name.endswith("_sum"):
+                out[verb] = (total + sample.value, count)
+            elif sample.name.endswith("_count"):
+                out[verb] = (total, count + int(sample.value))
+    return out
+
+
+def pending_pods(namespace: str, count: int, scheduler_name: str) -> list[dict[str, Any]]:
+    agents = workload.skewed_agents(40, total_replicas=count)
+    return [
+        workload.gpu_pod(
+            f"{agent.name}-{i:04d}",
+            namespace=namespace,
+            scheduler_name=scheduler_name,
+            agent=agent.name,
+            memory="2Gi",
+        )
+        for agent in agents
+        for i in range(agent.replicas)
+    ]
+
+
+def measure(cluster: LocalCluster, name: str, *, extender: bool, pods: int) -> Run:
+    api = cluster.api_client()
+    core = client.CoreV1Api(api)
+    namespace = f"bench-{'extender' if extender else 'alone'}"
+    cluster.stop_scheduler()
+    if extender:
+        cluster.start_extender()
+    else:
+        cluster.stop_extender()
+    workload.ensure_namespace(api, namespace)
+    print(f"[{name}] creating {pods} pending pods ...", flush=True)
+    workload.create_pods(api, pending_pods(namespace, pods, cluster.scheduler_name))
+    listing: Any = core.list_namespaced_pod(namespace, limit=1, _preload_content=False)
+    clock = BindClock(api, namespace, json.loads(listing.data)["metadata"]["resourceVersion"])
+    print(f"[{name}] starting kube-scheduler ...", flush=True)
+    cluster.start_scheduler(extender=extender, overrides=RATE_LIMITS)
+    ready = time.monotonic()
+    deadline = ready + 900
+    while len(clock.bound) < pods:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"[{name}] only {len(clock.bound)}/{pods} pods bound in 900 s")
+        cluster.check_alive()
+        time.sleep(0.5)
+    clock.stop()
+    times = sorted(clock.bound.values())
+    run = Run(name, pods, times[0], times[-1], ready)
+    print(f"[{name}] {run.pods_per_second:.1f} pods/s ({run.wall_seconds:.1f} s)", flush=True)
+    cluster.stop_scheduler()
+    core.delete_collection_namespaced_pod(namespace, grace_period_seconds=0, _preload_content=False)
+    core.delete_namespace(namespace, _preload_content=False)
+    while True:  # the next run starts from empty nodes
+        left: Any = core.list_namespaced_pod(namespace, limit=1, _preload_content=False)
+        if not json.loads(left.data)["items"]:
+            break
+        time.sleep(0.5)
+    return run
+
+
+def report(
+    runs: list[Run],
+    ratio: float,
+    latency: Mapping[str, tuple[float, int]],
+    args: argparse.Namespace,
+    startup: float,
+) -> str:
+    rows = "\n".join(
+        f"| {r.name} | {r.pods} | {r.pods_per_second:.1f} | {r.wall_seconds:.1f} s |" for r in runs
+    )
+    verbs = ", ".join(
+        f"{verb} {1000 * total / count:.2f} ms"
+        for verb, (total, count) in sorted(latency.items())
+        if count
+    )
+    verdict = "met" if ratio >= TARGET_RATIO else "**missed**"
+    return f"""
+Command: `make bench-e2e` ({args.nodes} kwok GPU nodes in the "mix" layout, {args.pods} pending
+one-GPU pods of 40 agents with Zipf popularity, created before kube-scheduler starts). The local
+control plane runs etcd, kube-apiserver, kube-controller-manager, kwok, kube-scheduler v1.36 and
+the extender as processes on the same machine (ready in {startup:.1f} s). Throughput = (pods - 1) /
+(last bind - first bind), timed by a watch. Both runs raise kube-scheduler's client rate limit to
+qps 5000 so neither is capped by it; `percentageOfNodesToScore` is left adaptive (about 42% of
+1000 nodes are scored and sent to the extender).
+
+Machine: {machine()}.
+
+| run | pods | pods/s | kube-scheduler start to last bind |
+|---|---|---|---|
+{rows}
+
+Ratio (with the extender / kube-scheduler alone): **{ratio:.2f}** (target >= {TARGET_RATIO}: {verdict}).
+Mean extender time per call during the extender run: {verbs}.
+"""
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--nodes", type=int, default=1000)
+    p.add_argument("--pods", type=int, default=2000)
+    p.add_argument("--no-write", action="store_true", help="print, do not update BENCHMARKS.md")
+    args = p.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
+        options = ClusterOptions(run_dir=Path(tmp), extender=True, scheduler=False)
+        with LocalCluster(options) as cluster:
+            api = cluster.api_client()
+            fleet = nodes.fleet(args.nodes, "mix", prefix="bench")
+            print(f"creating {args.nodes} fake GPU nodes ...", flush=True)
+            nodes.create_nodes(api, fleet)
+            nodes.wait_schedulable(
+                api, [n.name for n in fleet], timeout=300, alive=cluster.check_alive
+            )
+            alone = measure(cluster, "kube-scheduler alone", extender=False, pods=args.pods)
+            # The extender run starts a fresh extender: its counters are that run's.
+            with_extender = measure(
+                cluster, "kube-scheduler + extender", extender=True, pods=args.pods
+            )
+            latency = extender_latency(cluster.extender_endpoint.metrics_url)
+            startup = cluster.startup_seconds or 0.0
+    ratio = with_extender.pods_per_second / alone.pods_per_second
+    body = report([alone, with_extender], ratio, latency, args, startup)
+    print(body)
+    if not args.no_write:
+        write_section(SECTION, body)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

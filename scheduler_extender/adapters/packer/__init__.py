@@ -1,0 +1,1 @@
+"""The packer's edges: PodDisruptionBudget parsing, plan execution, the trigger loop."""

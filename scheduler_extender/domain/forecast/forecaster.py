@@ -1,0 +1,431 @@
+"""Per-agent forecasts: model selection, point forecast, upper quantile and backtest.
+
+Every refresh works on the last ``burn_in + 2*window`` points of each series
+(the *fit window*); everything older only feeds the seasonal profile::
+
+    ... profile history ... | burn-in | window 1 | window 2 |  -> horizon
+                            S0                             now
+
+Candidates: naive, seasonal naive, EWMA, damped Holt, and additive
+Holt-Winters (damped Holt on the series minus the seasonal profile, i.e.
+ETS(A,Ad,A) with its seasonal states initialised by classical decomposition
+and held: within a fit window shorter than a season no seasonal state is
+read twice, so a fitted seasonal smoothing rate would never act).
+Holt-Winters needs two seasons of history, seasonal naive one.
+
+The procedure is honest by construction: what is scored never saw the data it
+is scored on.
+
+* Smoothing parameters are chosen per agent by one-step MAE, the model by
+  h-step MAE, both on window 1; quantile offsets are the empirical quantiles
+  of that model's h-step residuals on window 1. Window 2 then scores this
+  choice: MASE, pinball loss and coverage of the upper bound (the backtest).
+* The live forecast repeats exactly that procedure one window later: choices
+  and residuals from window 2, forecast from the last point.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+
+import numpy as np
+
+from scheduler_extender.domain.forecast.accuracy import mase_scale, pinball
+from scheduler_extender.domain.forecast.seasonal import seasonal_profile
+from scheduler_extender.domain.forecast.series import (
+    BoolArray,
+    FilledBatch,
+    FloatArray,
+    IntArray,
+    SeriesBatch,
+    fill_gaps,
+)
+from scheduler_extender.domain.forecast.smoothing import Grid, smooth
+
+
+class Model(StrEnum):
+    NAIVE = "naive"
+    SEASONAL_NAIVE = "seasonal_naive"
+    EWMA = "ewma"
+    HOLT = "holt"
+    HOLT_WINTERS = "holt_winters"
+    NONE = "none"  # a gone agent: nothing to forecast
+
+
+class Status(StrEnum):
+    OK = "ok"  # observed over the whole fit window
+    NEW = "new"  # shorter history: a shorter backtest, or none at all
+    GONE = "gone"  # no sample recently (or ever): forecast 0
+
+
+CANDIDATES = (Model.NAIVE, Model.SEASONAL_NAIVE, Model.EWMA, Model.HOLT, Model.HOLT_WINTERS)
+_SMOOTHED = (Model.EWMA, Model.HOLT, Model.HOLT_WINTERS)
+# Fewest backtest origins per horizon step worth scoring and taking quantiles from.
+MIN_ORIGINS = 10
+# A history too short to backtest gets an EWMA with this fixed rate: quick to
+# follow a new agent's ramp-up, still averaging out single-point noise.
+SHORT_HISTORY_ALPHA = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class ForecastSettings:
+    """How to forecast, in grid steps (see ``for_step`` for durations)."""
+
+    horizon: int
+    season: int
+    quantile: float = 0.9
+    window: int = 360  # each of the two backtest windows
+    burn_in: int = 120
+    gone_after: int = 10  # trailing missing points that mean "agent gone"
+    max_seasons: int = 7  # seasons averaged into the profile
+    profile_smoothing: int = 31  # odd width of the profile's moving average
+    chunk: int = 32  # agents fitted together (bounds memory, keeps arrays cache-sized)
+
+    def __post_init__(self) -> None:
+        if self.horizon < 1:
+            raise ValueError("horizon must be at least one step")
+        if self.season < 2:
+            raise ValueError("season must be at least two steps")
+        if not 0.0 < self.quantile < 1.0:
+            raise ValueError("quantile must be between 0 and 1")
+        if self.window < 1 or self.burn_in < 0 or self.gone_after < 1 or self.chunk < 1:
+            raise ValueError("window, gone_after and chunk must be positive, burn_in not negative")
+
+    @staticmethod
+    def for_step(
+        step: float,
+        *,
+        horizon: float,
+        season: float,
+        quantile: float = 0.9,
+        window: float = 6 * 3600.0,
+        burn_in: float = 2 * 3600.0,
+        gone_after: float = 600.0,
+        profile_smoothing: float = 1800.0,
+    ) -> ForecastSettings:
+        """Settings from durations in seconds, for data sampled every ``step`` seconds."""
+
+        def steps(seconds: float) -> int:
+            return max(1, round(seconds / step))
+
+        return ForecastSettings(
+            horizon=max(1, math.ceil(horizon / step - 1e-9)),
+            season=max(2, steps(season)),
+            quantile=quantile,
+            window=steps(window),
+            burn_in=round(burn_in / step),
+            gone_after=steps(gone_after),
+            profile_smoothing=steps(profile_smoothing) | 1,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Backtest:
+    """How the forecasting procedure did on the most recent window it could be scored on."""
+
+    mase: float | None  # None when the series never changed (no scale)
+    pinball_loss: float  # of the upper bound, in the series' unit
+    coverage: float  # share of actual values at or below the upper bound
+    mae: float
+    scale: float | None  # the MASE denominator (seasonal or lag-1 naive MAE)
+    origins: int  # forecast origins scored
+
+
+@dataclass(frozen=True, slots=True)
+class AgentForecast:
+    agent: str
+    status: Status
+    model: Model
+    point: tuple[float, ...]  # per horizon step
+    upper: tuple[float, ...]  # the quantile, per horizon step, never below ``point``
+    history: int  # observed points
+    params: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    backtest: Backtest | None = None
+
+    @property
+    def peak(self) -> float:
+        """The highest point forecast over the horizon."""
+        return max(self.point, default=0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Forecasts:
+    """Forecasts of every agent in a batch, for the steps after ``end``."""
+
+    agents: tuple[AgentForecast, ...]
+    start: float  # timestamp of the first grid point of the input
+    end: float  # timestamp of the last one
+    step: float
+    settings: ForecastSettings
+
+    @property
+    def points(self) -> int:
+        return round((self.end - self.start) / self.step) + 1
+
+    def timestamps(self) -> list[float]:
+        return [self.end + h * self.step for h in range(1, self.settings.horizon + 1)]
+
+    def __iter__(self) -> Iterator[AgentForecast]:
+        return iter(self.agents)
+
+    def by_agent(self) -> Mapping[str, AgentForecast]:
+        return MappingProxyType({f.agent: f for f in self.agents})
+
+
+def forecast(batch: SeriesBatch, settings: ForecastSettings) -> Forecasts:
+    """Forecast every agent of ``batch`` ``settings.horizon`` steps past its end."""
+    filled = fill_gaps(batch, gone_after=settings.gone_after)
+    results: dict[int, AgentForecast] = {}
+    full = _Geometry.fit(filled.points, settings)
+    whole_window: list[int] = []
+    for row, agent in enumerate(filled.agents):
+        observed = filled.observed(row)
+        if filled.gone(row, settings.gone_after):
+            results[row] = _gone(agent, observed, settings.horizon)
+        elif full is not None and observed >= full.length:
+            whole_window.append(row)
+        else:
+            own = _Geometry.fit(observed, settings)
+            if own is None:
+                results[row] = _short_history(filled, row, settings)
+            else:
+                results.update(_fit_group(filled, [row], own, settings, Status.NEW))
+    if full is not None:
+        for i in range(0, len(whole_window), settings.chunk):
+            chunk = whole_window[i : i + settings.chunk]
+            results.update(_fit_group(filled, chunk, full, settings, Status.OK))
+    return Forecasts(
+        tuple(results[row] for row in range(len(filled.agents))),
+        batch.start,
+        batch.end,
+        batch.step,
+        settings,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Geometry:
+    burn_in: int
+    window: int
+
+    @property
+    def length(self) -> int:
+        return self.burn_in + 2 * self.window
+
+    @staticmethod
+    def fit(points: int, settings: ForecastSettings) -> _Geometry | None:
+        """The largest fit window (up to the configured one) within ``points``."""
+        burn_in = min(settings.burn_in, points // 4)
+        window = min(settings.window, (points - burn_in) // 2)
+        if window < settings.horizon + MIN_ORIGINS:
+            return None
+        return _Geometry(burn_in, window)
+
+
+def _gone(agent: str, observed: int, horizon: int) -> AgentForecast:
+    zeros = (0.0,) * horizon
+    return AgentForecast(agent, Status.GONE, Model.NONE, zeros, zeros, observed)
+
+
+def _short_history(filled: FilledBatch, row: int, settings: ForecastSettings) -> AgentForecast:
+    """Too little history to backtest: EWMA level, upper bound = recent maximum."""
+    seen = filled.values[row, int(filled.first[row]) :]
+    level = float(seen[0])
+    for value in seen[1:]:
+        level += SHORT_HISTORY_ALPHA * (float(value) - level)
+    level = max(level, 0.0)
+    recent = float(seen[-2 * settings.horizon :].max())
+    return AgentForecast(
+        agent=filled.agents[row],
+        status=Status.NEW,
+        model=Model.EWMA,
+        point=(level,) * settings.horizon,
+        upper=(max(level, recent),) * settings.horizon,
+        history=int(seen.size),
+        params=MappingProxyType({"alpha": SHORT_HISTORY_ALPHA}),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidates:
+    """h-step forecasts of every candidate model at a range of origins."""
+
+    values: FloatArray  # (candidates, origins, horizon, agents), clipped at 0
+    combos: Mapping[Model, IntArray]  # chosen parameter pair per agent, smoothed models
+
+
+def _fit_group(
+    filled: FilledBatch,
+    rows: Sequence[int],
+    geometry: _Geometry,
+    settings: ForecastSettings,
+    status: Status,
+) -> dict[int, AgentForecast]:
+    """Forecast ``rows`` that share ``geometry`` (see the module docstring)."""
+    values = filled.values[rows]
+    first = filled.first[rows]
+    agents, n = values.shape
+    horizon, season, window = settings.horizon, settings.season, geometry.window
+    s0 = n - geometry.length  # first point of the fit window
+    o0 = s0 + geometry.burn_in  # first origin (start of window 1)
+    w2 = o0 + window  # start of window 2
+
+    eligible = np.ones((len(CANDIDATES), agents), dtype=bool)
+    eligible[CANDIDATES.index(Model.SEASONAL_NAIVE)] = (first <= o0 + 1 - season) & (
+        o0 + 1 - season >= 0
+    )
+    holt_winters = (n - first >= 2 * season) & (s0 - first >= season)
+    eligible[CANDIDATES.index(Model.HOLT_WINTERS)] = holt_winters
+
+    if holt_winters.any():
+        profile = seasonal_profile(
+            values,
+            first,
+            end=s0,
+            season=season,
+            max_seasons=settings.max_seasons,
+            smoothing=settings.profile_smoothing,
+        )
+        profile[~holt_winters] = 0.0
+    else:
+        profile = np.zeros((agents, season))
+
+    def seasonal(times: IntArray) -> FloatArray:
+        """Profile values at absolute ``times`` (any shape), per agent on the last axis."""
+        phase = (times - s0) % season
+        picked: FloatArray = profile[np.arange(agents), phase]
+        return picked
+
+    span = np.arange(s0, n)
+    raw = values[:, s0:]
+    deseasoned = raw - seasonal(span[:, None]).T
+    grid = Grid.default()
+    run = smooth(
+        np.concatenate([raw, deseasoned]),
+        grid,
+        record_from=geometry.burn_in,
+        windows=(
+            (geometry.burn_in, geometry.burn_in + window),
+            (geometry.burn_in + window, geometry.length),
+        ),
+    )
+    families = {
+        Model.EWMA: (0, np.flatnonzero(grid.beta == 0)),
+        Model.HOLT: (0, np.flatnonzero(grid.beta > 0)),
+        Model.HOLT_WINTERS: (agents, np.arange(grid.size)),
+    }
+    damping = grid.damped_sums(horizon)
+    steps = np.arange(1, horizon + 1)
+    columns = np.arange(agents)
+
+    def candidates(errors: FloatArray, origins: IntArray) -> _Candidates:
+        """Forecasts from absolute ``origins``, parameters chosen by ``errors``."""
+        out = np.empty((len(CANDIDATES), origins.size, horizon, agents))
+        targets = origins[:, None] + steps[None, :]  # (origins, horizon)
+        out[CANDIDATES.index(Model.NAIVE)] = values[:, origins].T[:, None, :]
+        lagged = np.maximum(targets - season, 0)
+        out[CANDIDATES.index(Model.SEASONAL_NAIVE)] = values[:, lagged].transpose(1, 2, 0)
+        combos: dict[Model, IntArray] = {}
+        recorded = origins - o0
+        for model, (offset, ks) in families.items():
+            best = ks[np.argmin(errors[offset : offset + agents][:, ks], axis=1)]
+            combos[model] = best
+            at = (recorded[:, None], (offset + columns)[None, :], best[None, :])
+            level = run.levels[at]  # (origins, agents)
+            trend = run.trends[at]
+            fc = level[:, None, :] + damping[None, :, None] * trend[:, None, :]
+            if model is Model.HOLT_WINTERS:
+                fc = fc + seasonal(targets[:, :, None])
+            out[CANDIDATES.index(model)] = fc
+        np.maximum(out, 0.0, out=out)
+        return _Candidates(out, combos)
+
+    def actual(origins: IntArray, stop: int) -> tuple[FloatArray, BoolArray]:
+        """Actual values at origin+h and whether each is known before ``stop``."""
+        targets = origins[:, None] + steps[None, :]
+        known = targets < stop
+        return values[:, np.minimum(targets, n - 1)].transpose(1, 2, 0), known
+
+    def choose(cands: _Candidates, truth: FloatArray, known: BoolArray) -> IntArray:
+        errors = np.abs(truth[None] - cands.values) * known[None, :, :, None]
+        mae = errors.sum(axis=(1, 2)) / known.sum()
+        mae[~eligible] = np.inf
+        chosen: IntArray = np.argmin(mae, axis=0)
+        return chosen
+
+    def offsets(
+        cands: _Candidates, chosen: IntArray, truth: FloatArray, known: BoolArray
+    ) -> FloatArray:
+        residuals = truth - cands.values[chosen, :, :, columns].transpose(1, 2, 0)
+        # The origins whose h-step target is known are a prefix, for every h.
+        quantiles = np.empty((horizon, agents))
+        for h, usable in enumerate(known.sum(axis=0)):
+            quantiles[h] = np.quantile(residuals[:usable, h], settings.quantile, axis=0)
+        return quantiles
+
+    # Window 1 chooses; window 2 scores the choice.
+    origins_1 = np.arange(o0, w2)
+    origins_2 = np.arange(w2, n)
+    first_choice = candidates(run.window_errors[0], np.arange(o0, n))
+    truth_1, known_1 = actual(origins_1, w2)
+    cands_1 = _Candidates(first_choice.values[:, :window], first_choice.combos)
+    chosen_1 = choose(cands_1, truth_1, known_1)
+    offsets_1 = offsets(cands_1, chosen_1, truth_1, known_1)
+    truth_2, known_2 = actual(origins_2, n)
+    scored = first_choice.values[chosen_1, window:, :, columns].transpose(1, 2, 0)
+    scored_upper = np.maximum(scored + offsets_1[None], scored)
+    scale = mase_scale(values, first, end=w2, season=season, min_count=window)
+    weight = known_2[:, :, None]
+    count = int(known_2.sum())
+    mae = (np.abs(truth_2 - scored) * weight).sum(axis=(0, 1)) / count
+    loss = (pinball(truth_2, scored_upper, settings.quantile) * weight).sum(axis=(0, 1)) / count
+    covered = ((truth_2 <= scored_upper + 1e-12) * weight).sum(axis=(0, 1)) / count
+
+    # The live forecast: the same procedure, one window later.
+    second_choice = candidates(run.window_errors[1], origins_2)
+    chosen_2 = choose(second_choice, truth_2, known_2)
+    offsets_2 = offsets(second_choice, chosen_2, truth_2, known_2)
+    live = second_choice.values[chosen_2, -1, :, columns]  # (agents, horizon)
+    live_upper = np.maximum(live + offsets_2.T, live)
+
+    results: dict[int, AgentForecast] = {}
+    for i, row in enumerate(rows):
+        model = CANDIDATES[int(chosen_2[i])]
+        has_scale = bool(np.isfinite(scale[i]) and scale[i] > 0)
+        results[row] = AgentForecast(
+            agent=filled.agents[row],
+            status=status,
+            model=model,
+            point=tuple(float(v) for v in live[i]),
+            upper=tuple(float(v) for v in live_upper[i]),
+            history=filled.observed(row),
+            params=_params(model, grid, second_choice.combos, i, season),
+            backtest=Backtest(
+                mase=float(mae[i] / scale[i]) if has_scale else None,
+                pinball_loss=float(loss[i]),
+                coverage=float(covered[i]),
+                mae=float(mae[i]),
+                scale=float(scale[i]) if np.isfinite(scale[i]) else None,
+                origins=int(known_2.any(axis=1).sum()),
+            ),
+        )
+    return results
+
+
+def _params(
+    model: Model, grid: Grid, combos: Mapping[Model, IntArray], agent: int, season: int
+) -> Mapping[str, float]:
+    params: dict[str, float] = {}
+    if model in _SMOOTHED:
+        k = int(combos[model][agent])
+        params["alpha"] = float(grid.alpha[k])
+        if model is not Model.EWMA:
+            params["beta"] = float(grid.beta[k])
+            params["phi"] = grid.phi
+    if model in (Model.SEASONAL_NAIVE, Model.HOLT_WINTERS):
+        params["season_steps"] = float(season)
+    return MappingProxyType(params)

@@ -1,0 +1,415 @@
+"""The Helm chart against the real API server of the local control plane.
+
+- Every rendering (default values and each ci/ file) is applied with server-side dry-run, after
+  the AgentAutoscaler CRD and the prometheus-operator and cert-manager CRDs (from their Go modules,
+  cached by ``go mod download`` outside the repository) are installed.
+- A real ``helm install`` of the chart with monitoring on; the API server then holds its objects.
+- RBAC: ``kubectl auth can-i --as=system:serviceaccount:NS:SA`` for what each component needs, and
+  a list of dangerous requests that must be denied.
+- The secondary scheduler's KubeSchedulerConfiguration, as installed, runs in the real
+  kube-scheduler binary with the scheduler's own ServiceAccount token (so the chart's RBAC), and
+  places a GPU pod through the extender.
+- The CRD's validation and printer columns, as the API server applies them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from kubernetes import client
+
+from scheduler_extender.devcluster import schedconfig
+from scheduler_extender.devcluster.cluster import LocalCluster
+from scheduler_extender.devcluster.processes import ManagedProcess, free_port
+from scheduler_extender.devcluster.tools import Tools
+from tests.e2e.helpers import NodePool, extender_decisions, verb_total, wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "helm" / "scheduler-extender"
+CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
+AAS_CRD = REPO / "deploy" / "crds" / "agentautoscalers.scheduler-extender.io.yaml"
+# The CRDs of the optional APIs the chart renders for, from the projects' own Go modules.
+PROMETHEUS_OPERATOR = ("github.com/prometheus-operator/prometheus-operator", "v0.85.0")
+OPERATOR_CRDS = ("servicemonitors", "prometheusrules")
+CERT_MANAGER = ("github.com/cert-manager/cert-manager", "v1.18.2")
+APIS = ("monitoring.coreos.com/v1", "cert-manager.io/v1")
+
+
+def go_module_dir(module: str, version: str) -> Path:
+    """The module's source in the Go module cache (downloaded from the Go proxy once)."""
+    go = shutil.which("go")
+    if go is None:
+        pytest.fail("the Go toolchain is needed to fetch CRDs from Go modules (see make tools)")
+    result = subprocess.run(
+        [go, "mod", "download", "-json", f"{module}@{version}"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env={**os.environ, "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=mod"},
+        cwd=os.environ.get("TMPDIR", "/tmp"),  # outside any module: no go.mod to consult
+    )
+    info = json.loads(result.stdout or "{}")
+    if result.returncode != 0 or "Dir" not in info:
+        pytest.fail(f"go mod download {module}@{version}: {info.get('Error') or result.stderr}")
+    return Path(info["Dir"])
+
+
+def third_party_crds() -> list[dict[str, Any]]:
+    operator = go_module_dir(*PROMETHEUS_OPERATOR) / "example" / "prometheus-operator-crd"
+    crds = [
+        yaml.safe_load((operator / f"monitoring.coreos.com_{name}.yaml").read_text())
+        for name in OPERATOR_CRDS
+    ]
+    # cert-manager's CRD files double as Helm templates: the templating sits in comments and in
+    # label values, which are dropped here.
+    certificate = yaml.safe_load(
+        (go_module_dir(*CERT_MANAGER) / "deploy" / "crds" / "crd-certificates.yaml").read_text()
+    )
+    certificate["metadata"] = {"name": certificate["metadata"]["name"]}
+    return [*crds, certificate]
+
+
+@pytest.fixture(scope="module")
+def crds(cluster: LocalCluster) -> Iterator[None]:
+    """Installs the CRDs the chart's objects need; removes those this module created."""
+    documents = [yaml.safe_load(AAS_CRD.read_text()), *third_party_crds()]
+    names = [d["metadata"]["name"] for d in documents]
+    existing = set(
+        cluster.kubectl("get", "crd", "-o", "name")
+        .stdout.replace("customresourcedefinition.apiextensions.k8s.io/", "")
+        .split()
+    )
+    created = [n for n in names if n not in existing]
+    cluster.kubectl(
+        "apply", "--server-side", "--field-manager=chart-e2e", "-f", "-",
+        input=yaml.safe_dump_all(documents),
+    )  # fmt: skip
+    cluster.kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s", *[f"crd/{n}" for n in names]
+    )
+    yield
+    if created:
+        cluster.kubectl("delete", "crd", "--wait=false", *created)
+
+
+def helm(tools: Tools, cluster: LocalCluster, *args: str, check: bool = True) -> str:
+    result = subprocess.run(
+        [str(tools.helm), "--kubeconfig", str(cluster.kubeconfig), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if check and result.returncode != 0:
+        pytest.fail(f"helm {' '.join(args)} failed:\n{result.stderr}")
+    return result.stdout
+
+
+@pytest.mark.parametrize("values", [None, *CI_VALUES], ids=lambda p: p.name if p else "default")
+@pytest.mark.usefixtures("crds")
+def test_rendered_manifests_pass_server_side_dry_run(
+    tools: Tools, cluster: LocalCluster, namespace: str, values: Path | None
+) -> None:
+    args = ["template", "rel", str(CHART), "--namespace", namespace]
+    args += ["--kube-version", tools.kubernetes_version]
+    for api in APIS:
+        args += ["--api-versions", api]
+    if values is not None:
+        args += ["--values", str(values)]
+    rendered = helm(tools, cluster, *args)
+    kinds = {d["kind"] for d in yaml.safe_load_all(rendered) if d}
+    result = cluster.kubectl(
+        # Every rendered object names its namespace (the release's, or kube-system).
+        "apply", "--server-side", "--dry-run=server", "--field-manager=chart-e2e", "-f", "-",
+        input=rendered, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    # kubectl names every object it accepted; nothing was skipped.
+    assert result.stdout.count("serverside-applied") == rendered.count("\nkind: "), result.stdout
+    if values is not None and values.name == "monitoring-values.yaml":
+        assert {"ServiceMonitor", "PrometheusRule"} <= kinds
+    if values is not None and values.name == "tls-values.yaml":
+        assert "Certificate" in kinds
+
+
+@pytest.fixture
+def release(
+    tools: Tools, cluster: LocalCluster, namespace: str, crds: None
+) -> Iterator[dict[str, str]]:
+    """The chart installed with helm, every component and monitoring on."""
+    name = f"chart-{uuid.uuid4().hex[:6]}"
+    scheduler_name = f"{name}-gpu"
+    notes = helm(
+        tools, cluster, "install", name, str(CHART), "--namespace", namespace,
+        "--values", str(CHART / "ci" / "monitoring-values.yaml"),
+        "--set", f"schedulerName={scheduler_name}",
+    )  # fmt: skip
+    yield {"name": name, "namespace": namespace, "scheduler": scheduler_name, "notes": notes}
+    helm(tools, cluster, "uninstall", name, "--namespace", namespace, "--wait", "--timeout=60s")
+
+
+def test_helm_install_creates_every_object(cluster: LocalCluster, release: dict[str, str]) -> None:
+    ns, name = release["namespace"], release["name"]
+    assert f"schedulerName: {release['scheduler']}" in release["notes"]
+    listed = cluster.kubectl(
+        "get", "deployments,services,configmaps,serviceaccounts,roles,rolebindings,"
+        "servicemonitors,prometheusrules,poddisruptionbudgets",
+        "-n", ns, "-l", f"app.kubernetes.io/instance={name}", "-o", "json",
+    )  # fmt: skip
+    objects = {(o["kind"], o["metadata"]["name"]) for o in json.loads(listed.stdout)["items"]}
+    for component in ("extender", "scheduler", "controller"):
+        assert ("Deployment", f"{name}-scheduler-extender-{component}") in objects
+        assert ("ServiceAccount", f"{name}-scheduler-extender-{component}") in objects
+    assert ("Service", f"{name}-scheduler-extender") in objects
+    assert ("PrometheusRule", f"{name}-scheduler-extender") in objects
+    monitors = {n for kind, n in objects if kind == "ServiceMonitor"}
+    assert len(monitors) == 3  # extender, scheduler, controller
+    dashboards = [n for kind, n in objects if kind == "ConfigMap" and "-dashboard-" in n]
+    assert len(dashboards) == len(list((CHART / "dashboards").glob("*.json")))
+    cluster.kubectl("get", "crd", "agentautoscalers.scheduler-extender.io")
+    status = json.loads(
+        subprocess.run(
+            [str(cluster.tools.helm), "--kubeconfig", str(cluster.kubeconfig),
+             "status", name, "-n", ns, "-o", "json"],
+            capture_output=True, text=True, check=True, timeout=60,
+        ).stdout
+    )  # fmt: skip
+    assert status["info"]["status"] == "deployed"
+
+
+def can_i(cluster: LocalCluster, account: str, namespace: str, *request: str) -> bool:
+    result = cluster.kubectl(
+        "auth", "can-i", *request, f"--as=system:serviceaccount:{namespace}:{account}",
+        check=False,
+    )  # fmt: skip
+    answer = result.stdout.strip()
+    assert answer in ("yes", "no"), result.stderr
+    return answer == "yes"
+
+
+def test_rbac_allows_what_each_component_needs_and_nothing_dangerous(
+    cluster: LocalCluster, release: dict[str, str]
+) -> None:
+    ns, name = release["namespace"], release["name"]
+    extender, scheduler, controller = (
+        f"{name}-scheduler-extender-{c}" for c in ("extender", "scheduler", "controller")
+    )
+    elsewhere = "kube-system"
+    needed = {
+        extender: [
+            ("get", "nodes"), ("list", "nodes"), ("watch", "nodes"),
+            ("list", "pods", "-A"), ("watch", "pods", "-A"), ("get", "pods", "-n", elsewhere),
+            ("patch", "pods", "-n", elsewhere),
+            ("create", "pods", "--subresource=binding", "-n", elsewhere), ("create", "pods", "--subresource=eviction", "-n", elsewhere),
+            ("list", "poddisruptionbudgets.policy", "-A"), ("watch", "poddisruptionbudgets.policy", "-A"),
+            ("create", "leases.coordination.k8s.io", "-n", ns),
+            ("get", f"leases.coordination.k8s.io/{extender}", "-n", ns),
+            ("update", f"leases.coordination.k8s.io/{extender}", "-n", ns),
+        ],
+        scheduler: [
+            ("list", "nodes"), ("watch", "pods", "-A"), ("create", "pods", "--subresource=binding", "-n", elsewhere),
+            ("patch", "pods", "--subresource=status", "-n", elsewhere),
+            ("get", "configmaps/extension-apiserver-authentication", "-n", "kube-system"),
+            ("create", "leases.coordination.k8s.io", "-n", ns),
+            ("get", f"leases.coordination.k8s.io/{scheduler}", "-n", ns),
+            ("update", f"leases.coordination.k8s.io/{scheduler}", "-n", ns),
+        ],
+        controller: [
+            ("list", "agentautoscalers.scheduler-extender.io", "-A"),
+            ("watch", "agentautoscalers.scheduler-extender.io", "-A"),
+            ("patch", "agentautoscalers.scheduler-extender.io", "--subresource=status", "-n", elsewhere),
+            ("get", "deployments.apps", "--subresource=scale", "-n", elsewhere),
+            ("patch", "deployments.apps", "--subresource=scale", "-n", elsewhere),
+            ("patch", "statefulsets.apps", "--subresource=scale", "-n", elsewhere),
+            ("get", "deployments.apps", "-n", elsewhere),
+            ("list", "horizontalpodautoscalers.autoscaling", "-n", elsewhere),
+            ("create", "events", "-n", elsewhere),
+            ("create", "leases.coordination.k8s.io", "-n", ns),
+            ("update", f"leases.coordination.k8s.io/{controller}", "-n", ns),
+        ],
+    }  # fmt: skip
+    dangerous = [
+        ("get", "secrets", "-n", ns), ("list", "secrets", "-A"), ("create", "secrets", "-n", ns),
+        ("delete", "nodes"), ("update", "nodes"), ("create", "clusterrolebindings"),
+        ("create", "rolebindings", "-n", ns), ("escalate", "clusterroles"),
+        ("impersonate", "serviceaccounts", "-n", ns), ("create", "pods", "--subresource=exec", "-n", elsewhere),
+        ("create", "deployments.apps", "-n", elsewhere), ("delete", "namespaces"),
+        ("update", "configmaps", "-n", "kube-system"), ("*", "*"),
+        ("update", "leases.coordination.k8s.io/some-other-lease", "-n", ns),
+    ]  # fmt: skip
+    for account, requests in needed.items():
+        denied = [r for r in requests if not can_i(cluster, account, ns, *r)]
+        assert denied == [], f"{account} may not {denied}"
+        allowed = [r for r in dangerous if can_i(cluster, account, ns, *r)]
+        assert allowed == [], f"{account} may {allowed}"
+    # Only kube-scheduler deletes pods (preemption); the extender and the controller never do.
+    for account in (extender, controller):
+        assert not can_i(cluster, account, ns, "delete", "pods", "-n", elsewhere)
+    assert not can_i(
+        cluster, extender, ns, "update", "deployments.apps", "--subresource=scale", "-n", elsewhere
+    )
+    assert not can_i(cluster, controller, ns, "create", "pods", "--subresource=binding", "-n", elsewhere)
+
+
+def token_kubeconfig(cluster: LocalCluster, account: str, namespace: str, path: Path) -> Path:
+    """A kubeconfig that authenticates as the ServiceAccount (a bound token from TokenRequest)."""
+    token = cluster.kubectl("create", "token", account, "-n", namespace, "--duration=1h").stdout
+    admin = yaml.safe_load(Path(cluster.kubeconfig).read_text())
+    (entry,) = admin["clusters"]
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "local", "cluster": entry["cluster"]}],
+                "users": [{"name": account, "user": {"token": token.strip()}}],
+                "contexts": [{"name": "sa", "context": {"cluster": "local", "user": account}}],
+                "current-context": "sa",
+            }
+        )
+    )
+    return path
+
+
+def test_the_installed_scheduler_config_runs_in_kube_scheduler_with_the_chart_rbac(
+    tools: Tools,
+    cluster: LocalCluster,
+    api: client.ApiClient,
+    release: dict[str, str],
+    node_pool: NodePool,
+    tmp_path: Path,
+) -> None:
+    ns, name = release["namespace"], release["name"]
+    configmap = json.loads(
+        cluster.kubectl("get", "configmap", f"{name}-scheduler-extender-scheduler", "-n", ns, "-o", "json").stdout
+    )  # fmt: skip
+    config = yaml.safe_load(configmap["data"]["scheduler-config.yaml"])
+    (extender,) = config["extenders"]
+    assert extender["urlPrefix"] == f"http://{name}-scheduler-extender.{ns}.svc:8888/scheduler"
+    # The chart's configuration, as installed, with only what differs on this machine: the
+    # extender's address (the Service has no endpoints here) and the in-cluster credentials.
+    extender["urlPrefix"] = schedconfig.with_extender_address(
+        extender["urlPrefix"], cluster.extender_endpoint.url
+    )
+    account = f"{name}-scheduler-extender-scheduler"
+    config["clientConnection"] = {
+        "kubeconfig": str(token_kubeconfig(cluster, account, ns, tmp_path / "kubeconfig"))
+    }
+    source = tmp_path / "scheduler-config.yaml"
+    source.write_text(yaml.safe_dump(config))
+
+    port = free_port()
+    process = ManagedProcess(
+        "chart-kube-scheduler",
+        [str(tools.kube_scheduler), f"--config={source}", "--bind-address=127.0.0.1",
+         f"--secure-port={port}", "--v=2"],
+        tmp_path / "kube-scheduler.log",
+        port=port,
+    )  # fmt: skip
+    try:
+
+        def ready() -> bool:
+            process.check_running()
+            try:
+                return (
+                    httpx.get(
+                        f"https://127.0.0.1:{port}/readyz", verify=False, timeout=2
+                    ).status_code
+                    == 200
+                )
+            except httpx.HTTPError:
+                return False
+
+        wait_for("the chart's kube-scheduler to be ready", ready, timeout=60)
+        # The Lease is the chart's, "<fullname>-scheduler" in the release namespace.
+        wait_for("the scheduler to take its Lease", lambda: _lease_holder(api, ns, account))
+        node_pool.add(2, gpus=4)
+        before = verb_total(extender_decisions(cluster.extender_endpoint.metrics_url), "bind")
+        pod = node_pool.pod("via-chart-scheduler", namespace=ns, gpus=2)
+        pod["spec"]["schedulerName"] = release["scheduler"]
+        client.CoreV1Api(api).create_namespaced_pod(ns, pod)
+        node = wait_for(
+            "the pod to be bound by the chart's scheduler through the extender",
+            lambda: (
+                client.CoreV1Api(api).read_namespaced_pod("via-chart-scheduler", ns).spec.node_name
+            ),
+            timeout=60,
+        )
+        assert node in node_pool.node_names
+        after = verb_total(extender_decisions(cluster.extender_endpoint.metrics_url), "bind")
+        assert after > before, "the extender's bind verb was not called"
+    finally:
+        process.stop()
+    log = (tmp_path / "kube-scheduler.log").read_text()
+    assert "forbidden" not in log.lower(), "kube-scheduler hit RBAC denials with the chart's roles"
+
+
+def _lease_holder(api: client.ApiClient, namespace: str, lease: str) -> str | None:
+    try:
+        found = client.CoordinationV1Api(api).read_namespaced_lease(lease, namespace)
+    except client.exceptions.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    holder: str | None = found.spec.holder_identity
+    return holder
+
+
+@pytest.mark.usefixtures("crds")
+def test_the_api_server_validates_agent_autoscalers(cluster: LocalCluster, namespace: str) -> None:
+    def autoscaler(name: str, **spec: Any) -> str:
+        body = {
+            "apiVersion": "scheduler-extender.io/v1alpha1",
+            "kind": "AgentAutoscaler",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {
+                "scaleTargetRef": {"kind": "Deployment", "name": "chat"},
+                "agent": "chat",
+                "maxReplicas": 4,
+                "targetRequestsPerReplica": 20,
+                **spec,
+            },
+        }
+        return yaml.safe_dump(body)
+
+    cluster.kubectl("apply", "-f", "-", input=autoscaler("good"))
+    stored = json.loads(cluster.kubectl("get", "aas", "good", "-n", namespace, "-o", "json").stdout)
+    spec = stored["spec"]
+    assert spec["leadTime"] == "5m" and spec["quantile"] == 0.9 and spec["mode"] == "Auto"
+    assert spec["minReplicas"] == 1 and spec["scaleTargetRef"]["apiVersion"] == "apps/v1"
+    assert spec["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 300
+    table = cluster.kubectl("get", "aas", "-n", namespace).stdout.splitlines()
+    assert table[0].split() == [
+        "NAME",
+        "TARGET",
+        "AGENT",
+        "CURRENT",
+        "DESIRED",
+        "FORECAST",
+        "MODE",
+        "AGE",
+    ]
+    assert table[1].split()[:3] == ["good", "chat", "chat"]
+
+    for bad, message in [
+        ({"minReplicas": 5}, "minReplicas must not exceed maxReplicas"),
+        ({"mode": "Sometimes"}, "Unsupported value"),
+        ({"leadTime": "48h"}, "leadTime must be at most 24h"),
+        ({"leadTime": "five minutes"}, "spec.leadTime"),
+        ({"targetRequestsPerReplica": 0}, "spec.targetRequestsPerReplica"),
+        ({"quantile": 1}, "spec.quantile"),
+    ]:
+        result = cluster.kubectl("apply", "-f", "-", input=autoscaler("bad", **bad), check=False)
+        assert result.returncode != 0, bad
+        assert message in result.stderr, result.stderr

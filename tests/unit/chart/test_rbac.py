@@ -1,0 +1,132 @@
+"""Least privilege in the rendered RBAC: one ServiceAccount per component, exactly the verbs
+each needs, no wildcards, no secrets, nothing bound to cluster-admin."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.unit.chart.conftest import CHART, Manifest, Render, component, find
+
+MONITORING = [CHART / "ci" / "monitoring-values.yaml"]  # every component on
+
+
+def rules_of(manifests: list[Manifest], kind: str, name: str) -> set[tuple[str, str, str, str]]:
+    """(apiGroup, resource, verb, resourceName or "") of every rule of one role, flattened."""
+    (role,) = [m for m in find(manifests, kind) if m["metadata"]["name"] == name]
+    return {
+        (group, resource, verb, resource_name)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+        for resource_name in rule.get("resourceNames", [""])
+    }
+
+
+def bindings_of(manifests: list[Manifest], account: str) -> list[dict[str, Any]]:
+    return [
+        m
+        for m in find(manifests, "ClusterRoleBinding") + find(manifests, "RoleBinding")
+        if any(s["kind"] == "ServiceAccount" and s["name"] == account for s in m["subjects"])
+    ]
+
+
+def test_no_wildcards_no_secrets_no_escalation(render: Render) -> None:
+    manifests = render(values=MONITORING)
+    for role in find(manifests, "ClusterRole") + find(manifests, "Role"):
+        for rule in role["rules"]:
+            for field in ("apiGroups", "resources", "verbs"):
+                assert "*" not in rule[field], role["metadata"]["name"]
+            assert "secrets" not in rule["resources"]
+            assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"])
+            assert "nonResourceURLs" not in rule
+    for binding in find(manifests, "ClusterRoleBinding") + find(manifests, "RoleBinding"):
+        assert binding["roleRef"]["name"] not in {"cluster-admin", "admin", "edit"}
+
+
+def test_one_service_account_per_component(render: Render) -> None:
+    manifests = render(values=MONITORING)
+    accounts = {m["metadata"]["name"] for m in find(manifests, "ServiceAccount")}
+    assert accounts == {
+        "rel-scheduler-extender-extender",
+        "rel-scheduler-extender-scheduler",
+        "rel-scheduler-extender-controller",
+    }
+    for name in ("extender", "scheduler", "controller"):
+        deployment = component(manifests, "Deployment", name)
+        assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == (
+            f"rel-scheduler-extender-{name}"
+        )
+
+
+def test_the_extender_may_do_exactly_what_it_needs(render: Render) -> None:
+    manifests = render()
+    assert rules_of(manifests, "ClusterRole", "ns:rel-scheduler-extender:extender") == {
+        ("", "nodes", "get", ""),
+        ("", "nodes", "list", ""),
+        ("", "nodes", "watch", ""),
+        ("", "pods", "get", ""),
+        ("", "pods", "list", ""),
+        ("", "pods", "watch", ""),
+        ("", "pods", "patch", ""),
+        ("", "pods/binding", "create", ""),
+        ("", "pods/eviction", "create", ""),
+        ("policy", "poddisruptionbudgets", "get", ""),
+        ("policy", "poddisruptionbudgets", "list", ""),
+        ("policy", "poddisruptionbudgets", "watch", ""),
+    }
+    assert rules_of(manifests, "Role", "rel-scheduler-extender-extender") == {
+        ("coordination.k8s.io", "leases", "create", ""),
+        ("coordination.k8s.io", "leases", "get", "rel-scheduler-extender-extender"),
+        ("coordination.k8s.io", "leases", "update", "rel-scheduler-extender-extender"),
+    }
+    refs = {b["roleRef"]["name"] for b in bindings_of(manifests, "rel-scheduler-extender-extender")}
+    assert refs == {"ns:rel-scheduler-extender:extender", "rel-scheduler-extender-extender"}
+
+
+def test_the_scheduler_gets_the_upstream_scheduler_roles_and_its_own_lease(render: Render) -> None:
+    manifests = render()
+    refs = {
+        (b["kind"], b["roleRef"]["name"], b["metadata"].get("namespace", ""))
+        for b in bindings_of(manifests, "rel-scheduler-extender-scheduler")
+    }
+    assert refs == {
+        ("ClusterRoleBinding", "system:kube-scheduler", ""),
+        ("ClusterRoleBinding", "system:volume-scheduler", ""),
+        ("RoleBinding", "extension-apiserver-authentication-reader", "kube-system"),
+        ("RoleBinding", "rel-scheduler-extender-scheduler", "ns"),
+    }
+    assert ("coordination.k8s.io", "leases", "update", "rel-scheduler-extender-scheduler") in (
+        rules_of(manifests, "Role", "rel-scheduler-extender-scheduler")
+    )
+
+
+def test_the_controller_may_do_exactly_what_it_needs(render: Render) -> None:
+    manifests = render(values=MONITORING)
+    rules = rules_of(manifests, "ClusterRole", "ns:rel-scheduler-extender:controller")
+    group = "scheduler-extender.io"
+    assert rules == {
+        (group, "agentautoscalers", "get", ""),
+        (group, "agentautoscalers", "list", ""),
+        (group, "agentautoscalers", "watch", ""),
+        (group, "agentautoscalers/status", "get", ""),
+        (group, "agentautoscalers/status", "patch", ""),
+        (group, "agentautoscalers/status", "update", ""),
+        ("apps", "deployments", "get", ""),
+        ("apps", "statefulsets", "get", ""),
+        ("apps", "deployments/scale", "get", ""),
+        ("apps", "deployments/scale", "patch", ""),
+        ("apps", "deployments/scale", "update", ""),
+        ("apps", "statefulsets/scale", "get", ""),
+        ("apps", "statefulsets/scale", "patch", ""),
+        ("apps", "statefulsets/scale", "update", ""),
+        ("autoscaling", "horizontalpodautoscalers", "get", ""),
+        ("autoscaling", "horizontalpodautoscalers", "list", ""),
+        ("", "events", "create", ""),
+        ("", "events", "patch", ""),
+    }
+
+
+def test_rbac_can_be_left_to_the_user(render: Render) -> None:
+    manifests = render(values=MONITORING, set_values=["rbac.create=false"])
+    assert not [m for m in manifests if m["apiVersion"].startswith("rbac.authorization.k8s.io")]

@@ -1,0 +1,30 @@
+"""``fake-nodes`` and ``dev-cluster``: argument errors are CLI messages (status 2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from scheduler_extender.cli import main
+
+
+def test_fake_nodes_rejects_an_unknown_shape(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main(["fake-nodes", "--kubeconfig", str(tmp_path / "k"), "--gpus", "3"])
+    assert status == 2
+    assert "--gpus" in capsys.readouterr().err
+
+
+def test_fake_nodes_needs_a_kubeconfig_that_exists(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main(["fake-nodes", "--kubeconfig", str(tmp_path / "missing"), "--count", "1"])
+    assert status == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_dev_cluster_rejects_an_unknown_shape(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["dev-cluster", "--gpus", "16"]) == 2
+    assert "--gpus" in capsys.readouterr().err

@@ -1,0 +1,168 @@
+"""The forecaster end to end on synthetic series with known answers."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from scheduler_extender.domain.forecast.forecaster import (
+    AgentForecast,
+    ForecastSettings,
+    Model,
+    Status,
+    forecast,
+)
+from scheduler_extender.domain.forecast.series import SeriesBatch
+
+# Small geometry so the tests are quick: 5-step horizon, a season of 48 steps.
+SETTINGS = ForecastSettings(
+    horizon=5, season=48, window=60, burn_in=20, gone_after=6, profile_smoothing=5
+)
+
+
+def run(
+    rows: dict[str, np.ndarray], settings: ForecastSettings = SETTINGS
+) -> dict[str, AgentForecast]:
+    agents = tuple(rows)
+    width = max(len(v) for v in rows.values())
+    values = np.full((len(agents), width), np.nan)
+    for i, v in enumerate(rows.values()):
+        values[i, width - len(v) :] = v  # right-aligned: shorter rows are newer agents
+    return dict(forecast(SeriesBatch(agents, 0.0, 60.0, values), settings).by_agent())
+
+
+def test_a_constant_is_forecast_exactly_with_no_spread() -> None:
+    f = run({"flat": np.full(300, 4.0)})["flat"]
+    assert f.status is Status.OK
+    assert f.point == pytest.approx((4.0,) * 5)
+    assert f.upper == pytest.approx((4.0,) * 5)
+    assert f.backtest is not None
+    assert f.backtest.mase is None  # a series that never changed has no scale
+    assert f.backtest.mae == pytest.approx(0.0)
+    assert f.backtest.coverage == 1.0
+
+
+def test_a_linear_trend_is_extrapolated() -> None:
+    f = run({"ramp": np.arange(300, dtype=float)})["ramp"]
+    assert f.model in (Model.HOLT, Model.NAIVE)
+    # Holt is damped (phi 0.9), so it under-shoots a perfect ramp a little; the
+    # naive forecast stays at 299. Either way: close to the next values.
+    assert np.all(np.abs(np.array(f.point) - np.arange(300, 305)) <= 5.0)
+    assert f.point[0] >= 299.0
+
+
+def seasonal_series(
+    days: int, season: int, noise: float, seed: int = 3
+) -> tuple[np.ndarray, np.ndarray]:
+    t = np.arange(days * season + 5)
+    truth = 20.0 + 8.0 * np.sin(2 * np.pi * t / season)
+    observed = truth + np.random.default_rng(seed).normal(0, noise, t.size)
+    return observed, truth
+
+
+def test_a_seasonal_series_uses_the_season_and_beats_seasonal_naive() -> None:
+    observed, truth = seasonal_series(6, 48, noise=1.0)
+    history, future = observed[:-5], truth[-5:]
+    f = run({"daily": history})["daily"]
+    assert f.model in (Model.HOLT_WINTERS, Model.SEASONAL_NAIVE)
+    assert np.abs(np.array(f.point) - future).max() < 2.0
+    assert f.backtest is not None
+    assert f.backtest.mase is not None
+    assert f.backtest.mase < 0.9  # seasonal naive pays the noise twice
+
+
+def test_holt_winters_needs_two_seasons_of_history() -> None:
+    observed, _ = seasonal_series(6, 48, noise=0.5)
+    short = observed[-int(1.9 * 48) :]  # under two seasons: no Holt-Winters
+    f = run({"long": observed, "short": short})
+    assert f["long"].model is Model.HOLT_WINTERS
+    assert f["short"].model is not Model.HOLT_WINTERS
+    assert f["short"].status is Status.NEW
+
+
+def test_the_upper_quantile_covers_about_q_of_future_values() -> None:
+    # 30 agents with i.i.d. noise: each one's coverage also depends on how far
+    # its point forecast happens to be off, so average over agents.
+    rng = np.random.default_rng(4)
+    history = {f"a{i}": rng.normal(50.0, 5.0, 400) for i in range(30)}
+    future = rng.normal(50.0, 5.0, (30, 1000, 5))
+    for q in (0.75, 0.9):
+        settings = ForecastSettings(horizon=5, season=48, quantile=q, window=150, burn_in=50)
+        forecasts = run(history, settings)
+        uppers = np.array([forecasts[a].upper for a in history])  # (agents, horizon)
+        covered = float(np.mean(future <= uppers[:, None, :]))
+        assert covered == pytest.approx(q, abs=0.04)
+        backtested = [f.backtest.coverage for f in forecasts.values() if f.backtest]
+        assert float(np.mean(backtested)) == pytest.approx(q, abs=0.04)
+        assert all(
+            u >= p for f in forecasts.values() for u, p in zip(f.upper, f.point, strict=True)
+        )
+
+
+def test_agents_with_no_one_or_a_few_points() -> None:
+    empty = np.full(300, np.nan)
+    f = run({"none": empty, "one": np.array([3.0]), "few": np.array([1.0, 2.0, 6.0, 4.0])})
+    assert f["none"].status is Status.GONE
+    assert f["none"].point == (0.0,) * 5
+    assert f["none"].model is Model.NONE
+    assert f["one"].status is Status.NEW
+    assert f["one"].point == (3.0,) * 5
+    assert f["one"].backtest is None
+    assert f["few"].status is Status.NEW
+    assert f["few"].backtest is None
+    assert 2.0 < f["few"].point[0] < 6.0
+    assert f["few"].upper[0] == 6.0  # the recent maximum bounds a short history
+
+
+def test_a_new_agent_with_some_history_gets_a_shorter_backtest() -> None:
+    f = run({"old": np.full(300, 1.0), "new": np.linspace(0.0, 5.0, 120)})["new"]
+    assert f.status is Status.NEW
+    assert f.backtest is not None
+    assert f.backtest.origins < 60
+    assert f.point[0] >= 4.5
+
+
+def test_vanished_and_lagging_agents() -> None:
+    ongoing = np.full(300, 2.0)
+    gone = np.concatenate([np.full(290, 2.0), np.full(10, np.nan)])
+    lagging = np.concatenate([np.full(297, 2.0), np.full(3, np.nan)])
+    f = run({"ongoing": ongoing, "gone": gone, "lagging": lagging})
+    assert f["gone"].status is Status.GONE
+    assert f["gone"].peak == 0.0
+    assert f["lagging"].status is Status.OK
+    assert f["lagging"].point == pytest.approx((2.0,) * 5)
+
+
+def test_rare_agents_with_mostly_zeros_stay_finite_and_small() -> None:
+    rng = np.random.default_rng(5)
+    rare = rng.poisson(0.05, 400) / 60.0
+    f = run({"rare": rare, "zeros": np.zeros(400)})
+    for agent in f.values():
+        assert np.all(np.isfinite(agent.point))
+        assert np.all(np.isfinite(agent.upper))
+        assert min(agent.point) >= 0.0
+    assert f["rare"].peak < 0.05
+    assert f["zeros"].peak == 0.0
+
+
+def test_fitting_agents_together_or_one_by_one_gives_the_same_answer() -> None:
+    rng = np.random.default_rng(6)
+    rows = {f"a{i}": rng.gamma(2.0, 3.0) + rng.normal(0, 1.0, 300).cumsum() * 0.1 for i in range(5)}
+    together = run(rows, SETTINGS)
+    alone = run(rows, dataclasses.replace(SETTINGS, chunk=1))
+    for agent, f in together.items():
+        assert f.point == pytest.approx(alone[agent].point)
+        assert f.model is alone[agent].model
+
+
+def test_settings_from_durations_and_their_validation() -> None:
+    s = ForecastSettings.for_step(60.0, horizon=900.0, season=86400.0)
+    assert (s.horizon, s.season, s.window, s.burn_in, s.gone_after) == (15, 1440, 360, 120, 10)
+    assert s.profile_smoothing % 2 == 1
+    assert ForecastSettings.for_step(60.0, horizon=61.0, season=3600.0).horizon == 2
+    with pytest.raises(ValueError, match="quantile"):
+        ForecastSettings(horizon=5, season=48, quantile=1.0)
+    with pytest.raises(ValueError, match="season"):
+        ForecastSettings(horizon=5, season=1)
