@@ -7,9 +7,10 @@ three policies, every 15 s, with replicas that need 2 or 5 minutes to start:
 
 * reactive: the HPA algorithm on an external AverageValue metric
   (``ceil(observed / target)``, 0.1 tolerance, 300 s scale-down
-  stabilisation, scale-up at most max(100 %, 4 pods) per 15 s);
+  stabilisation, scale-up at most max(100 %, 4 pods) per 15 s); also, for
+  context, the same with a scale-up tolerance of 0 (our tolerance rule);
 * forecast-only: the forecast term alone (max of the q-quantile over the
-  lead time, same tolerance and stabilisation, no reactive floor);
+  lead time, our tolerance rule and stabilisation, no reactive floor);
 * forecast + correction: the controller's own code, ``ModelLoadForecaster``
   (refit every 60 s on two days of history) and ``domain.autoscaling.decide``.
 
@@ -42,7 +43,12 @@ from benchmarks.synthetic_traffic import DAY, Traces, generate
 from scheduler_extender.adapters.autoscaler.forecast import ForecastConfig, ModelLoadForecaster
 from scheduler_extender.domain.autoscaling.outlook import LoadOutlook, OutlookRequest
 from scheduler_extender.domain.autoscaling.policy import ScalingPolicy
-from scheduler_extender.domain.autoscaling.replicas import ScalingMemory, decide, replicas_for
+from scheduler_extender.domain.autoscaling.replicas import (
+    ScalingMemory,
+    decide,
+    recommend,
+    replicas_for,
+)
 from scheduler_extender.domain.forecast.series import SeriesBatch
 
 SYNC = 15.0  # seconds between decisions (the HPA's and the controller's default)
@@ -54,7 +60,7 @@ SEEDS = (1, 2, 3, 4)
 AGENTS, RARE_AGENTS, TOTAL_RATE = 20, 2, 800.0
 TARGET = 10.0  # requests/s one replica serves
 QUANTILE = 0.9
-POLICIES = ("reactive", "forecast-only", "forecast+correction")
+POLICIES = ("reactive", "reactive, scale-up tolerance 0", "forecast-only", "forecast+correction")
 PLOT = Path(__file__).resolve().parent / "autoscale_trace.png"
 SECTION = "Predictive autoscaling (make bench-autoscale)"
 
@@ -113,19 +119,25 @@ class Policy:
 
 @dataclass
 class Reactive(Policy):
-    """The HPA algorithm for an external metric with an AverageValue target."""
+    """The HPA algorithm for an external metric with an AverageValue target.
+
+    ``symmetric``: the HPA's default 0.1 tolerance both ways; otherwise a
+    scale-up tolerance of 0 (``behavior.scaleUp.tolerance``, alpha since
+    Kubernetes 1.33), which is the tolerance rule of our controller.
+    """
 
     rules: ScalingPolicy
+    symmetric: bool = True
     history: list[tuple[float, int]] = field(default_factory=list)
 
     def step(self, now: float, current: int, observed: float, outlook: LoadOutlook) -> int:
         rules = self.rules
-        ratio = observed / (rules.target_per_replica * current)
-        recommendation = (
-            current
-            if abs(ratio - 1) <= rules.tolerance
-            else replicas_for(observed, rules.target_per_replica)
-        )
+        need = observed / rules.target_per_replica
+        if self.symmetric:
+            kept = abs(need / current - 1) <= rules.tolerance
+            recommendation = current if kept else replicas_for(need, 1.0)
+        else:
+            recommendation, _ = recommend(need, current, rules.tolerance)
         self.history = [(t, r) for t, r in self.history if now - t < rules.stabilization_window]
         self.history.append((now, recommendation))
         desired = recommendation
@@ -147,9 +159,7 @@ class ForecastOnly(Policy):
         if outlook.quantile_peak is None:
             return current  # nothing to go on
         need = outlook.quantile_peak * (1 + rules.headroom) / rules.target_per_replica
-        recommendation = (
-            current if abs(need / current - 1) <= rules.tolerance else replicas_for(need, 1.0)
-        )
+        recommendation, _ = recommend(need, current, rules.tolerance)
         self.history = [(t, r) for t, r in self.history if now - t < rules.stabilization_window]
         self.history.append((now, recommendation))
         desired = recommendation
@@ -172,9 +182,16 @@ class Predictive(Policy):
 
 
 def make_policy(name: str, rules: ScalingPolicy) -> Policy:
-    return {"reactive": Reactive, "forecast-only": ForecastOnly, "forecast+correction": Predictive}[
-        name
-    ](rules)
+    match name:
+        case "reactive":
+            return Reactive(rules)
+        case "reactive, scale-up tolerance 0":
+            return Reactive(rules, symmetric=False)
+        case "forecast-only":
+            return ForecastOnly(rules)
+        case "forecast+correction":
+            return Predictive(rules)
+    raise ValueError(name)
 
 
 # -- the trace as the controller's rate source -----------------------------------------------
@@ -314,6 +331,8 @@ def plot(recording: Recording, seed: int, out: Path) -> None:
     colours = {"reactive": "tab:red", "forecast-only": "tab:orange",
                "forecast+correction": "tab:green"}  # fmt: skip
     for name, capacity in recording.capacity.items():
+        if name not in colours:
+            continue  # the tolerance variant of reactive would hide the others
         ax.step(hours, capacity, where="post", color=colours[name], lw=1.1,
                 label=f"ready capacity, {name}")  # fmt: skip
     ax.set_xlabel("hours into the scored period")
@@ -374,8 +393,10 @@ def report(
         f"agents appearing and vanishing. {HISTORY_DAYS} days of history warm the forecaster up; "
         f"the last {SCORED_DAYS} days are scored. Every agent: {TARGET:g} req/s per replica, "
         f"1 GPU per replica, minReplicas 1, decisions every {SYNC:g} s from the rate of the last "
-        f"completed minute, 300 s scale-down stabilisation, tolerance 0.1; the predictive "
-        f"policies use leadTime = the startup delay, quantile {QUANTILE:g}, headroom 0.",
+        f"completed minute, 300 s scale-down stabilisation, tolerance 0.1 (the HPA applies it "
+        f"both ways; our controller only to scale-downs, and so does the second reactive row, "
+        f"which isolates that rule); the predictive policies use leadTime = the startup delay, "
+        f"quantile {QUANTILE:g}, headroom 0.",
         "",
         "SLO-violation minutes: agent-minutes with demand above ready capacity. "
         "GPU-replica-minutes: replicas held, starting ones included. Actions: replica-count "

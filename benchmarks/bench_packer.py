@@ -103,7 +103,9 @@ def table(title: str, rows: list[tuple[str, int, Cell]]) -> str:
     return head + "\n".join(lines) + "\n"
 
 
-def sweep(sizes: list[tuple[int, int]], seeds: int, limit: float, workers: int, gpu: bool) -> list[tuple[str, int, Cell]]:
+def sweep(
+    sizes: list[tuple[int, int]], seeds: int, limit: float, workers: int, gpu: bool
+) -> list[tuple[str, int, Cell]]:
     rows = []
     for nodes, per_node in sizes:
         scenarios = scenarios_for(nodes, per_node, seeds, gpu)
@@ -126,7 +128,12 @@ def large(seeds: int, limit: float, workers: int) -> str:
         k, u = PRIORITIES[i % len(PRIORITIES)], UTILISATIONS[(i + 2) % len(UTILISATIONS)]
         (sc,) = kept_scenarios(Spec(500, 10, k, u, gpu=True), 1, first_seed=50_000 + 97 * i)
         start = time.perf_counter()
-        plan = pack(sc.nodes, sc.pods, policy=POLICY, options=SolveOptions(time_limit=limit, workers=workers))
+        plan = pack(
+            sc.nodes,
+            sc.pods,
+            policy=POLICY,
+            options=SolveOptions(time_limit=limit, workers=workers),
+        )
         wall = time.perf_counter() - start
         first = plan.stats.first_improvement_seconds
         if first is not None:
@@ -137,15 +144,17 @@ def large(seeds: int, limit: float, workers: int) -> str:
             f"| {plan.improves_on_default} | {wall:.2f} | {plan.stats.scope_nodes} | {plan.stats.variables} | {bad} |"
         )
         print(lines[-1], file=sys.stderr, flush=True)
-    summary = (
-        f"First improving plan found in {len(firsts)} of {seeds} scenarios"
-        + (f"; median {statistics.median(firsts):.2f} s, max {max(firsts):.2f} s." if firsts else ".")
+    summary = f"First improving plan found in {len(firsts)} of {seeds} scenarios" + (
+        f"; median {statistics.median(firsts):.2f} s, max {max(firsts):.2f} s." if firsts else "."
     )
     return "\n".join(lines) + "\n\n" + summary + "\n"
 
 
 def workers_table(seeds: int, limit: float) -> str:
-    lines = ["| workers | 32 x 8 improved or certified | 64 x 8 improved or certified |", "|---|---|---|"]
+    lines = [
+        "| workers | 32 x 8 improved or certified | 64 x 8 improved or certified |",
+        "|---|---|---|",
+    ]
     pools = {size: scenarios_for(*size, seeds, gpu=False) for size in [(32, 8), (64, 8)]}
     for workers in (1, 2, 4, 8):
         cells = [run_cell(pools[size], limit, workers) for size in [(32, 8), (64, 8)]]
@@ -157,12 +166,16 @@ def workers_table(seeds: int, limit: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=3, help="kept scenarios per (size, K, u) at 1 s")
-    p.add_argument("--seeds-10s", type=int, default=1, help="kept scenarios per (size, K, u) at 10 s")
+    p.add_argument(
+        "--seeds-10s", type=int, default=1, help="kept scenarios per (size, K, u) at 10 s"
+    )
     p.add_argument("--gpu-seeds", type=int, default=1, help="kept GPU scenarios per (size, K, u)")
     p.add_argument("--large-seeds", type=int, default=3, help="500 x 5000 GPU scenarios")
     p.add_argument("--large-limit", type=float, default=10.0)
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--skip", action="append", default=[], choices=["10s", "gpu", "large", "workers"])
+    p.add_argument(
+        "--skip", action="append", default=[], choices=["10s", "gpu", "large", "workers"]
+    )
     p.add_argument("--no-write", action="store_true", help="print only, leave BENCHMARKS.md alone")
     args = p.parse_args(argv)
 
@@ -189,13 +202,22 @@ def main(argv: list[str] | None = None) -> int:
     if "gpu" not in args.skip:
         gpu_sizes = [(8, 4), (16, 4), (32, 4), (64, 4)]
         rows = sweep(gpu_sizes, args.gpu_seeds, 1.0, args.workers, gpu=True)
-        parts.append(table(f"GPU variant (8-GPU nodes, pods of 1/2/4/8 GPUs), 1 s, {args.gpu_seeds} seed(s) per (size, K, u)", rows))
+        parts.append(
+            table(
+                f"GPU variant (8-GPU nodes, pods of 1/2/4/8 GPUs), 1 s, {args.gpu_seeds} seed(s) per (size, K, u)",
+                rows,
+            )
+        )
     if "workers" not in args.skip:
-        parts.append("**CP-SAT workers at 1 s** (1 seed per (size, K, u); 2 cores, so more than 2 workers time-share)\n\n" + workers_table(1, 1.0))
+        parts.append(
+            "**CP-SAT workers at 1 s** (1 seed per (size, K, u); 2 cores, so more than 2 workers time-share)\n\n"
+            + workers_table(1, 1.0)
+        )
     if "large" not in args.skip:
         parts.append(
             f"**500 nodes x 5000 pods with GPUs** (limit {args.large_limit:.0f} s; the model is built on a "
-            "neighbourhood of nodes, widened while time remains)\n\n" + large(args.large_seeds, args.large_limit, args.workers)
+            "neighbourhood of nodes, widened while time remains)\n\n"
+            + large(args.large_seeds, args.large_limit, args.workers)
         )
     parts.append(f"Total benchmark time: {(time.perf_counter() - started) / 60:.1f} min.")
     body = "\n".join(parts)

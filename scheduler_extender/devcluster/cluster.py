@@ -344,6 +344,10 @@ class LocalCluster:
             "--allow-privileged=true",
             # There is no real endpoint for the kubernetes Service to point at.
             "--endpoint-reconciler-type=none",
+            # New nodes would start tainted not-ready until the node controller
+            # sees them Ready: ~3 minutes for 1000 fake nodes that kwok makes
+            # Ready at once. The controller still taints a node that stops being Ready.
+            "--disable-admission-plugins=TaintNodesByCondition",
         ]
         self._apiserver_port = port
         process = self._launch("kube-apiserver", argv, port=port)
@@ -369,6 +373,9 @@ class LocalCluster:
             # As kwokctl: notice a fake node whose lease stops within 40 s.
             "--node-monitor-period=5s",
             "--node-monitor-grace-period=40s",
+            # Its client defaults (20 qps) take a minute to untaint 1000 new nodes.
+            "--kube-api-qps=200",
+            "--kube-api-burst=400",
         ]
         self._launch("kube-controller-manager", argv, port=port)
 

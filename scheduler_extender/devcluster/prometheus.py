@@ -12,6 +12,8 @@ Three pieces:
   into TSDB blocks before the server starts; live scrapes then continue the
   same series (same ``job`` and ``instance`` labels, counters carried on).
 
+``start_traffic_stack`` puts the three together.
+
 The binaries come from Debian (``apt-get install prometheus``, which
 ``hack/ci-prereqs.sh`` runs); without them ``PrometheusMissingError`` says so.
 """
@@ -310,3 +312,53 @@ def backfill(promtool: Path, openmetrics: Path, data_dir: Path) -> None:
         raise ComponentFailedError(
             f"promtool could not backfill {openmetrics}: {result.stderr.strip() or result.stdout}"
         )
+
+
+@dataclass
+class TrafficStack:
+    """A traffic exporter and a Prometheus scraping it; ``stop`` stops both."""
+
+    traffic: AgentTraffic
+    exporter: TrafficExporter
+    server: PrometheusServer
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def stop(self) -> None:
+        self.server.stop()
+        self.exporter.stop()
+
+
+def start_traffic_stack(
+    workdir: Path,
+    traffic: AgentTraffic,
+    *,
+    history: float,
+    interval: float = 15.0,
+    scrape_interval: float = 1.0,
+) -> TrafficStack:
+    """Exporter, ``history`` seconds backfilled every ``interval`` s (0: none), and a
+    Prometheus that has scraped the exporter at least once."""
+    exporter = TrafficExporter(traffic)
+    exporter.start()
+    backfilled = None
+    if history > 0:
+        backfilled = workdir / "history.om"
+        now = time.time()
+        write_history(
+            backfilled, traffic, start=now - history, end=now - 1.0, interval=interval,
+            instance=exporter.address,
+        )  # fmt: skip
+    server = PrometheusServer(
+        workdir, {JOB: exporter.address}, scrape_interval=scrape_interval, history=backfilled
+    )
+    try:
+        server.start()
+        server.wait_scraped()
+    except BaseException:
+        server.stop()
+        exporter.stop()
+        raise
+    return TrafficStack(traffic, exporter, server)

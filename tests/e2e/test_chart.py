@@ -14,10 +14,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import shutil
 import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -259,7 +263,9 @@ def test_rbac_allows_what_each_component_needs_and_nothing_dangerous(
     assert not can_i(
         cluster, extender, ns, "update", "deployments.apps", "--subresource=scale", "-n", elsewhere
     )
-    assert not can_i(cluster, controller, ns, "create", "pods", "--subresource=binding", "-n", elsewhere)
+    assert not can_i(
+        cluster, controller, ns, "create", "pods", "--subresource=binding", "-n", elsewhere
+    )
 
 
 def token_kubeconfig(cluster: LocalCluster, account: str, namespace: str, path: Path) -> Path:
@@ -386,8 +392,8 @@ def test_the_api_server_validates_agent_autoscalers(cluster: LocalCluster, names
     cluster.kubectl("apply", "-f", "-", input=autoscaler("good"))
     stored = json.loads(cluster.kubectl("get", "aas", "good", "-n", namespace, "-o", "json").stdout)
     spec = stored["spec"]
-    assert spec["leadTime"] == "5m" and spec["quantile"] == 0.9 and spec["mode"] == "Auto"
-    assert spec["minReplicas"] == 1 and spec["scaleTargetRef"]["apiVersion"] == "apps/v1"
+    assert (spec["leadTime"], spec["quantile"], spec["mode"]) == ("5m", 0.9, "Auto")
+    assert (spec["minReplicas"], spec["scaleTargetRef"]["apiVersion"]) == (1, "apps/v1")
     assert spec["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 300
     table = cluster.kubectl("get", "aas", "-n", namespace).stdout.splitlines()
     assert table[0].split() == [
@@ -413,3 +419,167 @@ def test_the_api_server_validates_agent_autoscalers(cluster: LocalCluster, names
         result = cluster.kubectl("apply", "-f", "-", input=autoscaler("bad", **bad), check=False)
         assert result.returncode != 0, bad
         assert message in result.stderr, result.stderr
+
+
+# Panels this test cannot fill yet, and why. Every other panel must return data.
+KNOWN_EMPTY = {
+    # Watches restart on their 300 s server timeout, later than this test runs.
+    "scheduling: Watch restarts",
+    # The extender's forecast refreshes here (4 agents, two days of history) but publishes no
+    # backtest scores; to be resolved with the forecast's owner.
+    "popularity: Backtest MASE per agent",
+    "popularity: Backtest coverage per agent",
+}
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("crds")
+def test_every_dashboard_panel_returns_data_from_a_real_prometheus(
+    reconfigurable_cluster: LocalCluster,
+    api: client.ApiClient,
+    namespace: str,
+    node_pool: NodePool,
+    tmp_path: Path,
+) -> None:
+    """A real Prometheus scrapes the real extender and controller (and synthetic agent traffic
+    with two days of backfilled history) while GPU pods are scheduled and an AgentAutoscaler
+    scales a Deployment; then every panel's query, variables expanded as Grafana does with "All",
+    must return at least one finite sample."""
+    from hack import dashboard_preview as dashboards
+    from scheduler_extender.devcluster import prometheus as prom
+    from tests.unit.chart.metrics_catalog import referenced
+    from tests.unit.chart.test_dashboards import PENDING_METRICS
+
+    cluster = reconfigurable_cluster
+    traffic = prom.AgentTraffic(prom.zipf_rates(4, 20.0))
+    exporter = prom.TrafficExporter(traffic)
+    exporter.start()
+    controller_port = free_port()
+    history = tmp_path / "history.om"
+    now = time.time()
+    prom.write_history(
+        history, traffic, start=now - 2 * 86400 - 900, end=now - 1, interval=60.0,
+        instance=exporter.address,
+    )  # fmt: skip
+    server = prom.PrometheusServer(
+        tmp_path / "prometheus",
+        {
+            prom.JOB: exporter.address,
+            "extender": f"127.0.0.1:{cluster.extender_endpoint.port}",
+            "controller": f"127.0.0.1:{controller_port}",
+        },
+        history=history,
+    )
+    controller: ManagedProcess | None = None
+    apps = client.AppsV1Api(api)
+    try:
+        server.start()
+        cluster.start_extender(
+            env={
+                "SCHEDULER_EXTENDER_PROMETHEUS__URL": server.url,
+                "SCHEDULER_EXTENDER_PROMETHEUS__REFRESH_INTERVAL": "5s",
+                "SCHEDULER_EXTENDER_PROMETHEUS__CORRECTION_INTERVAL": "2s",
+                # One replica of an agent per node: the third replica makes the filter refuse.
+                "SCHEDULER_EXTENDER_MAX_AGENT_REPLICAS_PER_NODE": "1",
+            }
+        )
+        controller = ManagedProcess(
+            "controller",
+            [sys.executable, "-m", "scheduler_extender.cli", "controller",
+             "--kubeconfig", str(cluster.kubeconfig), "--prometheus-url", server.url,
+             "--metrics-host", "127.0.0.1", "--metrics-port", str(controller_port),
+             "--no-leader-elect", "--sync-interval", "2s"],
+            tmp_path / "controller.log",
+            env={**os.environ, "SCHEDULER_EXTENDER_CONTROLLER__FORECAST_REFRESH": "5s"},
+            port=controller_port,
+        )  # fmt: skip
+        server.wait_scraped(timeout=60)
+
+        # The workload: agent-0's Deployment on a pool of three nodes, scaled by an
+        # AgentAutoscaler (minReplicas 3 forces a scale-up at once), and one more agent-0 pod than
+        # the pool has nodes, which the extender's per-node agent limit keeps pending.
+        node_pool.add(3, gpus=4)
+        template = node_pool.pod("agent-0", namespace=namespace, gpus=1, agent="agent-0")
+        labels = {"app": "agent-0", **template["metadata"].get("labels", {})}
+        deployment = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "agent-0", "namespace": namespace},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": "agent-0"}},
+                "template": {"metadata": {"labels": labels}, "spec": template["spec"]},
+            },
+        }
+        apps.create_namespaced_deployment(namespace, deployment)
+        cluster.kubectl(
+            "apply", "-f", "-",
+            input=yaml.safe_dump({
+                "apiVersion": "scheduler-extender.io/v1alpha1",
+                "kind": "AgentAutoscaler",
+                "metadata": {"name": "agent-0", "namespace": namespace},
+                "spec": {
+                    "scaleTargetRef": {"kind": "Deployment", "name": "agent-0"},
+                    "agent": "agent-0", "minReplicas": 3, "maxReplicas": 3,
+                    "targetRequestsPerReplica": 100, "leadTime": "2m",
+                },
+            }),
+        )  # fmt: skip
+        extra = node_pool.pod("agent-0-extra", namespace=namespace, gpus=1, agent="agent-0")
+        client.CoreV1Api(api).create_namespaced_pod(namespace, extra)
+
+        titles = {
+            f"{path.stem}: {panel.title}": panel
+            for path in dashboards.dashboard_files()
+            for panel in dashboards.panels(dashboards.load(path))
+        }
+        assert KNOWN_EMPTY <= set(titles)
+        pending = {
+            name
+            for name, panel in titles.items()
+            if any(referenced(q.expr) & PENDING_METRICS for q in panel.queries)
+        }
+        unchecked = pending | KNOWN_EMPTY
+
+        def empty_panels() -> list[str]:
+            empty = []
+            end = time.time()
+            with httpx.Client(base_url=server.url, timeout=10.0) as http:
+                for path in dashboards.dashboard_files():
+                    board = dashboards.load(path)
+                    for panel in dashboards.panels(board):
+                        name = f"{path.stem}: {panel.title}"
+                        if name in unchecked:
+                            continue
+                        for query in panel.queries:
+                            series = dashboards.query_range(
+                                http, dashboards.expand(query.expr, board, rate_interval="30s"),
+                                start=end - 600, end=end, step=5, legend_format=query.legend,
+                            )  # fmt: skip
+                            finite = [v for s in series for v in s.values if math.isfinite(v)]
+                            if not finite:
+                                empty.append(f"{name} [{query.expr}]")
+            return empty
+
+        last: list[str] = []
+
+        def all_have_data() -> bool:
+            nonlocal last
+            controller.check_running()
+            last = empty_panels()
+            return not last
+
+        try:
+            wait_for("every dashboard panel to return data", all_have_data, timeout=180, interval=5)
+        except AssertionError:
+            pytest.fail("panels without data:\n" + "\n".join(last))
+        # Only the packer's panels wait for metrics the service does not export yet.
+        assert {name.split(":")[0] for name in pending} <= {"packer"}
+    finally:
+        with contextlib.suppress(client.exceptions.ApiException):
+            apps.delete_namespaced_deployment("agent-0", namespace)
+        cluster.kubectl("delete", "aas", "--all", "-n", namespace, "--wait=false", check=False)
+        if controller is not None:
+            controller.stop()
+        server.stop()
+        exporter.stop()

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -32,13 +32,13 @@ from scheduler_extender.adapters.prometheus.client import ClientOptions, Prometh
 from scheduler_extender.adapters.prometheus.source import LoopSettings, PrometheusPopularity
 from scheduler_extender.api.app import AppConfig, create_app
 from scheduler_extender.devcluster.prometheus import (
-    JOB,
     AgentTraffic,
     PrometheusMissingError,
     PrometheusServer,
     TrafficExporter,
+    TrafficStack,
     binaries,
-    write_history,
+    start_traffic_stack,
     zipf_rates,
 )
 from scheduler_extender.domain.filtering import FilterRules
@@ -62,9 +62,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @dataclass
 class Stack:
-    traffic: AgentTraffic
-    exporter: TrafficExporter
-    server: PrometheusServer
+    stack: TrafficStack
+    sources: list[PrometheusPopularity] = field(default_factory=list)  # stopped at teardown
+
+    @property
+    def traffic(self) -> AgentTraffic:
+        return self.stack.traffic
+
+    @property
+    def exporter(self) -> TrafficExporter:
+        return self.stack.exporter
+
+    @property
+    def server(self) -> PrometheusServer:
+        return self.stack.server
 
     @property
     def url(self) -> str:
@@ -74,7 +85,14 @@ class Stack:
         return PrometheusClient(ClientOptions(url=self.url, timeout=5.0, retries=retries))
 
     def source(self, **settings: float) -> PrometheusPopularity:
-        return PrometheusPopularity(self.client(), LoopSettings(query=QUERY, **settings))
+        source = PrometheusPopularity(self.client(), LoopSettings(query=QUERY, **settings))
+        self.sources.append(source)
+        return source
+
+    def stop(self) -> None:
+        for source in self.sources:
+            source.stop()
+        self.stack.stop()
 
     def wait_for_rates(self, timeout: float = 30.0) -> None:
         """Until the instant query sees every agent (needs two live scrapes in 1m)."""
@@ -96,49 +114,27 @@ def traffic() -> AgentTraffic:
     return AgentTraffic(zipf_rates(8, 40.0))
 
 
-def start_stack(workdir: Path, traffic: AgentTraffic, history: float) -> Stack:
-    exporter = TrafficExporter(traffic)
-    exporter.start()
-    backfill = None
-    if history:
-        backfill = workdir / "history.om"
-        now = time.time()
-        write_history(
-            backfill, traffic, start=now - history, end=now - 1.0, interval=15.0,
-            instance=exporter.address,
-        )  # fmt: skip
-    server = PrometheusServer(workdir, {JOB: exporter.address}, history=backfill)
-    try:
-        server.start()
-        server.wait_scraped()
-    except BaseException:
-        server.stop()
-        exporter.stop()
-        raise
-    return Stack(traffic, exporter, server)
-
-
 @pytest.fixture(scope="module")
 def prometheus_history(
     tmp_path_factory: pytest.TempPathFactory, traffic: AgentTraffic
 ) -> Iterator[Stack]:
-    stack = start_stack(tmp_path_factory.mktemp("prometheus"), traffic, HISTORY + 900.0)
+    stack = Stack(
+        start_traffic_stack(tmp_path_factory.mktemp("prometheus"), traffic, history=HISTORY + 900)
+    )
     try:
         stack.wait_for_rates()
         yield stack
     finally:
-        stack.server.stop()
-        stack.exporter.stop()
+        stack.stop()
 
 
 @pytest.fixture
 def fresh_prometheus(tmp_path: Path, traffic: AgentTraffic) -> Iterator[Stack]:
-    stack = start_stack(tmp_path, traffic, 0.0)
+    stack = Stack(start_traffic_stack(tmp_path, traffic, history=0))
     try:
         yield stack
     finally:
-        stack.server.stop()
-        stack.exporter.stop()
+        stack.stop()
 
 
 class NoBinder:

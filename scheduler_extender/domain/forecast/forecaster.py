@@ -83,7 +83,7 @@ class ForecastSettings:
     gone_after: int = 10  # trailing missing points that mean "agent gone"
     max_seasons: int = 7  # seasons averaged into the profile
     profile_smoothing: int = 31  # odd width of the profile's moving average
-    chunk: int = 32  # agents fitted together (bounds memory, keeps arrays cache-sized)
+    chunk: int = 64  # agents fitted together (bounds memory, keeps arrays cache-sized)
 
     def __post_init__(self) -> None:
         if self.horizon < 1:
@@ -351,8 +351,10 @@ def _fit_group(
         return values[:, np.minimum(targets, n - 1)].transpose(1, 2, 0), known
 
     def choose(cands: _Candidates, truth: FloatArray, known: BoolArray) -> IntArray:
-        errors = np.abs(truth[None] - cands.values) * known[None, :, :, None]
-        mae = errors.sum(axis=(1, 2)) / known.sum()
+        mae = np.zeros((len(CANDIDATES), agents))
+        # The origins whose h-step target is known are a prefix, for every h.
+        for h, usable in enumerate(known.sum(axis=0)):
+            mae += np.abs(truth[None, :usable, h] - cands.values[:, :usable, h]).sum(axis=1)
         mae[~eligible] = np.inf
         chosen: IntArray = np.argmin(mae, axis=0)
         return chosen
@@ -361,7 +363,6 @@ def _fit_group(
         cands: _Candidates, chosen: IntArray, truth: FloatArray, known: BoolArray
     ) -> FloatArray:
         residuals = truth - cands.values[chosen, :, :, columns].transpose(1, 2, 0)
-        # The origins whose h-step target is known are a prefix, for every h.
         quantiles = np.empty((horizon, agents))
         for h, usable in enumerate(known.sum(axis=0)):
             quantiles[h] = np.quantile(residuals[:usable, h], settings.quantile, axis=0)

@@ -1,21 +1,27 @@
 """The CP-SAT model of a packing problem, restricted to a scope of nodes.
 
-Variables (only for the nodes in scope; every other node keeps the incumbent
-placement as constants):
+Variables (only for the nodes in scope and groups not frozen; everything else
+keeps the incumbent placement as constants):
 
 - ``x[g, n]``: pods of group ``g`` on node ``n``, in ``[0, ub]`` where ``ub`` is
-  what fits next to the pinned load (the current count where the group may
+  what fits next to the settled load (the current count where the group may
   not arrive, e.g. a cordoned node it already runs on);
-- ``s[g, n] <= min(x[g, n], original[g, n])``: pods that stay. Maximising stays
-  pushes ``s`` to the minimum, so moves are never under-counted where it
-  matters (disruption stages and disruption budgets bound ``s`` from below);
 - ``e[g] >= running[g] - sum_n x[g, n]``: evictions, pushed down by the
-  objectives.
+  objectives; created when the group's tier is first solved;
+- ``s[g, n] <= x[g, n]``, ``s[g, n] <= original[g, n]``: pods that stay.
+  Maximising stays pushes ``s`` to the minimum, so moves are never
+  under-counted where it matters (disruption stages and disruption budgets
+  bound ``s`` from below); created for a tier when its moves are minimised,
+  and at once for groups a PodDisruptionBudget covers.
 
 Constraints: per node and resource capacity (coefficients divided by the gcd
-of the requests, so memory in bytes stays small), the per-node agent limit,
-group sizes, and one row per PodDisruptionBudget bounding the pods it covers
-that do not stay.
+of the requests, so memory in bytes stays small) plus their sum per resource
+(redundant, for the LP), the per-node agent limit, group sizes, and one row
+per PodDisruptionBudget bounding the pods it covers that do not stay.
+
+Rows, objectives and hints are written straight into the model proto: the
+expression layer of the Python API costs ~100x more per term, which at tens of
+thousands of variables is most of a one-second budget.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from ortools.sat.python import cp_model
@@ -36,43 +42,64 @@ from scheduler_extender.domain.packing.problem import (
     PackingProblem,
 )
 
-Expr = cp_model.LinearExpr | int
+_LOWEST = cp_model.INT_MIN
+_HIGHEST = cp_model.INT_MAX
 
 
-@dataclass(frozen=True, slots=True)
-class TierTerms:
-    """Linear expressions over the model for one priority tier."""
+@dataclass(slots=True)
+class Row:
+    """``sum(coefficients * variables) + constant`` over model variable indices."""
 
-    priority: int
-    placed: Expr
-    evictions: Expr
-    stays: Expr
-    # Weight that makes "fewer evictions" dominate "more placed" in one
-    # objective: more than the pods the tier can ever place.
-    big: int
+    variables: list[int] = field(default_factory=list)
+    coefficients: list[int] = field(default_factory=list)
+    constant: int = 0
 
-    @property
-    def placement_objective(self) -> Expr:
-        return self.placed - self.big * self.evictions
-
-
-class _Linear:
-    """Accumulates ``sum(coef * var) + constant`` without building nested expressions."""
-
-    def __init__(self) -> None:
-        self.variables: list[cp_model.IntVar] = []
-        self.coefficients: list[int] = []
-        self.constant = 0
-
-    def add(self, other: _Linear, factor: int = 1) -> None:
+    def add(self, other: Row, factor: int = 1) -> None:
         self.variables.extend(other.variables)
         self.coefficients.extend(c * factor for c in other.coefficients)
         self.constant += factor * other.constant
 
-    def expr(self) -> Expr:
-        if not self.variables:
-            return self.constant
-        return cp_model.LinearExpr.weighted_sum(self.variables, self.coefficients) + self.constant
+    def term(self, variable: int, coefficient: int = 1) -> None:
+        self.variables.append(variable)
+        self.coefficients.append(coefficient)
+
+
+class Tier:
+    """Rows over the model for one priority tier.
+
+    Eviction and stay variables are created on first use, so a tier that is
+    never solved costs no variables beyond its placements.
+    """
+
+    def __init__(self, model: ScopedModel, priority: int, groups: list[int], placed: Row) -> None:
+        self.priority = priority
+        self.placed = placed
+        # More than the pods the tier can ever place: makes "fewer evictions"
+        # dominate "more placed" in one objective.
+        self.big = sum(model.problem.groups[g].size for g in groups) + 1
+        self._model = model
+        self._groups = groups
+        self._evictions: Row | None = None
+        self._stays: Row | None = None
+
+    @property
+    def evictions(self) -> Row:
+        if self._evictions is None:
+            self._evictions = self._model.evictions(self._groups)
+        return self._evictions
+
+    @property
+    def stays(self) -> Row:
+        if self._stays is None:
+            self._stays = self._model.stays(self._groups)
+        return self._stays
+
+    @property
+    def placement_objective(self) -> Row:
+        row = Row()
+        row.add(self.placed)
+        row.add(self.evictions, -self.big)
+        return row
 
 
 class ScopedModel:
@@ -93,195 +120,280 @@ class ScopedModel:
     ) -> None:
         self.problem = problem
         self.model = cp_model.CpModel()
+        self._proto = self.model.proto
         self.incumbent = incumbent
         self.full_scope = bool(scope.all())
         original = problem.original
-        self._original = original
         counts = incumbent.counts
         inside = np.flatnonzero(scope)
         outside = ~scope
-        model = self.model
-        self._x: list[tuple[int, int, cp_model.IntVar]] = []
-        self._s: list[tuple[int, int, cp_model.IntVar]] = []
-        self._e: list[tuple[int, cp_model.IntVar]] = []
-        # per node: (group, var) for the capacity and agent rows
-        on_node: dict[int, list[tuple[int, cp_model.IntVar, int]]] = defaultdict(list)
-        placed: list[_Linear] = []
-        stays: list[_Linear] = []
-        evictions: list[_Linear] = []
+        self._running = original.sum(axis=1)
+        present = original[:, inside].any(axis=1) | counts[:, inside].any(axis=1)
+        pending = np.array([bool(g.pending) for g in problem.groups], dtype=np.bool_)
+        self.active = ~frozen & (pending | present)
+
+        # x variables, in bulk: (group, node, bound) for every positive bound in scope.
+        sub = bounds[:, inside] * self.active[:, None]
+        group_of, column = np.nonzero(sub)
+        self._xg = group_of.astype(np.int64)
+        self._xn = inside[column].astype(np.int64)
+        self._xi = np.array([self._new(int(b)) for b in sub[group_of, column]], dtype=np.int64)
+
+        # Per group: placed = sum of its x plus what it keeps outside the scope.
+        self._placed: list[Row] = []
+        self._const_stays = np.minimum(counts, original)
+        for group in problem.groups:
+            row = Row()
+            g = group.index
+            if self.active[g]:
+                row.constant = int(counts[g, outside].sum())
+            else:
+                row.constant = int(counts[g].sum())
+            self._placed.append(row)
+        for g, i in zip(self._xg.tolist(), self._xi.tolist(), strict=True):
+            self._placed[g].term(i)
         for group in problem.groups:
             g = group.index
-            running = int(original[g].sum())
-            out_placed = int(counts[g, outside].sum())
-            out_stays = int(np.minimum(counts[g, outside], original[g, outside]).sum())
-            active = not frozen[g] and (
-                bool(group.pending) or original[g, inside].any() or counts[g, inside].any()
-            )
-            x_sum, s_sum, e_sum = _Linear(), _Linear(), _Linear()
-            x_sum.constant, s_sum.constant = out_placed, out_stays
-            if not active:
-                x_sum.constant = int(counts[g].sum())
-                s_sum.constant = int(np.minimum(counts[g], original[g]).sum())
-                e_sum.constant = max(0, running - x_sum.constant)
-            else:
-                for n in inside:
-                    bound = int(bounds[g, n])
-                    if bound <= 0:
-                        continue
-                    x = model.new_int_var(0, bound, "")
-                    self._x.append((g, int(n), x))
-                    on_node[int(n)].append((g, x, bound))
-                    x_sum.variables.append(x)
-                    x_sum.coefficients.append(1)
-                    was = int(original[g, n])
-                    if was:
-                        s = model.new_int_var(0, was, "")
-                        model.add(s <= x)
-                        self._s.append((g, int(n), s))
-                        s_sum.variables.append(s)
-                        s_sum.coefficients.append(1)
-                reachable = int(bounds[g, inside].sum()) + out_placed
-                if x_sum.variables and reachable > group.size:
-                    model.add(x_sum.expr() <= group.size)
-                if running:
-                    e = model.new_int_var(0, running, "")
-                    model.add(e + x_sum.expr() >= running)
-                    self._e.append((g, e))
-                    e_sum.variables.append(e)
-                    e_sum.coefficients.append(1)
-            placed.append(x_sum)
-            stays.append(s_sum)
-            evictions.append(e_sum)
-        # Pinned pods and frozen groups: load no variable can change.
-        requests = np.array([g.requests for g in problem.groups], dtype=np.int64).reshape(
-            len(problem.groups), len(problem.resources)
+            row = self._placed[g]
+            reachable = int(bounds[g, inside].sum()) + row.constant
+            if self.active[g] and row.variables and reachable > group.size:
+                self._at_most(row, group.size)
+
+        settled = problem.fixed + counts[frozen].T @ self._requests()[frozen]
+        self._add_capacity(settled)
+        self._add_agent_limits(frozen, counts)
+        self._evictions: dict[int, Row] = {}
+        self._stays: dict[int, Row] = {}
+        self._e: list[tuple[int, int]] = []  # (group, variable)
+        self._s: list[tuple[int, int, int]] = []  # (group, node, variable)
+        self._add_budgets()
+        self.tiers = self._tier_terms()
+
+    @property
+    def variables(self) -> int:
+        return len(self._proto.variables)
+
+    # -- low-level proto writing ----------------------------------------------
+    def _new(self, upper: int, lower: int = 0) -> int:
+        variable = self._proto.variables.add()
+        variable.domain.extend([lower, upper])
+        return len(self._proto.variables) - 1
+
+    def _linear(self, row: Row, lower: int, upper: int) -> None:
+        if not row.variables:
+            return  # constant: holds by construction (the incumbent satisfies it)
+        linear = self._proto.constraints.add().linear
+        linear.vars.extend(row.variables)
+        linear.coeffs.extend(row.coefficients)
+        low = _LOWEST if lower == _LOWEST else lower - row.constant
+        high = _HIGHEST if upper == _HIGHEST else upper - row.constant
+        linear.domain.extend([low, high])
+
+    def _at_most(self, row: Row, value: int) -> None:
+        self._linear(row, _LOWEST, value)
+
+    def at_least(self, row: Row, value: int) -> None:
+        self._linear(row, value, _HIGHEST)
+
+    def at_most(self, row: Row, value: int) -> None:
+        self._at_most(row, value)
+
+    def maximize(self, row: Row) -> None:
+        # The proto minimises: negate the terms and scale the reported value by -1.
+        self._proto.clear_objective()
+        objective = self._proto.objective
+        objective.vars.extend(row.variables)
+        objective.coeffs.extend(-c for c in row.coefficients)
+        objective.offset = float(-row.constant)
+        objective.scaling_factor = -1.0
+
+    def _requests(self) -> IntArray:
+        return np.array([g.requests for g in self.problem.groups], dtype=np.int64).reshape(
+            len(self.problem.groups), len(self.problem.resources)
         )
-        self._settled = problem.fixed + counts[frozen].T @ requests[frozen]
-        self._settled_agents = [dict(a) for a in problem.fixed_agents]
-        for group in problem.groups:
-            if frozen[group.index] and group.agent is not None:
-                for n in np.flatnonzero(counts[group.index]):
-                    agents = self._settled_agents[n]
-                    agents[group.agent] = agents.get(group.agent, 0) + int(counts[group.index, n])
-        self._add_capacity(on_node)
-        self._add_agent_limits(on_node, original)
-        self._add_budgets(stays, original)
-        self.tiers = self._tier_terms(placed, stays, evictions)
-        self.variables = len(self._x) + len(self._s) + len(self._e)
 
     # -- constraints ---------------------------------------------------------
-    def _add_capacity(self, on_node: dict[int, list[tuple[int, cp_model.IntVar, int]]]) -> None:
+    def _add_capacity(self, settled: IntArray) -> None:
         problem = self.problem
-        requests = [g.requests for g in problem.groups]
-        for r, _name in enumerate(problem.resources):
-            divisor = 0
-            for node_vars in on_node.values():
-                for g, _, _ in node_vars:
-                    divisor = math.gcd(divisor, int(requests[g][r]))
+        requests = self._requests()
+        order = np.argsort(self._xn, kind="stable")
+        nodes, starts = np.unique(self._xn[order], return_index=True)
+        ends = [*starts[1:].tolist(), len(order)]
+        bound_of = self._bounds_of()
+        for r in range(len(problem.resources)):
+            need = requests[self._xg, r]
+            divisor = math.gcd(*need.tolist()) if len(need) else 0
             if divisor == 0:
                 continue  # nothing in scope requests this resource
-            total = _Linear()
+            total = Row()
             total_room = 0
             rows = 0
-            for n, node_vars in on_node.items():
+            for n, start, end in zip(nodes.tolist(), starts.tolist(), ends, strict=True):
                 if problem.capacity[n, r] >= UNLIMITED:
                     continue
-                room = int(problem.capacity[n, r] - self._settled[n, r]) // divisor
-                row = _Linear()
-                for g, x, bound in node_vars:
-                    if coefficient := int(requests[g][r]) // divisor:
-                        row.variables.append(x)
-                        row.coefficients.append(coefficient)
-                        row.constant += coefficient * bound  # what the row needs at most
-                if row.constant <= room:
+                room = int(problem.capacity[n, r] - settled[n, r]) // divisor
+                picked = order[start:end]
+                coefficients = need[picked] // divisor
+                keep = coefficients > 0
+                if int((coefficients * bound_of[picked]).sum()) <= room:
                     continue  # cannot bind: every pod that may go there fits at once
-                row.constant = 0
-                self.model.add(row.expr() <= room)
+                row = Row(self._xi[picked][keep].tolist(), coefficients[keep].tolist())
+                self._at_most(row, room)
                 total.add(row)
                 total_room += room
                 rows += 1
             if rows > 1:
                 # Redundant, for the LP: presolve turns small per-node rows into
-                # clauses, and without the aggregate no worker with a basic
-                # linearisation can bound the tier (a proof that needs seconds
-                # then needs milliseconds).
-                self.model.add(total.expr() <= total_room)
+                # clauses, and without the aggregate a worker with the basic
+                # linearisation cannot bound the tier (proofs that take seconds
+                # then take milliseconds).
+                self._at_most(total, total_room)
 
-    def _add_agent_limits(
-        self, on_node: dict[int, list[tuple[int, cp_model.IntVar, int]]], original: IntArray
-    ) -> None:
+    def _bounds_of(self) -> IntArray:
+        domains = self._proto.variables
+        return np.array([domains[int(i)].domain[1] for i in self._xi], dtype=np.int64)
+
+    def _add_agent_limits(self, frozen: BoolArray, counts: IntArray) -> None:
         problem = self.problem
         limit = problem.max_agent_replicas_per_node
         if not limit:
             return
-        for n, node_vars in on_node.items():
-            by_agent: dict[str, list[tuple[int, cp_model.IntVar, int]]] = defaultdict(list)
-            for item in node_vars:
-                agent = problem.groups[item[0]].agent
-                if agent is not None:
-                    by_agent[agent].append(item)
-            for agent, items in by_agent.items():
-                fixed = self._settled_agents[n].get(agent, 0)
-                before = fixed + sum(int(original[g, n]) for g, _, _ in items)
-                if before > limit:
-                    continue  # no arrivals allowed there (see build_problem): the bounds hold it
-                if fixed + sum(b for _, _, b in items) <= limit:
-                    continue
-                self.model.add(sum(x for _, x, _ in items) <= limit - fixed)
+        agents = [g.agent for g in problem.groups]
+        settled: dict[tuple[int, str], int] = defaultdict(int)
+        before: dict[tuple[int, str], int] = defaultdict(int)
+        for n, pinned in enumerate(problem.fixed_agents):
+            for agent, count in pinned.items():
+                settled[(n, agent)] += count
+                before[(n, agent)] += count
+        for group in problem.groups:
+            if group.agent is None:
+                continue
+            for n in np.flatnonzero(counts[group.index] | problem.original[group.index]):
+                if frozen[group.index]:
+                    settled[(int(n), group.agent)] += int(counts[group.index, n])
+                before[(int(n), group.agent)] += int(problem.original[group.index, n])
+        rows: dict[tuple[int, str], Row] = defaultdict(Row)
+        most: dict[tuple[int, str], int] = defaultdict(int)
+        bound_of = self._bounds_of()
+        for g, n, i, b in zip(
+            self._xg.tolist(), self._xn.tolist(), self._xi.tolist(), bound_of.tolist(), strict=True
+        ):
+            agent = agents[g]
+            if agent is not None:
+                rows[(n, agent)].term(i)
+                most[(n, agent)] += b
+        for key, row in rows.items():
+            if before[key] > limit:
+                continue  # no arrivals allowed there (see build_problem): the bounds hold it
+            if settled[key] + most[key] > limit:
+                self._at_most(row, limit - settled[key])
 
-    def _add_budgets(self, stays: Sequence[_Linear], original: IntArray) -> None:
+    def _add_budgets(self) -> None:
         covered: dict[int, list[int]] = defaultdict(list)
         for group in self.problem.groups:
             for b in group.budgets:
                 covered[b].append(group.index)
         for b, groups in covered.items():
             allowed = self.problem.budgets[b].disruptions_allowed
-            running = sum(int(original[g].sum()) for g in groups)
+            running = sum(int(self._running[g]) for g in groups)
             if running <= allowed:
                 continue
-            kept = _Linear()
+            kept = Row()
             for g in groups:
-                kept.add(stays[g])
+                kept.add(self._group_stays(g))
             # pods covered that do not stay (moved or evicted) <= disruptionsAllowed
-            self.model.add(kept.expr() >= running - allowed)
+            self.at_least(kept, running - allowed)
 
-    def _tier_terms(
-        self, placed: Sequence[_Linear], stays: Sequence[_Linear], evictions: Sequence[_Linear]
-    ) -> dict[int, TierTerms]:
+    # -- lazily created rows ---------------------------------------------------
+    def _group_stays(self, g: int) -> Row:
+        row = self._stays.get(g)
+        if row is None:
+            row = Row()
+            original = self.problem.original[g]
+            in_model: set[int] = set()
+            for n, x in zip(
+                self._xn[self._xg == g].tolist(), self._xi[self._xg == g].tolist(), strict=True
+            ):
+                was = int(original[n])
+                if was:
+                    s = self._new(was)
+                    self._linear(Row([s, x], [1, -1]), _LOWEST, 0)
+                    self._s.append((g, n, s))
+                    row.term(s)
+                    in_model.add(n)
+            row.constant = int(
+                sum(
+                    int(self._const_stays[g, n])
+                    for n in np.flatnonzero(original)
+                    if n not in in_model
+                )
+            )
+            self._stays[g] = row
+        return row
+
+    def _group_evictions(self, g: int) -> Row:
+        row = self._evictions.get(g)
+        if row is None:
+            row = Row()
+            running = int(self._running[g])
+            placed = self._placed[g]
+            if running and placed.variables:
+                e = self._new(running)
+                self._e.append((g, e))
+                floor = Row()
+                floor.add(placed)
+                floor.term(e)
+                self.at_least(floor, running)  # e >= running - placed
+                row.term(e)
+            else:
+                row.constant = max(0, running - placed.constant)
+            self._evictions[g] = row
+        return row
+
+    def _tier_terms(self) -> dict[int, Tier]:
         members: dict[int, list[int]] = defaultdict(list)
         for group in self.problem.groups:
             members[group.priority].append(group.index)
-        terms: dict[int, TierTerms] = {}
+        terms: dict[int, Tier] = {}
         for priority, groups in members.items():
-            tier_placed, tier_stays, tier_evictions = _Linear(), _Linear(), _Linear()
+            placed = Row()
             for g in groups:
-                tier_placed.add(placed[g])
-                tier_stays.add(stays[g])
-                tier_evictions.add(evictions[g])
-            terms[priority] = TierTerms(
-                priority=priority,
-                placed=tier_placed.expr(),
-                evictions=tier_evictions.expr(),
-                stays=tier_stays.expr(),
-                big=sum(self.problem.groups[g].size for g in groups) + 1,
-            )
+                placed.add(self._placed[g])
+            terms[priority] = Tier(self, priority, groups, placed)
         return terms
+
+    def evictions(self, groups: Sequence[int]) -> Row:
+        row = Row()
+        for g in groups:
+            row.add(self._group_evictions(g))
+        return row
+
+    def stays(self, groups: Sequence[int]) -> Row:
+        row = Row()
+        for g in groups:
+            row.add(self._group_stays(g))
+        return row
 
     # -- hints and solutions -------------------------------------------------
     def hint(self, placement: Placement) -> None:
         """Hint every variable with ``placement`` (a complete, feasible hint)."""
-        self.model.clear_hints()  # type: ignore[no-untyped-call]  # untyped in ortools 9.15
         counts = placement.counts
-        original = self._original
-        for g, n, x in self._x:
-            self.model.add_hint(x, int(counts[g, n]))
+        original = self.problem.original
+        variables = self._xi.tolist()
+        values = counts[self._xg, self._xn].tolist()
         for g, n, s in self._s:
-            self.model.add_hint(s, int(min(counts[g, n], original[g, n])))
+            variables.append(s)
+            values.append(int(min(counts[g, n], original[g, n])))
         for g, e in self._e:
-            self.model.add_hint(e, max(0, int(original[g].sum() - counts[g].sum())))
+            variables.append(e)
+            values.append(max(0, int(self._running[g] - counts[g].sum())))
+        self._proto.clear_solution_hint()
+        hint = self._proto.solution_hint
+        hint.vars.extend(variables)
+        hint.values.extend(values)
 
     def read(self, solver: cp_model.CpSolver) -> Placement:
+        solution = np.asarray(solver.response_proto.solution, dtype=np.int64)
         counts = self.incumbent.counts.copy()
-        for g, n, x in self._x:
-            counts[g, n] = solver.value(x)
+        counts[self._xg, self._xn] = solution[self._xi]
         return Placement(counts)

@@ -36,7 +36,7 @@ import numpy as np
 from ortools.sat.python import cp_model
 
 from scheduler_extender.domain.packing.greedy import default_placement
-from scheduler_extender.domain.packing.model import ScopedModel, TierTerms
+from scheduler_extender.domain.packing.model import ScopedModel, Tier
 from scheduler_extender.domain.packing.placement import (
     Placement,
     TierCounts,
@@ -49,9 +49,13 @@ from scheduler_extender.domain.packing.scope import bounds_matrix, choose_scope,
 
 Clock = Callable[[], float]
 
-# Variables one second of budget can afford on 2 cores (model building is
-# pure Python and grows linearly; see BENCHMARKS.md).
-VARIABLES_PER_SECOND = 60_000
+# Variables one second of budget affords for a whole-cluster model on 2 cores:
+# beyond it, CP-SAT rarely even improves on its hint in time (BENCHMARKS.md),
+# and searching neighbourhoods of nodes finds improvements sooner.
+VARIABLES_PER_SECOND = 1_500
+# A neighbourhood round may use this share of the time left, so that later
+# rounds (re-ranked around the new incumbent, twice as large) get their turn.
+ROUND_SHARE = 0.4
 
 
 class StageKind(StrEnum):
@@ -124,8 +128,10 @@ class _Run:
     _counted: Placement | None = None
     _counts: dict[int, TierCounts] = field(default_factory=dict)
 
+    round_deadline: float = float("inf")
+
     def remaining(self) -> float:
-        return self.deadline - self.clock()
+        return min(self.deadline, self.round_deadline) - self.clock()
 
     def counts(self, priority: int) -> TierCounts:
         if self._counted is not self.incumbent:
@@ -166,14 +172,21 @@ def solve(
         run.upper = _upper_bounds(problem, bounds)
         while True:
             scope = choose_scope(problem, ranking, bounds, run.incumbent, budget, frozen)
+            whole = bool(scope.all())
+            run.round_deadline = (
+                float("inf") if whole else clock() + ROUND_SHARE * (run.deadline - clock())
+            )
             built = clock()
             model = ScopedModel(problem, scope, run.incumbent, bounds, frozen)
             run.build_seconds += clock() - built
             scope_nodes, variables = int(scope.sum()), model.variables
             proven = _lexicographic(run, model, scope)
-            if model.full_scope or run.remaining() < 0.3 * options.time_limit:
+            run.round_deadline = float("inf")
+            if whole or run.remaining() < 0.1 * options.time_limit:
                 break
-            budget *= 2  # widen the neighbourhood while time remains
+            # Next neighbourhood: around the improved placement, twice as large.
+            ranking = rank_nodes(problem, run.incumbent)
+            budget *= 2
     else:
         proven = dict.fromkeys(problem.tiers, True)
     return SolveResult(
@@ -234,7 +247,7 @@ def _lexicographic(run: _Run, model: ScopedModel, scope: BoolArray) -> dict[int,
 
 
 def _place_stage(
-    run: _Run, model: ScopedModel, terms: TierTerms, rest: tuple[int, ...], scope: BoolArray
+    run: _Run, model: ScopedModel, terms: Tier, rest: tuple[int, ...], scope: BoolArray
 ) -> bool:
     counts = run.counts(terms.priority)
     value = _placement_value(run, counts, terms)
@@ -242,8 +255,8 @@ def _place_stage(
         _record(run, terms, StageKind.PLACE, StageStatus.TRIVIAL, 0.0, False, scope)
         proven = True
     else:
-        model.model.add(terms.placement_objective >= value)
-        model.model.maximize(terms.placement_objective)
+        model.at_least(terms.placement_objective, value)
+        model.maximize(terms.placement_objective)
         status, found, seconds = _solve(run, model, _share(run, rest, 2), value)
         improved = found is not None and found[1] > value
         if improved:
@@ -257,13 +270,13 @@ def _place_stage(
         proven = status is StageStatus.OPTIMAL and model.full_scope
     # Fix the tier: later stages may not give back what it got.
     evictions = run.counts(terms.priority).evictions
-    model.model.add(terms.placement_objective >= value)
-    model.model.add(terms.evictions <= evictions)
+    model.at_least(terms.placement_objective, value)
+    model.at_most(terms.evictions, evictions)
     return proven
 
 
 def _disrupt_stage(
-    run: _Run, model: ScopedModel, terms: TierTerms, rest: tuple[int, ...], scope: BoolArray
+    run: _Run, model: ScopedModel, terms: Tier, rest: tuple[int, ...], scope: BoolArray
 ) -> bool:
     counts = run.counts(terms.priority)
     stays = _stays(run, terms.priority)
@@ -271,8 +284,8 @@ def _disrupt_stage(
         _record(run, terms, StageKind.DISRUPT, StageStatus.TRIVIAL, 0.0, False, scope)
         proven = True
     else:
-        model.model.add(terms.stays >= stays)
-        model.model.maximize(terms.stays)
+        model.at_least(terms.stays, stays)
+        model.maximize(terms.stays)
         status, found, seconds = _solve(run, model, _share(run, rest, 1), stays)
         improved = found is not None and found[1] > stays
         if improved:
@@ -280,11 +293,11 @@ def _disrupt_stage(
             run.incumbent, stays = found
         _record(run, terms, StageKind.DISRUPT, status, seconds, improved, scope)
         proven = status is StageStatus.OPTIMAL and model.full_scope
-    model.model.add(terms.stays >= stays)
+    model.at_least(terms.stays, stays)
     return proven
 
 
-def _placement_value(run: _Run, counts: TierCounts, terms: TierTerms) -> int:
+def _placement_value(run: _Run, counts: TierCounts, terms: Tier) -> int:
     pinned = run.problem.pinned_by_priority().get(terms.priority, 0)
     return (counts.placed - pinned) - terms.big * counts.evictions
 
@@ -332,6 +345,14 @@ def _solve(
     solver.parameters.num_workers = run.options.workers
     solver.parameters.random_seed = run.options.random_seed
     solver.parameters.relative_gap_limit = 0.0  # OPTIMAL must mean proven, not "close"
+    # Light presolve: with the default one, presolve alone takes half a second
+    # on a few thousand variables and the search often never starts (measured
+    # in BENCHMARKS.md); the model is already small and tight by construction.
+    solver.parameters.cp_model_probing_level = 0
+    solver.parameters.max_presolve_iterations = 1
+    solver.parameters.presolve_inclusion_work_limit = 0
+    solver.parameters.merge_at_most_one_work_limit = 0
+    solver.parameters.symmetry_level = 1
     watch = _FirstSolution(run.clock, incumbent_value) if not run.improved_yet else None
     began = run.clock()
     status = solver.solve(model.model, watch)
@@ -350,7 +371,7 @@ def _solve(
 
 def _record(
     run: _Run,
-    terms: TierTerms,
+    terms: Tier,
     kind: StageKind,
     status: StageStatus,
     seconds: float,

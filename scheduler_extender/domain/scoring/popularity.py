@@ -1,4 +1,4 @@
-"""Popularity-aware placement: spread hot agents, pack cold ones.
+"""Popularity-aware placement: keep predicted load per GPU level, pack what fits under it.
 
 Each replica of an agent is expected to serve rate(agent) / replicas(agent)
 requests/s, where rate is the agent's forecast (already corrected by the
@@ -6,18 +6,23 @@ observed rate, see ``domain.forecast.correction``) and replicas counts the
 pod being placed. A node's predicted load per GPU is the sum over the
 replicas it runs, divided by its GPUs.
 
-* A *hot* replica (predicted load at least ``hot_ratio`` times the average
-  load per replica) goes where the node's load per GPU stays lowest after
-  the placement. For one placement that is also the choice that keeps the
-  highest load per GPU across all nodes (the straggler) as low as possible:
-  every other choice ends with at least that node's load somewhere.
-* A *cold* replica is packed like GPU bin-packing, so whole GPU nodes stay
-  free for large pods and hot replicas.
+The *level* is what every GPU would carry if the load of all agents with
+replicas (placed or pending) were spread perfectly: their total rate over all
+the cluster's GPUs. For each candidate node the policy looks at the node's
+load per GPU after placing the pod:
 
-Scores are relative, but a difference smaller than what the replica itself
-adds to a node is not blown up into a 0-vs-1 preference (it would drown the
-other policies for nothing). Without a forecast for the agent the policy has
-no opinion.
+* at or under the level, the node has room for this load: among such nodes
+  the fullest (by GPUs in use) wins, so light (cold) replicas are packed
+  tightly and whole GPU nodes stay free for large pods;
+* over the level, the further over, the worse. A heavy (hot) replica exceeds
+  the level everywhere, so it simply goes where the load per GPU stays lowest.
+  For one placement that is also the choice that keeps the highest load per
+  GPU across all nodes (the straggler) as low as possible: any other choice
+  leaves at least that node's load somewhere.
+
+Differences smaller than what the replica itself adds to a node are not blown
+up into a 0-vs-1 preference (that would drown the other policies for
+nothing). Without a forecast for the agent the policy has no opinion.
 """
 
 from __future__ import annotations
@@ -52,11 +57,10 @@ def node_loads(columns: Columns, loads: Mapping[str, float]) -> FloatArray:
 class PopularityAware:
     name = "popularity"
 
-    def __init__(self, hot_ratio: float = 1.0) -> None:
-        self.hot_ratio = hot_ratio
+    def __init__(self) -> None:
         # Node loads depend only on (columns, popularity, replica counts): keep
         # the last result, so a burst of calls on one snapshot computes it once.
-        self._memo: tuple[Columns, Popularity, Mapping[str, int], FloatArray] | None = None
+        self._memo: tuple[Columns, Popularity, Mapping[str, int], FloatArray, float] | None = None
         self._lock = threading.Lock()
 
     def score(self, pod: Pod, rows: IntArray, ctx: ScoringContext) -> FloatArray:
@@ -66,43 +70,45 @@ class PopularityAware:
             return neutral(rows)
         columns = ctx.snapshot.columns
         replicas = ctx.snapshot.agent_replicas
+        gpus = pod.requests.get(ctx.gpu_resource)
         placed = columns.agents.get(pod.agent)
         # The pod may or may not be counted yet (the watch may not have
         # delivered it): it is one more than the replicas already placed.
-        mine_count = max(
-            replicas.get(pod.agent, 0), 1 + (int(placed.counts.sum()) if placed else 0)
-        )
-        mine = max(rate, 0.0) / mine_count
-        total_load = mine * mine_count
-        total_replicas = mine_count
-        for agent, count in replicas.items():
-            agent_rate = popularity.rates.get(agent)
-            if agent != pod.agent and agent_rate is not None and count > 0:
-                total_load += max(agent_rate, 0.0)
-                total_replicas += count
-        average = total_load / total_replicas
-        gpus = pod.requests.get(ctx.gpu_resource)
-        if mine <= 0.0 or mine < self.hot_ratio * average:
+        count = max(replicas.get(pod.agent, 0), 1 + (int(placed.counts.sum()) if placed else 0))
+        mine = max(rate, 0.0) / count
+        if mine <= 0.0:
             return fill_after(columns, rows, gpus, ctx.gpu_resource)
 
-        per_node = self._node_loads(columns, popularity, replicas)
+        per_node, known_total = self._node_loads(columns, popularity, replicas)
         if placed is not None:
             # Re-spread the agent's load over its replicas including this pod.
-            old = max(rate, 0.0) / max(replicas.get(pod.agent, 0), 1)
+            before = max(rate, 0.0) / max(replicas.get(pod.agent, 0), 1)
             per_node = per_node.copy()
-            per_node[placed.rows] += placed.counts * (mine - old)
+            per_node[placed.rows] += placed.counts * (mine - before)
+        total_rate = known_total + (0.0 if pod.agent in replicas else max(rate, 0.0))
+        all_gpus = float(np.maximum(columns.allocatable.get(ctx.gpu_resource, np.zeros(1)), 0).sum())
+        level = total_rate / max(all_gpus, 1.0)
+
         gpu_count = np.maximum(columns.allocatable_of(ctx.gpu_resource, rows), 1)
         after = (per_node[rows] + mine) / gpu_count
-        low, high = float(after.min()), float(after.max())
-        spread = max(high - low, mine / float(gpu_count.max()))
-        if spread <= 1e-12:
-            return neutral(rows)
-        result: FloatArray = 1.0 - (after - low) / spread
-        return result
+        excess = after - level
+        own = mine / float(gpu_count.max())  # what the replica adds on the largest node
+        fits = excess <= 1e-12 * max(level, 1.0)
+        if not fits.any():
+            low = float(after.min())
+            spread = max(float(after.max()) - low, own)
+            result: FloatArray = 1.0 - (after - low) / spread
+            return result
+        spread = max(float(excess.max()), own)
+        over = 0.5 * (1.0 - np.clip(excess / spread, 0.0, 1.0))
+        packed = 0.5 + 0.5 * fill_after(columns, rows, gpus, ctx.gpu_resource)
+        scored: FloatArray = np.where(fits, packed, over)
+        return scored
 
     def _node_loads(
         self, columns: Columns, popularity: Popularity, replicas: Mapping[str, int]
-    ) -> FloatArray:
+    ) -> tuple[FloatArray, float]:
+        """Predicted requests/s per row, and the total rate of agents with replicas."""
         with self._lock:
             memo = self._memo
             if (
@@ -111,7 +117,12 @@ class PopularityAware:
                 and memo[1] is popularity
                 and memo[2] is replicas
             ):
-                return memo[3]
-            result = node_loads(columns, replica_loads(popularity.rates, replicas))
-            self._memo = (columns, popularity, replicas, result)
-            return result
+                return memo[3], memo[4]
+            loads = node_loads(columns, replica_loads(popularity.rates, replicas))
+            total = sum(
+                max(popularity.rates.get(agent, 0.0), 0.0)
+                for agent, count in replicas.items()
+                if count > 0
+            )
+            self._memo = (columns, popularity, replicas, loads, total)
+            return loads, total

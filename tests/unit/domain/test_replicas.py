@@ -22,6 +22,7 @@ from scheduler_extender.domain.autoscaling.replicas import (
     Reason,
     ScalingMemory,
     decide,
+    recommend,
     replicas_for,
 )
 
@@ -210,22 +211,37 @@ def test_zero_window_scales_down_on_the_next_pass() -> None:
 @pytest.mark.parametrize(
     ("quantile", "expected", "reason"),
     [
-        (105.0, 10, Reason.TOLERANCE),  # +5%
-        (91.0, 10, Reason.TOLERANCE),  # -9%
-        (115.0, 12, Reason.FORECAST),  # +15%: ceil(11.5)
+        (185.0, 20, Reason.TOLERANCE),  # 7.5% less: kept
+        (200.0, 20, Reason.FORECAST),  # exactly served
+        (179.0, 18, Reason.STABILISED),  # 10.5% less: down, once the window allows
+        (200.5, 21, Reason.FORECAST),  # half a replica short: up at once
     ],
 )
-def test_changes_within_the_tolerance_are_ignored(
-    quantile: float, expected: int, reason: Reason
-) -> None:
-    scaler = Autoscaler(policy(stabilization_window=0.0), current=10)
+def test_tolerance_damps_scale_downs_only(quantile: float, expected: int, reason: Reason) -> None:
+    scaler = Autoscaler(policy(stabilization_window=0.0, max_replicas=30), current=20)
     decision = scaler.step(ready(quantile, observed=quantile))
     assert (decision.replicas, decision.reason) == (expected, reason)
+
+
+def test_recommend_keeps_the_count_only_within_the_band_below() -> None:
+    assert recommend(18.5, 20, 0.1) == (20, True)
+    assert recommend(18.0, 20, 0.1) == (20, True)
+    assert recommend(17.9, 20, 0.1) == (18, False)
+    assert recommend(20.01, 20, 0.1) == (21, False)
+    assert recommend(18.5, 20, 0.0) == (19, False)
+    assert recommend(19.5, 20, 0.1) == (20, False)  # ceil is 20 anyway: nothing to damp
+
+
+def test_a_load_hovering_around_a_boundary_does_not_flap() -> None:
+    scaler = Autoscaler(policy(), current=10).settled(ready(100.0))
+    counts = {scaler.step(ready(rate)).replicas for rate in [101.0, 99.0] * 60}
+    assert counts == {11}  # up once, then held: 99 is within the tolerance below 11
 
 
 def test_zero_tolerance_follows_every_replica() -> None:
     scaler = Autoscaler(policy(tolerance=0.0, stabilization_window=0.0), current=10)
     assert scaler.step(ready(101.0, observed=50.0)).replicas == 11
+    assert scaler.step(ready(99.0, observed=50.0)).replicas == 10
 
 
 # -- cold start ---------------------------------------------------------------------------

@@ -1,0 +1,210 @@
+"""Forecast accuracy and cost on synthetic per-agent traces, evaluated out of sample.
+
+The service's procedure is replayed as it would run live: every 30 minutes of
+the last day of a three-day trace, the forecaster gets exactly the two days of
+history Prometheus would return (NaN where an agent did not exist) and its
+forecast for the next 15 minutes is compared with what happened next.
+
+* MASE: mean absolute error of the point forecast, divided by the in-sample
+  seasonal naive MAE of the history at that time (lag 1 with less than a
+  season of history), averaged per agent, then over agents.
+* Coverage: share of actual values at or below the upper bound (q = 0.9).
+* Scaled pinball loss: pinball loss of the upper bound, divided by the same scale.
+* Time: one ``forecast()`` call for every agent (gap filling, fitting, model
+  selection, backtest and forecast), divided by the number of agents.
+
+Run: make bench-forecast   (or: uv run python -m benchmarks.bench_forecast)
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from benchmarks.common import machine, percentile, write_section
+from benchmarks.synthetic_traffic import DAY, Traces, generate
+from scheduler_extender.domain.forecast.accuracy import mase_scale, pinball
+from scheduler_extender.domain.forecast.forecaster import ForecastSettings, Status, forecast
+from scheduler_extender.domain.forecast.series import SeriesBatch, fill_gaps
+
+HISTORY = 2 * DAY
+REFRESH_EVERY = 30  # minutes between evaluated refreshes
+QUANTILE = 0.9
+TARGET_MASE, TARGET_COVERAGE_POINTS, TARGET_MS = 0.8, 5.0, 5.0
+
+
+@dataclass
+class AgentScores:
+    errors: list[float] = field(default_factory=list)  # MAE / scale, per refresh
+    naive_errors: list[float] = field(default_factory=list)  # seasonal naive MAE / scale
+    pinball: list[float] = field(default_factory=list)  # scaled
+    covered: int = 0
+    scored: int = 0
+    internal_mase: list[float] = field(default_factory=list)  # the refresh's own backtest
+
+    @property
+    def mase(self) -> float:
+        return float(np.mean(self.errors))
+
+
+@dataclass
+class Result:
+    agents: dict[str, AgentScores]
+    seconds: list[float]  # per refresh
+    models: Counter[str]
+    statuses: Counter[str]
+    refreshes: int
+
+
+def evaluate(traces: Traces, settings: ForecastSettings) -> Result:
+    horizon = settings.horizon
+    scores = {agent: AgentScores() for agent in traces.agents}
+    seconds: list[float] = []
+    models: Counter[str] = Counter()
+    statuses: Counter[str] = Counter()
+    origins = range(HISTORY, traces.minutes - horizon, REFRESH_EVERY)
+    for end in origins:
+        window = traces.rates[:, end - HISTORY : end + 1]
+        batch = SeriesBatch(traces.agents, 0.0, traces.step, window)
+        started = time.perf_counter()
+        result = forecast(batch, settings)
+        seconds.append(time.perf_counter() - started)
+        filled = fill_gaps(batch, gone_after=settings.gone_after)
+        scale = mase_scale(
+            filled.values,
+            filled.first,
+            end=filled.points,
+            season=settings.season,
+            min_count=settings.window,
+        )
+        actual = np.nan_to_num(traces.rates[:, end + 1 : end + 1 + horizon], nan=0.0)
+        for row, f in enumerate(result):
+            statuses[f.status.value] += 1
+            if f.status is Status.GONE or not scale[row] > 0:
+                continue  # nothing to forecast, or no scale to compare against
+            models[f.model.value] += 1
+            truth = actual[row]
+            agent = scores[f.agent]
+            agent.errors.append(float(np.abs(truth - np.array(f.point)).mean() / scale[row]))
+            lagged = np.nan_to_num(window[row, -settings.season : -settings.season + horizon])
+            agent.naive_errors.append(float(np.abs(truth - lagged).mean() / scale[row]))
+            agent.pinball.append(
+                float(pinball(truth, np.array(f.upper), QUANTILE).mean() / scale[row])
+            )
+            agent.covered += int(np.sum(truth <= np.array(f.upper)))
+            agent.scored += horizon
+            if f.backtest is not None and f.backtest.mase is not None:
+                agent.internal_mase.append(f.backtest.mase)
+    scored = {a: s for a, s in scores.items() if s.errors}
+    return Result(scored, seconds, models, statuses, len(origins))
+
+
+def timing_only(agents: int, settings: ForecastSettings, repeats: int) -> list[float]:
+    traces = generate(agents=agents - agents // 10, rare_agents=agents // 10, seed=11)
+    window = traces.rates[:, traces.minutes - HISTORY - 1 :]
+    batch = SeriesBatch(traces.agents, 0.0, traces.step, window)
+    forecast(batch, settings)  # warm-up
+    per_agent = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        forecast(batch, settings)
+        per_agent.append((time.perf_counter() - started) / len(traces.agents))
+    return per_agent
+
+
+def report(traces: Traces, result: Result, scaling: dict[int, list[float]]) -> str:
+    agents = list(result.agents.values())
+    mase = [a.mase for a in agents]
+    naive = [float(np.mean(a.naive_errors)) for a in agents]
+    coverage_pooled = sum(a.covered for a in agents) / sum(a.scored for a in agents)
+    coverage_agents = [a.covered / a.scored for a in agents]
+    pinball_agents = [float(np.mean(a.pinball)) for a in agents]
+    internal = [float(np.mean(a.internal_mase)) for a in agents if a.internal_mase]
+    per_agent_ms = [1000 * s / len(traces.agents) for s in result.seconds]
+    mean_mase = float(np.mean(mase))
+    coverage_gap = abs(coverage_pooled - QUANTILE) * 100
+    mean_ms = float(np.mean(per_agent_ms))
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**missed**"
+
+    rank = np.argsort([-np.nanmean(traces.expected[traces.agents.index(a)]) for a in result.agents])
+    names = list(result.agents)
+    head = [result.agents[names[i]].mase for i in rank[:10]]
+    rare = [s.mase for a, s in result.agents.items() if a in traces.agents[-6:]]
+    lines = [
+        "Command: `make bench-forecast` (`uv run python -m benchmarks.bench_forecast`).",
+        "",
+        f"Machine: {machine()}. Quoted machine class for the targets: 2 cores, 24 GiB.",
+        "",
+        f"Traces (`benchmarks/synthetic_traffic.py`, seed 7): {len(traces.agents)} agents, "
+        "3 days at 1-minute steps; Zipf(1.1) popularity over 60 agents (20 req/s in all) "
+        "plus 6 near-idle agents (mostly-zero minutes); daily cycle with 2 harmonics and "
+        "per-agent phase; Poisson counts; 2-5x bursts of 5-30 min; a regime shift on day 3 "
+        "(a fifth of the agents x0.25-x4); 5 agents appear and 5 vanish. Evaluation: "
+        f"{result.refreshes} refreshes (every {REFRESH_EVERY} min over day 3), each with the "
+        "previous 2 days as history, forecast 15 min ahead, compared with what came next "
+        "(out of sample; the forecaster never sees the future).",
+        "",
+        "| measure | result | target |",
+        "|---|---|---|",
+        f"| MASE vs seasonal naive, mean over {len(agents)} agents | {mean_mase:.3f} "
+        f"(median {np.median(mase):.3f}; {np.mean(np.array(mase) <= 1):.0%} of agents <= 1) "
+        f"| <= {TARGET_MASE} ({verdict(mean_mase <= TARGET_MASE)}) |",
+        f"| coverage of the q=0.9 upper bound, all forecasts pooled | {coverage_pooled:.3f} "
+        f"(per-agent mean {np.mean(coverage_agents):.3f}, range {min(coverage_agents):.2f}-"
+        f"{max(coverage_agents):.2f}) | 0.85-0.95 ({verdict(coverage_gap <= TARGET_COVERAGE_POINTS)}) |",
+        f"| pinball loss at q=0.9, scaled like MASE, mean over agents | "
+        f"{np.mean(pinball_agents):.3f} | - |",
+        f"| fit+forecast time per agent per refresh ({len(traces.agents)} agents) | "
+        f"{mean_ms:.2f} ms mean, {percentile(per_agent_ms, 95):.2f} ms p95 "
+        f"({1000 * np.mean(result.seconds):.0f} ms per refresh) | < {TARGET_MS} ms "
+        f"({verdict(mean_ms < TARGET_MS)}) |",
+    ]
+    for count, values in scaling.items():
+        ms = [1000 * v for v in values]
+        lines.append(
+            f"| same, {count} agents (timing only) | {np.mean(ms):.2f} ms mean, "
+            f"{max(ms):.2f} ms max | < {TARGET_MS} ms ({verdict(np.mean(ms) < TARGET_MS)}) |"
+        )
+    lines += [
+        "",
+        "Breakdown and context:",
+        "",
+        f"- Seasonal naive itself, scored the same way (out of sample MAE / in-sample scale): "
+        f"mean {np.mean(naive):.3f}; the forecaster's MAE is {mean_mase / np.mean(naive):.0%} "
+        "of it.",
+        f"- The 10 most popular agents: MASE {np.mean(head):.3f}; the 6 near-idle agents: "
+        f"{np.mean(rare):.3f} (for mostly-zero Poisson counts the mean is not the MAE-optimal "
+        "forecast, so MASE stays near 1 even for a perfect rate estimate).",
+        f"- The refresh's own rolling backtest (window 2, scored inside each refresh) "
+        f"reports a mean MASE of {np.mean(internal):.3f}, close to the out-of-sample figure.",
+        "- Models chosen (agent-refreshes): "
+        + ", ".join(f"{m} {c}" for m, c in result.models.most_common())
+        + "; statuses: "
+        + ", ".join(f"{s} {c}" for s, c in result.statuses.most_common())
+        + ".",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--no-write", action="store_true", help="print, do not edit BENCHMARKS.md")
+    args = parser.parse_args()
+    settings = ForecastSettings.for_step(60.0, horizon=900.0, season=86400.0, quantile=QUANTILE)
+    traces = generate()
+    result = evaluate(traces, settings)
+    scaling = {count: timing_only(count, settings, repeats=3) for count in (200, 1000)}
+    body = report(traces, result, scaling)
+    print(body)
+    if not args.no_write:
+        write_section("Forecast accuracy and cost (make bench-forecast)", body)
+
+
+if __name__ == "__main__":
+    main()
