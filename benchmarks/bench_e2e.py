@@ -66,24 +66,35 @@ class BindClock:
         self._namespace = namespace
         self._version = resource_version
         self._watch = watch.Watch()
+        self._stopped = False
+        self.error: Exception | None = None
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        stream: Any = self._watch.stream(
-            self._core.list_namespaced_pod,
-            self._namespace,
-            resource_version=self._version,
-            deserialize=False,
-            timeout_seconds=3600,
-        )
-        for event in stream:
-            pod = event["object"]
-            name = pod["metadata"]["name"]
-            if pod.get("spec", {}).get("nodeName") and name not in self.bound:
-                self.bound[name] = time.monotonic()
+        try:
+            stream: Any = self._watch.stream(
+                self._core.list_namespaced_pod,
+                self._namespace,
+                resource_version=self._version,
+                deserialize=False,
+                timeout_seconds=3600,
+            )
+            for event in stream:
+                pod = event["object"]
+                name = pod["metadata"]["name"]
+                if pod.get("spec", {}).get("nodeName") and name not in self.bound:
+                    self.bound[name] = time.monotonic()
+        except Exception as exc:  # reported by check(); a stopped watch ends quietly
+            if not self._stopped:
+                self.error = exc
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise RuntimeError(f"the bind watch of {self._namespace} failed") from self.error
 
     def stop(self) -> None:
+        self._stopped = True
         self._watch.stop()
 
 
@@ -140,6 +151,7 @@ def measure(cluster: LocalCluster, name: str, *, extender: bool, pods: int) -> R
         if time.monotonic() > deadline:
             raise TimeoutError(f"[{name}] only {len(clock.bound)}/{pods} pods bound in 900 s")
         cluster.check_alive()
+        clock.check()
         time.sleep(0.5)
     clock.stop()
     times = sorted(clock.bound.values())

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType, TracebackType
 from typing import Self
+from wsgiref.simple_server import WSGIServer
 
 import httpx
 import yaml
@@ -131,7 +132,7 @@ class TrafficExporter:
         self._extra: dict[str, float] = dict.fromkeys(traffic.means, 0.0)  # boosted requests
         self._served: dict[str, float] = dict.fromkeys(traffic.means, 0.0)  # counter values
         self._thread: threading.Thread | None = None
-        self._server: object | None = None
+        self._server: WSGIServer | None = None
 
     @property
     def address(self) -> str:
@@ -154,8 +155,8 @@ class TrafficExporter:
             self._thread.join(5.0)
         server = self._server
         if server is not None:
-            server.shutdown()  # type: ignore[attr-defined]
-            server.server_close()  # type: ignore[attr-defined]
+            server.shutdown()
+            server.server_close()
             self._server = None
 
     def _run(self) -> None:

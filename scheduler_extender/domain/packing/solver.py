@@ -56,6 +56,10 @@ VARIABLES_PER_SECOND = 1_500
 # A neighbourhood round may use this share of the time left, so that later
 # rounds (re-ranked around the new incumbent, twice as large) get their turn.
 ROUND_SHARE = 0.4
+# Smaller models keep CP-SAT's full presolve: it helps proofs and costs little.
+LIGHT_PRESOLVE_ABOVE = 1_000
+# Time weights: placing pods matters more than sparing moves.
+PLACE_WEIGHT, DISRUPT_WEIGHT = 4, 1
 
 
 class StageKind(StrEnum):
@@ -257,7 +261,7 @@ def _place_stage(
     else:
         model.at_least(terms.placement_objective, value)
         model.maximize(terms.placement_objective)
-        status, found, seconds = _solve(run, model, _share(run, rest, 2), value)
+        status, found, seconds = _solve(run, model, _share(run, rest, PLACE_WEIGHT), value)
         improved = found is not None and found[1] > value
         if improved:
             assert found is not None
@@ -286,7 +290,7 @@ def _disrupt_stage(
     else:
         model.at_least(terms.stays, stays)
         model.maximize(terms.stays)
-        status, found, seconds = _solve(run, model, _share(run, rest, 1), stays)
+        status, found, seconds = _solve(run, model, _share(run, rest, DISRUPT_WEIGHT), stays)
         improved = found is not None and found[1] > stays
         if improved:
             assert found is not None
@@ -313,9 +317,9 @@ def _share(run: _Run, rest: tuple[int, ...], weight: int) -> float:
     waiting = 0
     for priority in rest:
         if not _trivially_placed(run, priority):
-            waiting += 3  # a place stage (2) and probably a disrupt stage (1)
+            waiting += PLACE_WEIGHT + DISRUPT_WEIGHT  # and probably a disrupt stage
         elif run.counts(priority).moves:
-            waiting += 1
+            waiting += DISRUPT_WEIGHT
     waiting = max(waiting, weight)
     return run.remaining() * weight / waiting
 
@@ -345,14 +349,14 @@ def _solve(
     solver.parameters.num_workers = run.options.workers
     solver.parameters.random_seed = run.options.random_seed
     solver.parameters.relative_gap_limit = 0.0  # OPTIMAL must mean proven, not "close"
-    # Light presolve: with the default one, presolve alone takes half a second
-    # on a few thousand variables and the search often never starts (measured
-    # in BENCHMARKS.md); the model is already small and tight by construction.
-    solver.parameters.cp_model_probing_level = 0
-    solver.parameters.max_presolve_iterations = 1
-    solver.parameters.presolve_inclusion_work_limit = 0
-    solver.parameters.merge_at_most_one_work_limit = 0
-    solver.parameters.symmetry_level = 1
+    if model.variables > LIGHT_PRESOLVE_ABOVE:
+        # With the default presolve, presolve alone takes half a second on a
+        # few thousand variables and the search often never starts.
+        solver.parameters.cp_model_probing_level = 0
+        solver.parameters.max_presolve_iterations = 1
+        solver.parameters.presolve_inclusion_work_limit = 0
+        solver.parameters.merge_at_most_one_work_limit = 0
+        solver.parameters.symmetry_level = 1
     watch = _FirstSolution(run.clock, incumbent_value) if not run.improved_yet else None
     began = run.clock()
     status = solver.solve(model.model, watch)
