@@ -58,36 +58,69 @@ class Run:
 
 
 class BindClock:
-    """Watches one namespace and notes when each pod first has a node."""
+    """Watches one namespace and notes when each pod first has a node.
+
+    The API server closes watches whose reader falls behind, as this one may
+    while 2000 pods are bound: the watch then resumes from the last version it
+    saw, or relists when that version is gone.
+    """
+
+    RETRIES = 5
 
     def __init__(self, api: client.ApiClient, namespace: str, resource_version: str) -> None:
         self.bound: dict[str, float] = {}
+        self.error: Exception | None = None
         self._core = client.CoreV1Api(api)
         self._namespace = namespace
         self._version = resource_version
         self._watch = watch.Watch()
         self._stopped = False
-        self.error: Exception | None = None
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
+    def _note(self, pod: Mapping[str, Any]) -> None:
+        name = pod["metadata"]["name"]
+        if pod.get("spec", {}).get("nodeName") and name not in self.bound:
+            self.bound[name] = time.monotonic()
+
+    def _relist(self) -> None:
+        listing: Any = self._core.list_namespaced_pod(self._namespace, _preload_content=False)
+        body = json.loads(listing.data)
+        for pod in body["items"]:
+            self._note(pod)
+        self._version = body["metadata"]["resourceVersion"]
+
     def _run(self) -> None:
-        try:
-            stream: Any = self._watch.stream(
-                self._core.list_namespaced_pod,
-                self._namespace,
-                resource_version=self._version,
-                deserialize=False,
-                timeout_seconds=3600,
-            )
-            for event in stream:
-                pod = event["object"]
-                name = pod["metadata"]["name"]
-                if pod.get("spec", {}).get("nodeName") and name not in self.bound:
-                    self.bound[name] = time.monotonic()
-        except Exception as exc:  # reported by check(); a stopped watch ends quietly
-            if not self._stopped:
-                self.error = exc
+        failures = 0
+        while not self._stopped:
+            try:
+                stream: Any = self._watch.stream(
+                    self._core.list_namespaced_pod,
+                    self._namespace,
+                    resource_version=self._version,
+                    allow_watch_bookmarks=True,
+                    deserialize=False,
+                    timeout_seconds=600,
+                )
+                for event in stream:
+                    pod = event["object"]
+                    self._version = pod["metadata"].get("resourceVersion", self._version)
+                    if event["type"] != "BOOKMARK":
+                        self._note(pod)
+                failures = 0
+            except Exception as exc:
+                # Also a 410 Gone, which the client reports as an exception.
+                if self._stopped:
+                    return
+                failures += 1
+                if failures > self.RETRIES:
+                    self.error = exc
+                    return
+                try:
+                    self._relist()
+                except Exception as relist_error:
+                    self.error = relist_error
+                    return
 
     def check(self) -> None:
         if self.error is not None:

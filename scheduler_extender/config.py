@@ -153,6 +153,7 @@ class Settings(BaseSettings):
     # -- serving
     host: str = "127.0.0.1"
     port: int = Field(default=8888, ge=0, le=65535)
+    probe_port: int | None = Field(default=None, ge=0, le=65535)  # plain HTTP probes + metrics
     url_prefix: str = "/scheduler"
     max_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
     debug_endpoints: bool = False

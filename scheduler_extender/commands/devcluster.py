@@ -74,15 +74,15 @@ def add_parser(subparsers: Any) -> None:
     f.set_defaults(run=run_fake_nodes, settings_fields=[])
 
 
-def _fleet(args: argparse.Namespace) -> list[nodes.FakeNode]:
+def _fleet(count: int, gpus: str, *, prefix: str = "gpu", start: int = 0) -> list[nodes.FakeNode]:
     try:
-        return nodes.fleet(args.count, args.gpus, prefix=args.prefix, start=args.start)
+        return nodes.fleet(count, gpus, prefix=prefix, start=start)
     except nodes.NodeLayoutError as exc:
         fail(f"--gpus/--count: {exc}")
 
 
 def run_fake_nodes(args: argparse.Namespace) -> int:
-    fleet = _fleet(args)
+    fleet = _fleet(args.count, args.gpus, prefix=args.prefix, start=args.start)
     api = kube_client(args.kubeconfig)
     names = [n.name for n in fleet]
     if args.delete:
@@ -102,7 +102,7 @@ def _stop_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
 
 
 def run_dev_cluster(args: argparse.Namespace) -> int:
-    fleet = _fleet(argparse.Namespace(count=args.nodes, gpus=args.gpus, prefix="gpu", start=0))
+    fleet = _fleet(args.nodes, args.gpus)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # health polls are not news
     # Imported here: the control plane needs `cryptography`, a development
     # dependency that the production image (which only serves) does not ship.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import ssl
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from scheduler_extender.adapters.kube.cache import ClusterCache
 from scheduler_extender.adapters.metrics import Metrics
 from scheduler_extender.adapters.prometheus.source import PrometheusPopularity
 from scheduler_extender.adapters.prometheus.wiring import prometheus_popularity
-from scheduler_extender.api.app import AppConfig, create_app
+from scheduler_extender.api.app import AppConfig, create_app, create_probe_app
 from scheduler_extender.commands.common import kube_client
 from scheduler_extender.config import Settings
 from scheduler_extender.domain.filtering import FilterRules
@@ -29,8 +30,8 @@ from scheduler_extender.service.extender import Extender
 
 log = logging.getLogger(__name__)
 
-FLAGS = ["kubeconfig", "host", "port", "url_prefix", "log_level", "log_format", "debug_endpoints",
-         "tls_cert_file", "tls_key_file", "tls_client_ca_file"]  # fmt: skip
+FLAGS = ["kubeconfig", "host", "port", "probe_port", "url_prefix", "log_level", "log_format",
+         "debug_endpoints", "tls_cert_file", "tls_key_file", "tls_client_ca_file"]  # fmt: skip
 
 
 def add_parser(subparsers: Any) -> None:
@@ -43,6 +44,9 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--kubeconfig", type=Path, help="kubeconfig file (default: in-cluster config)")
     p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port to listen on (default 8888)")
+    p.add_argument("--probe-port", dest="probe_port", type=int,
+                   help="also serve /healthz, /readyz and /metrics over plain HTTP on this port "
+                   "(for kubelet probes and Prometheus when the main port requires client certificates)")  # fmt: skip
     p.add_argument(
         "--url-prefix", dest="url_prefix", help="path prefix of the verbs (default /scheduler)"
     )
@@ -62,6 +66,7 @@ def add_parser(subparsers: Any) -> None:
 @dataclass
 class Service:
     app: FastAPI
+    probe_app: FastAPI  # health, readiness and metrics alone (see --probe-port)
     cache: ClusterCache
     metrics: Metrics
     forecast: PrometheusPopularity | None = None  # None: static popularity
@@ -106,7 +111,13 @@ def build(settings: Settings, api: client.ApiClient) -> Service:
     if forecast is not None:
         # Informational only: without Prometheus, scoring falls back to neutral.
         config.readiness["forecast"] = lambda: (True, forecast.status())
-    return Service(create_app(extender, metrics, config), cache, metrics, forecast)
+    return Service(
+        create_app(extender, metrics, config),
+        create_probe_app(metrics, config.readiness),
+        cache,
+        metrics,
+        forecast,
+    )
 
 
 def tls_options(settings: Settings) -> dict[str, Any]:
@@ -122,6 +133,20 @@ def tls_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
+def _server(app: FastAPI, host: str, port: int, **options: Any) -> uvicorn.Server:
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, **options)
+    return uvicorn.Server(config)
+
+
+async def _serve_all(servers: list[uvicorn.Server]) -> None:
+    """Run the servers together; when one stops (e.g. on SIGTERM), stop them all."""
+    tasks = [asyncio.create_task(s.serve()) for s in servers]
+    await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for server in servers:
+        server.should_exit = True
+    await asyncio.gather(*tasks)
+
+
 def run(args: argparse.Namespace) -> int:
     settings: Settings = args.settings
     service = build(settings, kube_client(settings.kubeconfig))
@@ -129,15 +154,12 @@ def run(args: argparse.Namespace) -> int:
     if service.forecast is not None:
         service.forecast.start()
     log.info("serving the extender on %s:%d%s", settings.host, settings.port, settings.url_prefix)
+    servers = [_server(service.app, settings.host, settings.port, **tls_options(settings))]
+    if settings.probe_port is not None:
+        log.info("serving probes and metrics on %s:%d", settings.host, settings.probe_port)
+        servers.append(_server(service.probe_app, settings.host, settings.probe_port))
     try:
-        uvicorn.run(
-            service.app,
-            host=settings.host,
-            port=settings.port,
-            log_config=None,
-            access_log=False,
-            **tls_options(settings),
-        )
+        asyncio.run(_serve_all(servers))
     finally:
         if service.forecast is not None:
             service.forecast.stop()

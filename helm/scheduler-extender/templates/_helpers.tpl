@@ -133,8 +133,22 @@ The extender Service is the chart's public endpoint and carries the plain "<full
 {{- define "scheduler-extender.clientTlsDir" -}}/etc/scheduler-extender/client-tls{{- end }}
 
 {{/*
-An HTTP(S) GET of the extender's path as a Python one-liner, for exec probes and the helm test when
-the extender requires client certificates (httpGet probes cannot present one). Call with
+Whether the extender also serves /healthz, /readyz and /metrics over plain HTTP on extender.probePort
+(the "probes" port): only when its own port requires client certificates, which kubelet's httpGet
+probes and a plain Prometheus scrape cannot present. "true" or empty.
+*/}}
+{{- define "scheduler-extender.probePortEnabled" -}}
+{{- if and .Values.tls.enabled .Values.tls.clientAuth.enabled }}
+{{- if eq (int .Values.extender.probePort) (int .Values.extender.port) }}
+{{- fail "extender.probePort must differ from extender.port" }}
+{{- end -}}
+true
+{{- end }}
+{{- end }}
+
+{{/*
+An HTTP(S) GET of the extender's path as a Python one-liner, for the helm test pod, which (unlike an
+httpGet probe) can present a client certificate. Call with
 (dict "url" URL "ca" CAFILE "cert" CERTFILE "key" KEYFILE "checkHostname" BOOL).
 */}}
 {{- define "scheduler-extender.pythonGet" -}}

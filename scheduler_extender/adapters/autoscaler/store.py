@@ -6,6 +6,7 @@ import json
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -24,7 +25,8 @@ from scheduler_extender.domain.autoscaling.objects import Autoscaler, Autoscaler
 log = logging.getLogger(__name__)
 
 LIST_PAGE_SIZE = 500
-WATCH_TIMEOUT_SECONDS = 300
+WATCH_TIMEOUT_SECONDS = 60
+MIN_WATCH_SECONDS = 1.0
 
 
 class KubeAutoscalerStore:
@@ -93,7 +95,9 @@ class AutoscalerWatch:
 
     The controller lists on every pass anyway; the watch only wakes it early.
     Status writes (ours included) leave ``metadata.generation`` alone and are
-    ignored, or every status update would trigger another pass.
+    ignored, or every status update would trigger another pass. It can be
+    started again after ``stop`` (one run per leader term); a stopped run's
+    thread ends when its watch request does (``WATCH_TIMEOUT_SECONDS`` at most).
     """
 
     def __init__(
@@ -106,70 +110,63 @@ class AutoscalerWatch:
         self._store = store
         self._on_change = on_change
         self._backoff_max = backoff_max
-        self._generations: dict[str, int] = {}
         self._stop = threading.Event()
-        self._watch: Any = None  # watch.Watch (untyped)
         self._thread: threading.Thread | None = None
+        self._watch: Any = None  # the current run's watch.Watch (untyped)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="watch-autoscalers", daemon=True)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(self._stop,), name="watch-autoscalers", daemon=True
+        )
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, wait: float = 1.0) -> bool:
+        """Stop this run; True when its thread ended within ``wait`` seconds."""
         self._stop.set()
         if self._watch is not None:
             self._watch.stop()
-        if self._thread is not None:
-            self._thread.join(timeout=5.0)
+        if self._thread is None:
+            return True
+        self._thread.join(wait)
+        return not self._thread.is_alive()
 
-    def _run(self) -> None:
+    def _run(self, stop: threading.Event) -> None:
         backoff = 0.5
         version: str | None = None
-        while not self._stop.is_set():
+        generations: dict[str, int] = {}
+        while not stop.is_set():
             try:
                 if version is None:
                     items, version = self._store.list_raw()
-                    self._generations = {_uid(o): _generation(o) for o in items}
+                    generations = {_uid(o): _generation(o) for o in items}
                     self._on_change()
-                version = self._follow(version)
+                began = time.monotonic()
+                version = self._follow(version, generations, stop)
+                if time.monotonic() - began < MIN_WATCH_SECONDS:
+                    # A watch the server ends at once must not become a busy loop.
+                    stop.wait(MIN_WATCH_SECONDS)
                 backoff = 0.5
             except ApiException as exc:
                 if exc.status == 410:
                     version = None  # expired resourceVersion: relist
                     continue
-                backoff = self._pause(exc, backoff)
+                backoff = self._pause(exc, backoff, stop)
             except Exception as exc:
-                if self._stop.is_set():
-                    return
-                backoff = self._pause(exc, backoff)
+                backoff = self._pause(exc, backoff, stop)
 
-    def _pause(self, exc: Exception, backoff: float) -> float:
+    def _pause(self, exc: Exception, backoff: float, stop: threading.Event) -> float:
+        if stop.is_set():
+            return backoff
         delay = backoff * (0.5 + random.random())
         log.warning("watch of AgentAutoscalers failed (%s); retrying in %.1fs", exc, delay)
-        self._stop.wait(delay)
+        stop.wait(delay)
         return min(backoff * 2, self._backoff_max)
 
-    def _follow(self, version: str) -> str | None:
+    def _follow(self, version: str, generations: dict[str, int], stop: threading.Event) -> str:
         self._watch = watch.Watch()
         # Without deserialisation the events carry "object" only; ERROR events
         # arrive as ApiException (410 included) from the stream itself.
-        for event in self._events(version):
-            kind, raw = event["type"], event["object"]
-            version = raw.get("metadata", {}).get("resourceVersion", version)
-            if kind == "BOOKMARK":
-                continue
-            uid = _uid(raw)
-            if kind == "DELETED":
-                self._generations.pop(uid, None)
-            elif self._generations.get(uid) == _generation(raw):
-                continue  # a status write
-            else:
-                self._generations[uid] = _generation(raw)
-            self._on_change()
-        return version
-
-    def _events(self, version: str) -> Iterator[dict[str, Any]]:
-        assert self._watch is not None
         stream: Iterator[dict[str, Any]] = self._watch.stream(
             self._store.lister,
             resource_version=version,
@@ -177,7 +174,22 @@ class AutoscalerWatch:
             timeout_seconds=WATCH_TIMEOUT_SECONDS,
             deserialize=False,
         )
-        return stream
+        for event in stream:
+            if stop.is_set():
+                break
+            kind, raw = event["type"], event["object"]
+            version = raw.get("metadata", {}).get("resourceVersion", version)
+            if kind == "BOOKMARK":
+                continue
+            uid = _uid(raw)
+            if kind == "DELETED":
+                generations.pop(uid, None)
+            elif generations.get(uid) == _generation(raw):
+                continue  # a status write
+            else:
+                generations[uid] = _generation(raw)
+            self._on_change()
+        return version
 
 
 def _uid(raw: dict[str, Any]) -> str:

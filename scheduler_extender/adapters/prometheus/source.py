@@ -190,7 +190,14 @@ class PrometheusPopularity:
             self.metrics.last_success.set(end)
             self.metrics.refresh_duration.observe(elapsed)
             self.metrics.record_forecasts(forecasts, peaks)
-        log.info(
+        if not forecasts.agents:
+            log.warning(
+                "the popularity query returned no series over the last %.0fs: every agent "
+                "scores neutrally (query: %s)",
+                self.settings.history,
+                self.settings.query,
+            )
+        log.debug(
             "forecast refreshed: %d agents, %d points each, in %.3fs",
             len(forecasts.agents),
             batch.points,

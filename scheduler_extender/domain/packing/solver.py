@@ -52,7 +52,7 @@ Clock = Callable[[], float]
 # Variables one second of budget affords for a whole-cluster model on 2 cores:
 # beyond it, CP-SAT rarely even improves on its hint in time (BENCHMARKS.md),
 # and searching neighbourhoods of nodes finds improvements sooner.
-VARIABLES_PER_SECOND = 1_500
+VARIABLES_PER_SECOND = 4_000
 # A neighbourhood round may use this share of the time left, so that later
 # rounds (re-ranked around the new incumbent, twice as large) get their turn.
 ROUND_SHARE = 0.4

@@ -86,7 +86,9 @@ class PopularityAware:
             per_node = per_node.copy()
             per_node[placed.rows] += placed.counts * (mine - before)
         total_rate = known_total + (0.0 if pod.agent in replicas else max(rate, 0.0))
-        all_gpus = float(np.maximum(columns.allocatable.get(ctx.gpu_resource, np.zeros(1)), 0).sum())
+        all_gpus = float(
+            np.maximum(columns.allocatable.get(ctx.gpu_resource, np.zeros(1)), 0).sum()
+        )
         level = total_rate / max(all_gpus, 1.0)
 
         gpu_count = np.maximum(columns.allocatable_of(ctx.gpu_resource, rows), 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -253,9 +254,10 @@ def test_tls_with_client_certificates(render: Render) -> None:
     env = env_of(container)
     assert env["SCHEDULER_EXTENDER_TLS_CERT_FILE"].endswith("/tls.crt")
     assert env["SCHEDULER_EXTENDER_TLS_CLIENT_CA_FILE"].endswith("/ca.crt")
-    assert "exec" in container["readinessProbe"]  # httpGet cannot present a client certificate
-    assert "/readyz" in container["readinessProbe"]["exec"]["command"][-1]
     assert volume_secrets(extender) == {"tls": server["spec"]["secretName"]}
+    assert (
+        "client auth" not in server["spec"]["usages"]
+    )  # nothing presents the server's certificate
 
     scheduler = component(manifests, "Deployment", "scheduler")
     assert set(volume_secrets(scheduler).values()) == {
@@ -285,6 +287,108 @@ def test_tls_from_an_existing_secret(render: Render) -> None:
     assert volume_secrets(component(manifests, "Deployment", "extender")) == {
         "tls": "extender-serving-tls"
     }
+
+
+CLIENT_AUTH = CHART / "ci" / "tls-client-auth-values.yaml"
+
+
+def probes_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {kind: container[kind]["httpGet"] for kind in ("readinessProbe", "livenessProbe")}
+
+
+def container_ports(container: dict[str, Any]) -> dict[str, int]:
+    return {p["name"]: p["containerPort"] for p in container["ports"]}
+
+
+def service_ports(manifests: list[Manifest]) -> dict[str, tuple[int, str]]:
+    service = one(manifests, "Service", "rel-scheduler-extender")
+    return {p["name"]: (p["port"], p["targetPort"]) for p in service["spec"]["ports"]}
+
+
+@pytest.mark.parametrize(
+    "values",
+    [CLIENT_AUTH, CHART / "ci" / "tls-values.yaml"],
+    ids=["existing-secrets", "cert-manager"],
+)
+def test_client_certificates_move_probes_to_the_plain_http_probes_port(
+    render: Render, values: Path
+) -> None:
+    """httpGet probes cannot present a client certificate: they use the probes port instead."""
+    manifests = render(values=[values], api_versions=[CERT_MANAGER_API])
+    (container,) = containers(component(manifests, "Deployment", "extender"))
+    assert env_of(container)["SCHEDULER_EXTENDER_PROBE_PORT"] == "8081"
+    assert container_ports(container) == {"https": 8888, "probes": 8081}
+    assert probes_of(container) == {
+        "readinessProbe": {"path": "/readyz", "port": "probes", "scheme": "HTTP"},
+        "livenessProbe": {"path": "/healthz", "port": "probes", "scheme": "HTTP"},
+    }
+    assert service_ports(manifests) == {"https": (8888, "https"), "probes": (8081, "probes")}
+
+
+@pytest.mark.parametrize(
+    "values",
+    [[], [CHART / "ci" / "tls-secret-values.yaml"]],
+    ids=["http", "tls-without-client-certificates"],
+)
+def test_without_client_certificates_probes_use_the_extender_port(
+    render: Render, values: list[Path]
+) -> None:
+    manifests = render(values=values)
+    (container,) = containers(component(manifests, "Deployment", "extender"))
+    scheme = "https" if values else "http"
+    assert "SCHEDULER_EXTENDER_PROBE_PORT" not in env_of(container)
+    assert container_ports(container) == {scheme: 8888}
+    for probe in probes_of(container).values():
+        assert (probe["port"], probe["scheme"]) == (scheme, scheme.upper())
+    assert service_ports(manifests) == {scheme: (8888, scheme)}
+
+
+def test_the_probe_port_follows_its_value_and_must_differ_from_the_extender_port(
+    render: Render, helm: Any
+) -> None:
+    from tests.unit.chart.conftest import run_helm, template_args
+
+    manifests = render(values=[CLIENT_AUTH], set_values=["extender.probePort=9100"])
+    (container,) = containers(component(manifests, "Deployment", "extender"))
+    assert env_of(container)["SCHEDULER_EXTENDER_PROBE_PORT"] == "9100"
+    assert container_ports(container)["probes"] == 9100
+    assert service_ports(manifests)["probes"] == (9100, "probes")
+
+    clash = template_args(values=[CLIENT_AUTH], set_values=["extender.probePort=8888"])
+    result = run_helm(helm, *clash, check=False)
+    assert result.returncode != 0
+    assert "extender.probePort must differ from extender.port" in result.stderr
+    # Without client certificates the probe port is unused, so it cannot clash.
+    render(set_values=["extender.probePort=8888"])
+
+
+def test_the_service_reads_the_probe_port_the_chart_sets(
+    render: Render, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from scheduler_extender.config import Settings
+
+    (container,) = containers(component(render(values=[CLIENT_AUTH]), "Deployment", "extender"))
+    monkeypatch.setenv(
+        "SCHEDULER_EXTENDER_PROBE_PORT", env_of(container)["SCHEDULER_EXTENDER_PROBE_PORT"]
+    )
+    assert Settings().probe_port == container_ports(container)["probes"]
+
+
+def test_the_probe_port_serves_every_path_the_chart_asks_of_it(render: Render) -> None:
+    """The paths of the httpGet probes and of the ServiceMonitor exist on the service's probe app."""
+    from fastapi.testclient import TestClient
+
+    from scheduler_extender.adapters.metrics import Metrics
+    from scheduler_extender.api.app import create_probe_app
+
+    manifests = render(values=[CLIENT_AUTH], api_versions=[MONITORING_API])
+    (container,) = containers(component(manifests, "Deployment", "extender"))
+    (endpoint,) = component(manifests, "ServiceMonitor", "extender")["spec"]["endpoints"]
+    paths = {probe["path"] for probe in probes_of(container).values()} | {endpoint["path"]}
+    assert paths == {"/healthz", "/readyz", "/metrics"}
+    with TestClient(create_probe_app(Metrics(), {})) as client:
+        for path in sorted(paths):
+            assert client.get(path).status_code == 200, path
 
 
 def test_cert_manager_is_required_when_asked_for(helm: Any) -> None:
@@ -319,6 +423,28 @@ def test_network_policy_admits_only_the_scheduler_prometheus_and_the_test(render
     assert find(render(), "NetworkPolicy") == []  # off by default
 
 
+def test_with_client_certificates_prometheus_may_reach_only_the_probes_port(
+    render: Render,
+) -> None:
+    manifests = render(values=[CHART / "ci" / "networkpolicy-values.yaml", CLIENT_AUTH])
+    scheduler = component(manifests, "Deployment", "scheduler")
+    extender, prometheus = one(manifests, "NetworkPolicy")["spec"]["ingress"]
+    assert extender["ports"] == [{"port": "https", "protocol": "TCP"}]
+    assert {"podSelector": {"matchLabels": scheduler["spec"]["selector"]["matchLabels"]}} in (
+        extender["from"]
+    )
+    assert not [p for p in extender["from"] if "namespaceSelector" in p]
+    assert prometheus == {
+        "from": [
+            {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+            }
+        ],
+        "ports": [{"port": "probes", "protocol": "TCP"}],
+    }
+
+
 def test_monitoring_is_gated_on_the_operator_api(render: Render) -> None:
     values = [CHART / "ci" / "monitoring-values.yaml"]
     without = render(values=values)
@@ -335,22 +461,35 @@ def test_monitoring_is_gated_on_the_operator_api(render: Render) -> None:
     assert find(render(api_versions=[MONITORING_API]), "ServiceMonitor") == []  # off by default
 
 
-def test_service_monitor_scrapes_the_extender_port(render: Render) -> None:
+@pytest.mark.parametrize(
+    ("tls", "port", "scheme"),
+    [
+        ("tls-secret-values.yaml", "https", "https"),
+        ("tls-client-auth-values.yaml", "probes", "http"),
+    ],
+    ids=["tls", "client-certificates"],
+)
+def test_service_monitor_scrapes_a_port_it_can_reach(
+    render: Render, tls: str, port: str, scheme: str
+) -> None:
     manifests = render(
-        values=[CHART / "ci" / "monitoring-values.yaml", CHART / "ci" / "tls-values.yaml"],
+        values=[CHART / "ci" / "monitoring-values.yaml", CHART / "ci" / tls],
         api_versions=ALL_APIS,
     )
     monitor = component(manifests, "ServiceMonitor", "extender")
     service = one(manifests, "Service", "rel-scheduler-extender")
     (endpoint,) = monitor["spec"]["endpoints"]
-    assert endpoint["port"] == service["spec"]["ports"][0]["name"]
+    assert endpoint["port"] == port
+    assert port in {p["name"] for p in service["spec"]["ports"]}
     assert (
         monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     )
-    assert endpoint["scheme"] == "https"
-    assert (
-        endpoint["tlsConfig"]["keySecret"]["name"] == "rel-scheduler-extender-extender-client-tls"
-    )
+    assert endpoint["scheme"] == scheme
+    if scheme == "https":
+        assert endpoint["tlsConfig"]["ca"]["secret"]["name"] == "extender-serving-tls"
+        assert endpoint["tlsConfig"]["serverName"] == "rel-scheduler-extender.ns.svc"
+    else:  # Prometheus needs no client certificate on the plain-HTTP probes port.
+        assert "tlsConfig" not in endpoint
 
 
 def test_dashboards_one_configmap_each_with_the_sidecar_label(render: Render) -> None:

@@ -97,6 +97,7 @@ def test_every_value_is_documented_by_a_comment_naming_it() -> None:
     [
         ("extender.replicas=0", "/extender/replicas"),
         ("extender.podAntiAffinity=sometimes", "/extender/podAntiAffinity"),
+        ("extender.probePort=0", "/extender/probePort"),
         ("extender.bogus=1", "bogus"),
         ("scheduler.extender.weight=0", "/scheduler/extender/weight"),
         ("scheduler.extender.httpTimeout=5 seconds", "/scheduler/extender/httpTimeout"),

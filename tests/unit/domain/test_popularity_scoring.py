@@ -66,13 +66,25 @@ def test_the_pod_being_placed_counts_as_a_replica_even_before_the_watch_sees_it(
     assert c > a > b
 
 
-def test_cold_agents_are_packed_onto_the_fullest_node() -> None:
+def test_cold_agents_are_packed_onto_the_fullest_node_with_room() -> None:
     state = cluster(
         {"a": 8, "b": 8, "c": 8},
         [("hot", "a", 1), ("cold", "b", 4), ("other", "b", 2)],
     )
     a, b, c = scores(state, "cold", {"hot": 100.0, "cold": 0.5, "other": 0.2})
-    assert b > a > c  # b: 7 of 8 GPUs used after placing, a: 2, c: 1
+    # b: 7 of 8 GPUs in use after placing, c: 1 of 8; a runs the hot agent
+    # (12.5 per GPU against a level of 4.2) and has no room for more load.
+    assert b > c > a
+
+
+def test_packing_stops_at_the_level() -> None:
+    # x: 8 replicas of 1 request/s each, 6 on a and 2 on b. A new agent y of 1
+    # request/s: the level is 9/16 per GPU; a would reach 7/8, over it, b 3/8.
+    state = cluster({"a": 8, "b": 8}, [("x", "a", 1)] * 6 + [("x", "b", 1)] * 2)
+    a, b = scores(state, "y", {"x": 8.0, "y": 1.0})
+    assert b > a  # although a is fuller
+    assert b > 0.5  # fits: scored as packing among the nodes with room
+    assert a < 0.5  # over the level
 
 
 def test_an_agent_forecast_at_zero_is_packed_not_spread() -> None:

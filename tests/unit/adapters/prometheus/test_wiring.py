@@ -58,7 +58,9 @@ def test_the_service_uses_prometheus_only_when_a_url_is_set(
     assert build(Settings(), api).forecast is None
 
     # Nothing listens on port 1: Prometheus is down from the start.
-    service = build(Settings(prometheus=PrometheusSettings(url="http://127.0.0.1:1", retries=0)), api)
+    service = build(
+        Settings(prometheus=PrometheusSettings(url="http://127.0.0.1:1", retries=0)), api
+    )
     assert isinstance(service.forecast, PrometheusPopularity)
     monkeypatch.setattr(type(service.cache), "synced", property(lambda self: True))
     try:
