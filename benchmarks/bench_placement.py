@@ -27,6 +27,7 @@ Run: make bench-placement   (or: uv run python -m benchmarks.bench_placement)
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -283,6 +284,9 @@ def main() -> None:
             "| p99 (median of runs) | p99 (mean of runs) | p99 change (medians) |",
             "|---|---|---|---|---|---|---|---|---|---|",
             *rows,
+            "",
+            f"Load average of the machine when the run ended: {os.getloadavg()[0]:.1f} (the "
+            "simulation measures simulated time, so load does not change its figures).",
             "",
             f"With the default weights the -40% p99 target is met for: {', '.join(met) or 'none'}; "
             f"missed for: {', '.join(missed) or 'none'}.",

@@ -20,6 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from scheduler_extender.adapters.prometheus.response import (
     PrometheusResponseError,
     batch_from_matrix,
@@ -83,8 +85,8 @@ def _read(source: str) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         fail(f"--input: cannot read {source}: {exc}")
     try:
-        return json.loads(text)
-    except ValueError as exc:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
         fail(f"--input: {source} is not JSON: {exc}")
 
 

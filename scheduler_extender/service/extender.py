@@ -111,8 +111,15 @@ class Extender:
     def _reserve(self, pod: Pod, node: str) -> None:
         """Check capacity and assume the pod, atomically with other binds."""
         with self.cluster.locked():
-            if self.cluster.placement(pod.uid) == node:
+            placed = self.cluster.placement(pod.uid)
+            if placed == node:
                 return  # a retried bind: our earlier assumption already holds the room
+            if placed is not None:
+                # A bind to another node is in flight or done: a second one could
+                # only fail, and dropping that node's assumption would hide its GPUs.
+                raise BindError(
+                    f"pod {pod.key} is already being bound to {placed}", "bound_elsewhere"
+                )
             rejection = check_node(pod, node, self.cluster.snapshot(), self.rules)
             if rejection is not None:
                 raise BindError(

@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import orjson
 
 from scheduler_extender.adapters.prometheus.response import (
     InstantSample,
@@ -169,8 +170,8 @@ class PrometheusClient:
                     f"{path} answered HTTP {response.status_code}: {_error_text(response)}"
                 )
             try:
-                return response.json()
-            except ValueError:
+                return orjson.loads(response.content)
+            except orjson.JSONDecodeError:
                 raise PrometheusQueryError(
                     f"{path} answered with a body that is not JSON"
                 ) from None

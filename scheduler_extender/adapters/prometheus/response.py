@@ -74,10 +74,10 @@ def parse_matrix(body: Any) -> list[RangeSeries]:
         if not isinstance(pairs, list):
             raise PrometheusResponseError(f"data.result[{i}].values: expected a list")
         try:
-            table = np.array(pairs, dtype=object).reshape(len(pairs), 2)
-            stamps = table[:, 0].astype(np.float64)
-            values = table[:, 1].astype(np.float64)
-        except (TypeError, ValueError) as exc:
+            # Two flat passes: much faster than an object array of the pairs.
+            stamps = np.fromiter((p[0] for p in pairs), np.float64, len(pairs))
+            values = np.array([p[1] for p in pairs], dtype=np.float64)
+        except (TypeError, ValueError, IndexError, KeyError) as exc:
             raise PrometheusResponseError(
                 f'data.result[{i}].values: expected [timestamp, "value"] pairs ({exc})'
             ) from None

@@ -42,17 +42,3 @@ def parse_duration(text: str) -> float:
     if seconds <= 0 or seconds != seconds or seconds == float("inf"):
         raise ValueError(f"invalid duration {text!r}: must be positive and finite")
     return seconds
-
-
-def format_duration(seconds: float) -> str:
-    """The shortest exact Prometheus spelling of ``seconds`` (``86400`` -> ``1d``)."""
-    if seconds <= 0:
-        raise ValueError("durations are positive")
-    parts = []
-    remaining = round(seconds * 1000)
-    for unit in ("w", "d", "h", "m", "s", "ms"):
-        size = round(_UNITS[unit] * 1000)
-        if remaining >= size:
-            parts.append(f"{remaining // size}{unit}")
-            remaining %= size
-    return "".join(parts)

@@ -25,7 +25,7 @@ def place_greedily(problem: PackingProblem, start: Placement) -> Placement:
     counts = start.counts.copy()
     original = problem.original
     load = node_load(problem, start)
-    agents = _AgentCounts(problem, counts, original)
+    agents = AgentCounts(problem, counts, original)
     scored = np.array([problem.resources.index(CPU), problem.resources.index(MEMORY)])
     capacity = problem.capacity
     for group in _queue(problem, counts):
@@ -75,7 +75,7 @@ def _least_allocated(
     return int(candidates[int(np.argmax(score))])  # first maximum: the lowest node name
 
 
-class _AgentCounts:
+class AgentCounts:
     """Replicas per agent and node, against the extender's per-node limit."""
 
     def __init__(self, problem: PackingProblem, counts: IntArray, original: IntArray) -> None:
@@ -104,6 +104,6 @@ class _AgentCounts:
             return np.ones(1, dtype=np.bool_)
         return self.now[group.agent] + 1 <= self.allowed[group.agent]
 
-    def add(self, group: Group, node: int) -> None:
+    def add(self, group: Group, node: int, count: int = 1) -> None:
         if self.limit and group.agent is not None:
-            self.now[group.agent][node] += 1
+            self.now[group.agent][node] += count

@@ -268,20 +268,21 @@ class ScopedModel:
         for group in problem.groups:
             if group.agent is None:
                 continue
-            for n in np.flatnonzero(counts[group.index] | problem.original[group.index]):
+            somewhere = counts[group.index] | problem.original[group.index]
+            for at in np.flatnonzero(somewhere).tolist():
                 if frozen[group.index]:
-                    settled[(int(n), group.agent)] += int(counts[group.index, n])
-                before[(int(n), group.agent)] += int(problem.original[group.index, n])
+                    settled[(at, group.agent)] += int(counts[group.index, at])
+                before[(at, group.agent)] += int(problem.original[group.index, at])
         rows: dict[tuple[int, str], Row] = defaultdict(Row)
         most: dict[tuple[int, str], int] = defaultdict(int)
         bound_of = self._bounds_of()
         for g, n, i, b in zip(
             self._xg.tolist(), self._xn.tolist(), self._xi.tolist(), bound_of.tolist(), strict=True
         ):
-            agent = agents[g]
-            if agent is not None:
-                rows[(n, agent)].term(i)
-                most[(n, agent)] += b
+            name = agents[g]
+            if name is not None:
+                rows[(n, name)].term(i)
+                most[(n, name)] += b
         for key, row in rows.items():
             if before[key] > limit:
                 continue  # no arrivals allowed there (see build_problem): the bounds hold it

@@ -37,6 +37,7 @@ from ortools.sat.python import cp_model
 
 from scheduler_extender.domain.packing.greedy import default_placement
 from scheduler_extender.domain.packing.model import ScopedModel, Tier
+from scheduler_extender.domain.packing.moves import make_room_by_moves
 from scheduler_extender.domain.packing.placement import (
     Placement,
     TierCounts,
@@ -58,11 +59,14 @@ VARIABLES_PER_SECOND = 4_000
 ROUND_SHARE = 0.4
 # Smaller models keep CP-SAT's full presolve: it helps proofs and costs little.
 LIGHT_PRESOLVE_ABOVE = 1_000
+# The most of the time left the single-move heuristic may take.
+HEURISTIC_SHARE = 0.1
 # Time weights: placing pods matters more than sparing moves.
 PLACE_WEIGHT, DISRUPT_WEIGHT = 4, 1
 
 
 class StageKind(StrEnum):
+    MOVES = "moves"  # the single-move heuristic before the solver (see moves.py)
     PLACE = "place"
     DISRUPT = "disrupt"
 
@@ -169,6 +173,7 @@ def solve(
         budget = options.variable_budget
         ranking = rank_nodes(problem, default)
         frozen = frozen_groups(run)
+        _make_room(run)
         # Bounds next to the frozen load too: tighter, and the tier bounds with them.
         bounds = bounds_matrix(
             problem, node_load(problem, Placement(default.counts * frozen[:, None]))
@@ -202,6 +207,23 @@ def solve(
         variables=variables,
         build_seconds=run.build_seconds,
         first_improvement_seconds=run.first_improvement,
+    )
+
+
+def _make_room(run: _Run) -> None:
+    """Start from the single-move heuristic's placement when it places more pods."""
+    began = run.clock()
+    moved = make_room_by_moves(
+        run.problem, run.incumbent, began + HEURISTIC_SHARE * run.remaining(), run.clock
+    )
+    improved = int(moved.counts.sum()) > int(run.incumbent.counts.sum())
+    if improved:
+        run.incumbent = moved
+        run.improved_yet = True
+        run.first_improvement = run.clock() - run.start
+    top = run.problem.tiers[0]
+    run.stages.append(
+        StageRecord(top, StageKind.MOVES, StageStatus.FEASIBLE, run.clock() - began, improved, 0)
     )
 
 

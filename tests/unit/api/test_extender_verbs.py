@@ -186,3 +186,22 @@ def test_assumed_pods_expire_through_the_shared_cluster(harness: Harness) -> Non
     harness.clock.now += 2
     assert [a.pod.uid for a in harness.cluster.expire()] == [p.uid]
     assert harness.cluster.snapshot().nodes["a"].free("nvidia.com/gpu") == 1
+
+
+def test_second_bind_of_a_pod_to_another_node_is_refused_and_keeps_the_first(
+    harness: Harness,
+) -> None:
+    add_nodes(harness, ("a", 1), ("b", 1))
+    p = pod("p", 1)
+    add_pod(harness, p)
+    first = {"PodName": "p", "PodNamespace": "default", "PodUID": p.uid, "Node": "a"}
+    assert harness.client.post("/scheduler/bind", json=first).json() == {"Error": ""}
+    second = {**first, "Node": "b"}
+    assert (
+        "already being bound to a"
+        in harness.client.post("/scheduler/bind", json=second).json()["Error"]
+    )
+    nodes = harness.cluster.snapshot().nodes
+    assert nodes["a"].free("nvidia.com/gpu") == 0
+    assert nodes["b"].free("nvidia.com/gpu") == 1
+    assert harness.binder.calls == 1

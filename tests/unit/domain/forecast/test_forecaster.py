@@ -73,6 +73,22 @@ def test_a_seasonal_series_uses_the_season_and_beats_seasonal_naive() -> None:
     assert f.backtest.mase < 0.9  # seasonal naive pays the noise twice
 
 
+def test_an_exactly_repeating_day_is_forecast_exactly_by_seasonal_naive() -> None:
+    day = np.where(np.arange(48) < 24, 10.0, 2.0)  # a square wave: no smoothing gets it exact
+    history = np.tile(day, 7)[:-5]
+    f = run({"square": history})["square"]
+    assert f.model is Model.SEASONAL_NAIVE
+    assert f.point == pytest.approx(tuple(np.tile(day, 7)[-5:]))
+
+
+def test_a_step_change_is_followed_exactly_by_naive() -> None:
+    # Flat, then a new level from the start of the second backtest window on.
+    history = np.concatenate([np.full(180, 3.0), np.full(60, 8.0)])
+    f = run({"step": history})["step"]
+    assert f.model is Model.NAIVE
+    assert f.point == pytest.approx((8.0,) * 5)
+
+
 def test_holt_winters_needs_two_seasons_of_history() -> None:
     observed, _ = seasonal_series(6, 48, noise=0.5)
     short = observed[-int(1.9 * 48) :]  # under two seasons: no Holt-Winters
