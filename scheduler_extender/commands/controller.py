@@ -277,12 +277,14 @@ def run(args: argparse.Namespace) -> int:
         "leader-elected" if cfg.leader_elect else "no leader election",
         cfg.sync_interval, cfg.metrics_host, probes.port,
     )  # fmt: skip
+    stop = threading.Event()
     try:
-        if cfg.with_extender:
-            args.settings = settings
-            return serve.run(args)  # returns when uvicorn stops on SIGINT/SIGTERM
-        stop = threading.Event()
         with _stop_on_signals(stop):
+            if cfg.with_extender:
+                # uvicorn re-raises the signal that stopped it once it has shut down;
+                # our handler takes it, so the Lease is still released below.
+                args.settings = settings
+                return serve.run(args)
             stop.wait()
         return 0
     finally:

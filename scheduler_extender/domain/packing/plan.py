@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+import numpy as np
+
 from scheduler_extender.domain.objects import Owner, Pod
 from scheduler_extender.domain.packing.placement import Placement, TierCounts, tier_counts
 from scheduler_extender.domain.packing.problem import PackingProblem, template_hash
@@ -212,11 +214,11 @@ def actions_for(problem: PackingProblem, final: Placement) -> list[Action]:
         counts = final.counts[group.index]
         leaving: list[tuple[Pod, str]] = []
         slots: list[str] = []
-        for n, name in enumerate(names):
+        for n in np.flatnonzero(counts | problem.original[group.index]).tolist():
             running = group.running.get(n, ())
             keep = min(int(counts[n]), len(running))
-            leaving += [(pod, name) for pod in running[keep:]]
-            slots += [name] * (int(counts[n]) - keep)
+            leaving += [(pod, names[n]) for pod in running[keep:]]
+            slots += [names[n]] * (int(counts[n]) - keep)
         movers = min(len(leaving), len(slots))
         for (pod, source), target in zip(leaving[:movers], slots[:movers], strict=True):
             actions.append(Action(ActionKind.MOVE, pod, target, source))

@@ -60,14 +60,7 @@ class Group:
     arrivals: BoolArray
     owner: Owner | None
     template_hash: str
-
-    @property
-    def size(self) -> int:
-        return self.running_count + len(self.pending)
-
-    @property
-    def running_count(self) -> int:
-        return sum(len(p) for p in self.running.values())
+    size: int  # running and pending pods
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +213,7 @@ def build_problem(
                 arrivals=arrivals,
                 owner=sample.owner,
                 template_hash=template_hash(sample),
+                size=len(group_pods),
             )
         )
     original = np.zeros((len(groups), len(node_list)), dtype=np.int64)

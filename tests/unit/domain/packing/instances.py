@@ -61,7 +61,11 @@ def instances(draw: st.DrawFn, max_nodes: int = 3, max_pods: int = 5) -> Instanc
             Node(
                 name=f"n{i}",
                 allocatable=Resources.of(
-                    {CPU: 1000 * draw(st.sampled_from([2, 3, 4])), GPU: draw(st.sampled_from([0, 2, 4])), PODS: 110}
+                    {
+                        CPU: 1000 * draw(st.sampled_from([2, 3, 4])),
+                        GPU: draw(st.sampled_from([0, 2, 4])),
+                        PODS: 110,
+                    }
                 ),
                 labels={"zone": draw(st.sampled_from(["a", "b"]))},
                 taints=taints,
@@ -71,7 +75,9 @@ def instances(draw: st.DrawFn, max_nodes: int = 3, max_pods: int = 5) -> Instanc
     templates = [
         _Template(
             name=f"t{k}",
-            kind=draw(st.sampled_from(["ReplicaSet", "ReplicaSet", "ReplicaSet", None, "DaemonSet"])),
+            kind=draw(
+                st.sampled_from(["ReplicaSet", "ReplicaSet", "ReplicaSet", None, "DaemonSet"])
+            ),
             cpu=1000 * draw(st.integers(1, 3)),
             gpu=draw(st.sampled_from([0, 0, 1, 2])),
             priority=draw(st.integers(1, 3)),
@@ -97,7 +103,11 @@ def instances(draw: st.DrawFn, max_nodes: int = 3, max_pods: int = 5) -> Instanc
             agent=t.agent,
         )
         if draw(st.booleans()):
-            spots = [n for n in nodes if n.admits(pod) and _fits(pod, n, [p for p in pods if p.node_name == n.name])]
+            spots = [
+                n
+                for n in nodes
+                if n.admits(pod) and _fits(pod, n, [p for p in pods if p.node_name == n.name])
+            ]
             if spots:
                 node = draw(st.sampled_from(spots))
                 pod = Pod(**{**_fields(pod), "node_name": node.name, "phase": "Running"})
@@ -105,7 +115,11 @@ def instances(draw: st.DrawFn, max_nodes: int = 3, max_pods: int = 5) -> Instanc
     budgets: tuple[DisruptionBudget, ...] = ()
     if draw(st.booleans()):
         t = draw(st.sampled_from(templates))
-        budgets = (DisruptionBudget("default", f"pdb-{t.name}", LabelSelector({"app": t.name}), draw(st.integers(0, 1))),)
+        budgets = (
+            DisruptionBudget(
+                "default", f"pdb-{t.name}", LabelSelector({"app": t.name}), draw(st.integers(0, 1))
+            ),
+        )
     limit = draw(st.sampled_from([0, 0, 1, 2]))
     policy = PackingPolicy(excluded_namespaces=frozenset(), max_agent_replicas_per_node=limit)
     return Instance(tuple(nodes), tuple(pods), budgets, policy)
@@ -149,8 +163,12 @@ def brute_force(instance: Instance, tiers: Sequence[int]) -> tuple[tuple[int, in
             continue
         if limit and not _agents_ok(pods, outcome, on_node, limit):
             continue
-        disrupted = [p for p, w in zip(pods, outcome, strict=True) if p.node_name and w != p.node_name]
-        if any(sum(b.covers(p) for p in disrupted) > b.disruptions_allowed for b in instance.budgets):
+        disrupted = [
+            p for p, w in zip(pods, outcome, strict=True) if p.node_name and w != p.node_name
+        ]
+        if any(
+            sum(b.covers(p) for p in disrupted) > b.disruptions_allowed for b in instance.budgets
+        ):
             continue
         vector = _vector(pods, outcome, tiers)
         if best is None or vector > best:
@@ -160,11 +178,17 @@ def brute_force(instance: Instance, tiers: Sequence[int]) -> tuple[tuple[int, in
 
 
 def _fits_all(node: Node, present: Sequence[Pod]) -> bool:
-    return all(sum(p.requests.get(r) for p in present) <= node.allocatable.get(r) for r in (CPU, GPU, PODS))
+    return all(
+        sum(p.requests.get(r) for p in present) <= node.allocatable.get(r) for r in (CPU, GPU, PODS)
+    )
 
 
-def _agents_ok(pods: Sequence[Pod], outcome: Sequence[str | None], on_node: dict[str, list[Pod]], limit: int) -> bool:
-    before: Counter[tuple[str, str]] = Counter((p.node_name, p.agent) for p in pods if p.node_name and p.agent)
+def _agents_ok(
+    pods: Sequence[Pod], outcome: Sequence[str | None], on_node: dict[str, list[Pod]], limit: int
+) -> bool:
+    before: Counter[tuple[str, str]] = Counter(
+        (p.node_name, p.agent) for p in pods if p.node_name and p.agent
+    )
     for name, present in on_node.items():
         arrived = {p.agent for p in present if p.agent and p.node_name != name}
         for agent, count in Counter(p.agent for p in present if p.agent).items():
@@ -173,7 +197,9 @@ def _agents_ok(pods: Sequence[Pod], outcome: Sequence[str | None], on_node: dict
     return True
 
 
-def _vector(pods: Sequence[Pod], outcome: Sequence[str | None], tiers: Sequence[int]) -> tuple[tuple[int, int, int], ...]:
+def _vector(
+    pods: Sequence[Pod], outcome: Sequence[str | None], tiers: Sequence[int]
+) -> tuple[tuple[int, int, int], ...]:
     groups: dict[str, list[tuple[Pod, str | None]]] = defaultdict(list)
     for pod, where in zip(pods, outcome, strict=True):
         groups[pod.owner.uid if pod.owner else pod.uid].append((pod, where))

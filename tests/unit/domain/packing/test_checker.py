@@ -16,7 +16,11 @@ from scheduler_extender.domain.packing.solver import SolveOptions
 from tests.unit.domain.packing.scenarios import node, pod
 
 POLICY = PackingPolicy(excluded_namespaces=frozenset(), max_agent_replicas_per_node=1)
-NODES = [node("a", cpu=4, gpu=8), node("b", cpu=4, gpu=8), node("tainted", cpu=4, unschedulable=True)]
+NODES = [
+    node("a", cpu=4, gpu=8),
+    node("b", cpu=4, gpu=8),
+    node("tainted", cpu=4, unschedulable=True),
+]
 PODS = [
     pod("low-1", cpu=1, gpu=4, on="a", owner="low"),
     pod("low-2", cpu=1, gpu=4, on="b", owner="low"),
@@ -30,7 +34,9 @@ BUDGET = DisruptionBudget("default", "low", LabelSelector({"app": "low"}), 1)
 
 @pytest.fixture(scope="module")
 def plan() -> Plan:
-    made = pack(NODES, PODS, policy=POLICY, options=SolveOptions(time_limit=5, workers=1), budgets=[BUDGET])
+    made = pack(
+        NODES, PODS, policy=POLICY, options=SolveOptions(time_limit=5, workers=1), budgets=[BUDGET]
+    )
     assert check_plan(made, NODES, PODS, POLICY, [BUDGET]) == []
     return made
 
@@ -55,7 +61,9 @@ def test_the_untampered_plan_moves_one_gpu_pod_for_the_trainer(plan: Plan) -> No
 def test_over_capacity_is_caught(plan: Plan) -> None:
     pending = dataclasses.replace(by_name("trainer"), uid="extra", name="extra")
     extra = [*PODS, pending]
-    tampered = dataclasses.replace(plan, actions=(*plan.actions, Action(ActionKind.PLACE, pending, plan.actions[-1].node)))
+    tampered = dataclasses.replace(
+        plan, actions=(*plan.actions, Action(ActionKind.PLACE, pending, plan.actions[-1].node))
+    )
     assert "capacity" in {v.rule for v in check_plan(tampered, NODES, extra, POLICY, [BUDGET])}
 
 

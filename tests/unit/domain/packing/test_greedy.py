@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from scheduler_extender.domain.packing.greedy import default_placement
-from scheduler_extender.domain.packing.policy import PackingPolicy
 from scheduler_extender.domain.packing.placement import Placement
+from scheduler_extender.domain.packing.policy import PackingPolicy
 from scheduler_extender.domain.packing.problem import PackingProblem, build_problem
 from tests.unit.domain.packing.scenarios import node, pod
 

@@ -21,8 +21,11 @@ def test_the_json_plan_carries_tiers_actions_and_solver_facts() -> None:
     ]
     plan = pack(nodes, pods, policy=PackingPolicy(), options=SolveOptions(time_limit=2, workers=1))
     doc = json.loads(json.dumps(plan.to_json()))
-    assert doc["apiVersion"] == "scheduler-extender.io/v1alpha1" and doc["kind"] == "PackingPlan"
-    assert doc["status"] == "OPTIMAL" and doc["optimal"] is True and doc["improvesOnDefault"] is True
+    assert doc["apiVersion"] == "scheduler-extender.io/v1alpha1"
+    assert doc["kind"] == "PackingPlan"
+    assert doc["status"] == "OPTIMAL"
+    assert doc["optimal"] is True
+    assert doc["improvesOnDefault"] is True
     assert doc["tiers"][0] == {
         "priority": 100,
         "pods": 1,
@@ -38,11 +41,21 @@ def test_the_json_plan_carries_tiers_actions_and_solver_facts() -> None:
     assert set(move) == {"type", "pod", "uid", "priority", "from", "to", "owner", "templateHash"}
     assert move["owner"] == {"kind": "ReplicaSet", "name": "low", "uid": "uid-low"}
     place = next(a for a in doc["actions"] if a["type"] == "place")
-    assert place == {"type": "place", "pod": "default/trainer", "uid": "uid-trainer", "priority": 100, "node": move["from"]}
+    assert place == {
+        "type": "place",
+        "pod": "default/trainer",
+        "uid": "uid-trainer",
+        "priority": 100,
+        "node": move["from"],
+    }
     assert doc["pinned"] == {"no_controller": 1}
-    assert doc["skipped"] == [{"pod": "default/spread", "uid": "uid-spread", "reason": "pod_level_constraints"}]
+    assert doc["skipped"] == [
+        {"pod": "default/spread", "uid": "uid-spread", "reason": "pod_level_constraints"}
+    ]
     solver = doc["solver"]
-    assert solver["timeLimitSeconds"] == 2 and solver["workers"] == 1
-    assert solver["totalNodes"] == 2 and solver["groups"] == 2  # low, trainer
+    assert solver["timeLimitSeconds"] == 2
+    assert solver["workers"] == 1
+    assert solver["totalNodes"] == 2
+    assert solver["groups"] == 2
     assert {s["stage"] for s in solver["stages"]} <= {"moves", "place", "disrupt"}
     assert solver["firstImprovementSeconds"] is not None

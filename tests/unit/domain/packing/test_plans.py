@@ -42,11 +42,14 @@ def test_fragmented_gpus_are_consolidated_by_moving_a_lower_priority_pod() -> No
         pod("trainer", gpu=8, priority=100, owner="trainer"),
     ]
     plan = plan_for(nodes, pods)
-    assert plan.optimal and plan.improves_on_default
+    assert plan.optimal
+    assert plan.improves_on_default
     moves = [a for a in plan.actions if a.kind is ActionKind.MOVE]
     places = [a for a in plan.actions if a.kind is ActionKind.PLACE]
-    assert len(moves) == 1 and len(places) == 1
-    assert places[0].pod.name == "trainer" and places[0].node == moves[0].source
+    assert len(moves) == 1
+    assert len(places) == 1
+    assert places[0].pod.name == "trainer"
+    assert places[0].node == moves[0].source
     assert [(t.priority, t.placed_default, t.placed_after, t.evictions) for t in plan.tiers] == [
         (100, 0, 1, 0),
         (0, 2, 2, 0),
@@ -61,7 +64,11 @@ def test_a_higher_priority_pod_outweighs_any_number_of_lower_ones() -> None:
         pod("high", cpu=4, priority=10, owner="high"),
     ]
     plan = plan_for(nodes, pods)
-    assert summary(plan) == {("evict", "low-1", "a"), ("evict", "low-2", "a"), ("place", "high", "a")}
+    assert summary(plan) == {
+        ("evict", "low-1", "a"),
+        ("evict", "low-2", "a"),
+        ("place", "high", "a"),
+    }
 
 
 def test_pods_of_the_same_priority_are_never_evicted_to_place_more_of_them() -> None:
@@ -73,7 +80,8 @@ def test_pods_of_the_same_priority_are_never_evicted_to_place_more_of_them() -> 
         pod("small-2", cpu=2, priority=5, owner="small"),
     ]
     plan = plan_for(nodes, pods)
-    assert plan.actions == () and plan.optimal
+    assert plan.actions == ()
+    assert plan.optimal
 
 
 def test_a_move_is_preferred_to_an_eviction() -> None:
@@ -136,7 +144,8 @@ def test_disruption_budgets_bound_the_pods_disrupted() -> None:
     one = DisruptionBudget("default", "low", LabelSelector({"app": "low"}), 1)
     plan = plan_for(nodes, pods, [one])
     # Evicting one of them would not make room: nothing is evicted at all.
-    assert plan.actions == () and plan.optimal
+    assert plan.actions == ()
+    assert plan.optimal
     two = DisruptionBudget("default", "low", LabelSelector({"app": "low"}), 2)
     assert len(plan_for(nodes, pods, [two]).actions) == 3
 
@@ -146,7 +155,8 @@ def test_an_exhausted_budget_pins_its_pods() -> None:
     pods = [pod("low", cpu=4, on="a", owner="low"), pod("high", cpu=4, priority=10, owner="high")]
     zero = DisruptionBudget("default", "low", LabelSelector({"app": "low"}), 0)
     plan = plan_for(nodes, pods, [zero])
-    assert plan.actions == () and plan.pinned == {"disruption_budget": 1}
+    assert plan.actions == ()
+    assert plan.pinned == {"disruption_budget": 1}
 
 
 def test_a_cordoned_node_keeps_its_pods_but_takes_no_new_ones() -> None:
@@ -199,4 +209,6 @@ def test_the_default_placement_is_certified_optimal_when_nothing_better_exists()
         pod("y", cpu=2, priority=0, owner="y"),
     ]
     plan = plan_for(nodes, pods)
-    assert plan.optimal and not plan.improves_on_default and plan.actions == ()
+    assert plan.optimal
+    assert not plan.improves_on_default
+    assert plan.actions == ()

@@ -24,7 +24,8 @@ def test_replicas_with_the_same_template_form_one_group_counted_per_node() -> No
     problem = build_problem(nodes, pods, POLICY)
     assert [n.name for n in problem.nodes] == ["a", "b"]
     (group,) = problem.groups
-    assert group.size == 4 and [p.name for p in group.pending] == ["web-4"]
+    assert group.size == 4
+    assert [p.name for p in group.pending] == ["web-4"]
     assert problem.original.tolist() == [[2, 1]]
 
 
