@@ -172,7 +172,6 @@ class Settings(BaseSettings):
     # -- policy
     score_weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     max_agent_replicas_per_node: int = Field(default=0, ge=0)
-    hot_ratio: float = Field(default=1.0, gt=0)
     static_popularity: dict[str, float] = Field(default_factory=dict)
     prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
     packer: PackerSettings = Field(default_factory=PackerSettings)

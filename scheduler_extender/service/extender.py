@@ -26,6 +26,26 @@ class BindError(Exception):
         self.outcome = outcome  # a bounded metric label
 
 
+def _log_top_scores(pod: Pod, table: ScoreTable, top: int = 5) -> None:
+    """At debug level: the best nodes and each policy's share of their score."""
+    best = sorted(range(len(table.hosts)), key=lambda i: table.scores[i], reverse=True)[:top]
+    for i in best:
+        shares = {name: round(values[i], 2) for name, values in table.contributions.items()}
+        log.debug(
+            "score %s -> %s: %d %s",
+            pod.key,
+            table.hosts[i],
+            table.scores[i],
+            shares,
+            extra={
+                "pod": pod.key,
+                "node": table.hosts[i],
+                "score": table.scores[i],
+                "policies": shares,
+            },
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class BindRequest:
     namespace: str
@@ -65,7 +85,10 @@ class Extender:
         known = rows >= 0
         hosts = [unique[i] for i in np.flatnonzero(known)]
         ctx = ScoringContext(snapshot, self.popularity.current(), self.gpu_resource)
+        explain = explain or log.isEnabledFor(logging.DEBUG)
         table = self.scorer.score(pod, hosts, rows[known], ctx, explain=explain)
+        if log.isEnabledFor(logging.DEBUG):
+            _log_top_scores(pod, table)
         unknown = [unique[i] for i in np.flatnonzero(~known)]
         if not unknown:
             return table

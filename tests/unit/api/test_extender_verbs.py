@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
+
+import pytest
 
 from scheduler_extender.domain.objects import Pod
 from tests.builders import node, node_json, pod, pod_json
@@ -205,3 +208,16 @@ def test_second_bind_of_a_pod_to_another_node_is_refused_and_keeps_the_first(
     assert nodes["a"].free("nvidia.com/gpu") == 0
     assert nodes["b"].free("nvidia.com/gpu") == 1
     assert harness.binder.calls == 1
+
+
+def test_debug_logging_explains_each_policy(caplog: pytest.LogCaptureFixture) -> None:
+    h = make_harness(popularity={"hot": 50.0})
+    add_nodes(h, ("a", 8), ("b", 8))
+    with caplog.at_level(logging.DEBUG, logger="scheduler_extender.service.extender"):
+        h.client.post(
+            "/scheduler/prioritize",
+            json={"Pod": pod_json("hot-1", 1, agent="hot"), "NodeNames": ["a", "b"]},
+        )
+    records = [r for r in caplog.records if r.getMessage().startswith("score default/hot-1")]
+    assert len(records) == 2
+    assert set(records[0].policies) == {"gpu_binpack", "agent_spread", "popularity"}  # type: ignore[attr-defined]
