@@ -20,6 +20,7 @@ from types import MappingProxyType
 
 from scheduler_extender.domain.columns import ColumnBuilder, Columns
 from scheduler_extender.domain.objects import Node, Pod
+from scheduler_extender.domain.packing.reservations import EMPTY_BOOK, ReservationBook
 from scheduler_extender.domain.resources import PODS, Resources
 
 # A node that does not declare a pod limit is not limited by pod count.
@@ -59,6 +60,8 @@ class Snapshot:
     agent_replicas: Mapping[str, int]  # agent -> non-terminal pods, placed or pending
     version: int = 0
     synced: bool = True
+    # Room a packing plan holds for its pods (see domain/packing/reservations.py).
+    reservations: ReservationBook = EMPTY_BOOK
 
     def get(self, name: str) -> NodeState | None:
         return self.nodes.get(name)
@@ -80,6 +83,7 @@ class Snapshot:
             self.agent_replicas,
             self.version,
             self.synced,
+            self.reservations,
         )
 
 

@@ -28,6 +28,7 @@ class Reason(StrEnum):
     INSUFFICIENT = "insufficient_resources"
     EXCEEDS_CAPACITY = "exceeds_capacity"
     AGENT_LIMIT = "agent_replicas_per_node"
+    RESERVED = "reserved"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,10 @@ def filter_nodes(
     failing = np.flatnonzero(code != 0)
     rejections = {int(c): _explain(int(c), pod, requested, limit) for c in np.unique(code[failing])}
     failed = {unique[i]: rejections[int(code[i])] for i in failing}
+    if snapshot.reservations:  # a packing plan holds room: see domain/packing/reservations.py
+        blocked = snapshot.reservations.blocked(pod, passed, lambda n, r: snapshot.nodes[n].free(r))
+        passed = [name for name in passed if name not in blocked]
+        failed.update((n, Rejection(Reason.RESERVED, m, False)) for n, m in blocked.items())
     return FilterOutcome(passed, failed)
 
 

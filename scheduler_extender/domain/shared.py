@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -9,6 +10,7 @@ from contextlib import AbstractContextManager
 
 from scheduler_extender.domain.cluster import Assumption, ClusterState, Snapshot
 from scheduler_extender.domain.objects import Pod
+from scheduler_extender.domain.packing.reservations import EMPTY_BOOK, ReservationBook
 
 
 class SharedCluster:
@@ -26,6 +28,7 @@ class SharedCluster:
         self._lock = threading.RLock()
         self._assume_timeout = assume_timeout
         self._clock = clock
+        self._reservations = EMPTY_BOOK
         self._published = self.state.snapshot()
 
     def snapshot(self) -> Snapshot:
@@ -36,7 +39,16 @@ class SharedCluster:
         return self._lock
 
     def publish_locked(self) -> None:
-        self._published = self.state.snapshot()
+        snapshot = self.state.snapshot()
+        if self._reservations:
+            snapshot = dataclasses.replace(snapshot, reservations=self._reservations)
+        self._published = snapshot
+
+    def set_reservations(self, book: ReservationBook) -> None:
+        """Publish the packing plan's reservations with every snapshot from now on."""
+        with self._lock:
+            self._reservations = book
+            self.publish_locked()
 
     def find_pod(self, namespace: str, name: str) -> Pod | None:
         with self._lock:

@@ -41,13 +41,17 @@ class KubeBinder:
         try:
             # _preload_content=False: the client cannot deserialize the Binding
             # reply (its V1Binding model rejects the empty target it gets back).
-            self._core.create_namespaced_pod_binding(
+            response: Any = self._core.create_namespaced_pod_binding(
                 pod.name,
                 pod.namespace,
                 body,
                 _preload_content=False,
                 _request_timeout=self._timeout,
             )
+            # An unread reply keeps its connection out of the pool: every bind
+            # would then open a new TLS connection to the API server.
+            response.read()
+            response.release_conn()
         except ApiException as exc:
             if exc.status == 409:
                 raise BindConflictError(str(exc.reason)) from exc

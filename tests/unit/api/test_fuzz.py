@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,6 +21,7 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
 from tests.builders import node, pod, pod_json
+from tests.support.figures import record
 from tests.unit.conftest import Harness, make_harness
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "150"))
@@ -40,7 +43,19 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", HARNESS.client.app)
 schema.config.generation.update(modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 
 
+SENT: Counter[str] = Counter()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report_counts() -> Iterator[None]:
+    yield
+    record("fuzzing", "requests sent", sum(SENT.values()))
+    record("fuzzing", "4xx replies", SENT["4xx"])
+    record("fuzzing", "5xx replies", SENT["5xx"])
+
+
 def assert_handled(status: int, body: bytes) -> None:
+    SENT[f"{status // 100}xx"] += 1
     assert status < 500, body[:500]
     if status >= 400:
         message = json.loads(body)["error"]

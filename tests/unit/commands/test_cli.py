@@ -23,7 +23,8 @@ def test_invalid_settings_exit_2_naming_the_field(
     monkeypatch.setenv("SCHEDULER_EXTENDER_SCORE_WEIGHTS", '{"nope": 1}')
     assert cli.main(["serve", "--kubeconfig", "/nonexistent"]) == 2
     err = capsys.readouterr().err
-    assert "score_weights" in err and "nope" in err
+    assert "score_weights" in err
+    assert "nope" in err
     assert "Traceback" not in err
 
 

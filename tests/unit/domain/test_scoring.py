@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-
 import numpy as np
+import pytest
 
 from scheduler_extender.domain.cluster import ClusterState
 from scheduler_extender.domain.columns import IntArray
@@ -60,7 +59,8 @@ def test_popularity_spreads_hot_agents_and_packs_cold_ones() -> None:
     popularity = Popularity({"hot": 100.0, "cold": 1.0})
     policy = PopularityAware()
     hot = policy.score(pod("hot-1", 1, agent="hot"), nodes(state), ctx(state, popularity))
-    assert hot[0] < hot[1] and hot[0] < hot[2]  # away from the other hot replica
+    assert hot[0] < hot[1]
+    assert hot[0] < hot[2]
     cold = policy.score(pod("cold-2", 1, agent="cold"), nodes(state), ctx(state, popularity))
     assert cold[1] == np.max(cold)  # packed with the other cold replicas
 

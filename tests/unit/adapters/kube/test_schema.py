@@ -45,7 +45,8 @@ def test_pod_fields_are_mapped() -> None:
     p = pod_from_json(raw, AGENT_LABEL)
     assert p.agent == "llama"
     assert p.priority == 100
-    assert p.owner is not None and p.owner.kind == "ReplicaSet"
+    assert p.owner is not None
+    assert p.owner.kind == "ReplicaSet"
     assert p.required_affinity[0].expressions[0].values == ("1",)
     assert p.has_pod_level_constraints
     assert p.tolerations[0].operator == "Exists"
