@@ -436,6 +436,16 @@ def report(
             f"{1 - ours.violation_minutes / base.violation_minutes:.0%} fewer SLO-violation "
             f"minutes for {ours.gpu_minutes / base.gpu_minutes - 1:+.1%} GPU-replica-minutes."
         )
+    ratios = [
+        totals[(d, "forecast+correction")].actions / totals[(d, "reactive")].actions
+        for d in STARTUP_DELAYS
+    ]
+    lines += [
+        "",
+        f"The price besides GPUs: forecast+correction changes replica counts "
+        f"{min(ratios):.1f}-{max(ratios):.1f} times as often as reactive (it follows ramps one "
+        "replica at a time instead of waiting for a 10 % step).",
+    ]
     lines += [
         "",
         "Per seed, forecast+correction against reactive (violations, GPU-replica-minutes):",

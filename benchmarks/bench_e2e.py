@@ -234,6 +234,12 @@ Machine: {machine()}.
 
 Ratio (with the extender / kube-scheduler alone): **{ratio:.2f}** (target >= {TARGET_RATIO}: {verdict}).
 Mean extender time per call during the extender run: {verbs}.
+
+kube-scheduler's scheduling cycle is sequential: every pod waits for a filter and a prioritize
+round trip to the extender, while binds run in parallel. In the extender those share one Python
+process (and its GIL) with the binds' API calls and the watch cache, which also processes every
+bind and every kwok status update; all of it competes for the same 2 cores with the API server,
+etcd, kwok and kube-scheduler.
 """
 
 

@@ -1,7 +1,7 @@
 # The predictive replica controller (AgentAutoscaler): benchmark and focused tests.
 
 .PHONY: bench-autoscale
-bench-autoscale: install ## trace-driven simulation: predictive autoscaler vs HPA-equivalent (a few minutes) -> BENCHMARKS.md
+bench-autoscale: install ## trace-driven simulation, predictive autoscaler vs HPA-equivalent (10-15 min on 2 cores) -> BENCHMARKS.md
 	$(RUN) python -m benchmarks.bench_autoscale
 
 .PHONY: test-autoscale

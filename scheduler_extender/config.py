@@ -105,6 +105,19 @@ class PackerSettings(BaseModel):
     workers: int = Field(default=2, ge=1, le=64)  # CP-SAT search workers
     excluded_namespaces: list[str] = Field(default_factory=lambda: ["kube-system"])
     movable_owner_kinds: list[str] = Field(default_factory=lambda: ["ReplicaSet", "StatefulSet"])
+    # The background packer inside ``serve`` (off unless enabled).
+    enabled: bool = False
+    dry_run: bool = True  # plan and record Events, never reserve or evict
+    interval: Duration = 5.0  # between two looks at unschedulable pods
+    debounce: Duration = 5.0  # pods must stay unschedulable this long before a solve
+    min_interval: Duration = 30.0  # between two solves
+    min_improvement: int = Field(default=1, ge=1)  # pods gained at the first improved tier
+    reservation_ttl: Duration = 120.0  # how long a plan holds its target nodes
+    evictions_per_minute: float = Field(default=10.0, gt=0)
+    leader_elect: bool = True
+    lease_name: str = "scheduler-extender-packer"
+    lease_namespace: str = ""  # empty: the pod's namespace in a cluster, else "default"
+    identity: str = ""  # empty: hostname and a random suffix
 
 
 class ControllerSettings(BaseModel):

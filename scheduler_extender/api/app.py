@@ -20,6 +20,7 @@ from scheduler_extender.adapters.metrics import Metrics
 from scheduler_extender.api import wire
 from scheduler_extender.api.errors import client_error, validation_error, validation_errors
 from scheduler_extender.api.limits import BodySizeLimit
+from scheduler_extender.api.preempt import add_preempt_route
 from scheduler_extender.api.responses import json_reply
 from scheduler_extender.domain.filtering import FilterOutcome
 from scheduler_extender.domain.objects import Node
@@ -155,6 +156,7 @@ def create_app(extender: Extender, metrics: Metrics, config: AppConfig) -> FastA
         metrics.decisions.labels("bind", "bound").inc()
         return JSONResponse({"Error": ""})
 
+    add_preempt_route(app, extender, metrics, prefix, config.agent_label)
     add_health_routes(app, metrics, config.readiness)
 
     if config.debug_endpoints:

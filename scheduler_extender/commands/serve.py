@@ -21,6 +21,7 @@ from scheduler_extender.adapters.metrics import Metrics
 from scheduler_extender.adapters.prometheus.source import PrometheusPopularity
 from scheduler_extender.adapters.prometheus.wiring import prometheus_popularity
 from scheduler_extender.api.app import AppConfig, create_app, create_probe_app
+from scheduler_extender.commands.background_packer import build_background_packer
 from scheduler_extender.commands.common import kube_client
 from scheduler_extender.config import Settings
 from scheduler_extender.domain.filtering import FilterRules
@@ -149,8 +150,12 @@ async def _serve_all(servers: list[uvicorn.Server]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings: Settings = args.settings
-    service = build(settings, kube_client(settings.kubeconfig))
+    api = kube_client(settings.kubeconfig)
+    service = build(settings, api)
     service.cache.start()
+    packer = build_background_packer(settings, api, service.cache)
+    if packer is not None:
+        packer.start()
     if service.forecast is not None:
         service.forecast.start()
     log.info("serving the extender on %s:%d%s", settings.host, settings.port, settings.url_prefix)
@@ -161,6 +166,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         asyncio.run(_serve_all(servers))
     finally:
+        if packer is not None:
+            packer.stop()
         if service.forecast is not None:
             service.forecast.stop()
         service.cache.stop()

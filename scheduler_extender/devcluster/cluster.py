@@ -129,8 +129,8 @@ class LocalCluster:
 
     def start(self) -> None:
         started = time.monotonic()
-        self._claim_run_dir()
         try:
+            self._claim_run_dir()
             self._pki = create_pki(self.run_dir / "pki")
             self._start_etcd()
             self._start_apiserver()

@@ -111,8 +111,8 @@ class LeaderElector:
                 leaderelection.LeaderElection(election).run()
             except _StoppedError:
                 break
-            except Exception:
-                log.exception("leader election failed; campaigning again")
+            except Exception as exc:  # the API server unreachable, mostly: no traceback
+                log.warning("leader election failed (%s); campaigning again", exc)
                 self._end_term()
                 self._stopped.wait(cfg.retry_period)
         self._end_term()

@@ -1,0 +1,89 @@
+"""The extender's ``preempt`` verb: refine kube-scheduler's preemption candidates.
+
+What is dropped and why is in ``domain/packing/preemption.py``. Victim lists
+are returned unchanged for every node kept; an empty map means "do not
+preempt". Both request shapes are accepted: full victim pods
+(``nodeCacheCapable: false``) and victim UIDs (``true``), which are looked up
+in the extender's cache.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from pydantic import ValidationError
+from starlette.responses import JSONResponse, Response
+
+from scheduler_extender.adapters.metrics import Metrics
+from scheduler_extender.api import wire
+from scheduler_extender.api.errors import client_error, validation_error
+from scheduler_extender.domain.objects import Pod
+from scheduler_extender.domain.packing.preemption import refine_candidates
+from scheduler_extender.domain.shared import SharedCluster
+from scheduler_extender.service.extender import Extender
+
+
+def add_preempt_route(
+    app: FastAPI, extender: Extender, metrics: Metrics, url_prefix: str, agent_label: str
+) -> None:
+    schema = wire.ExtenderPreemptionArgs.model_json_schema(by_alias=True)
+    extra = {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+    @app.post(f"{url_prefix}/preempt", openapi_extra=extra, tags=["extender"])
+    async def preempt(request: Request) -> Response:
+        start = time.perf_counter()
+        response = _answer(await request.body(), extender, agent_label)
+        metrics.request_duration.labels("preempt").observe(time.perf_counter() - start)
+        return response
+
+    def _answer(body: bytes, extender: Extender, agent_label: str) -> Response:
+        try:
+            args = wire.ExtenderPreemptionArgs.model_validate_json(body)
+        except ValidationError as exc:
+            metrics.decisions.labels("preempt", "bad_request").inc()
+            return validation_error(exc)
+        pod = args.pod.to_domain(agent_label)
+        uids: dict[str, list[str]] = {}
+        violations: dict[str, int] = {}
+        victims: dict[str, Sequence[Pod] | None] = {}
+        if args.node_name_to_victims is not None:
+            for node, full in args.node_name_to_victims.items():
+                victims[node] = [v.to_domain(agent_label) for v in full.pods]
+                uids[node] = [v.metadata.uid for v in full.pods]
+                violations[node] = full.num_pdb_violations
+        elif args.node_name_to_meta_victims is not None:
+            for node, meta in args.node_name_to_meta_victims.items():
+                uids[node] = [v.uid for v in meta.pods]
+                victims[node] = _lookup(extender, uids[node])
+                violations[node] = meta.num_pdb_violations
+        else:
+            metrics.decisions.labels("preempt", "bad_request").inc()
+            return client_error("NodeNameToVictims: either it or NodeNameToMetaVictims must be set")
+        refinement = refine_candidates(pod, victims, extender.cluster.snapshot())
+        outcome = "refined" if refinement.dropped else "unchanged"
+        metrics.decisions.labels("preempt", outcome).inc()
+        reply: dict[str, Any] = {
+            "NodeNameToMetaVictims": {
+                node: {
+                    "Pods": [{"UID": uid} for uid in uids[node]],
+                    "NumPDBViolations": violations[node],
+                }
+                for node in refinement.kept
+            }
+        }
+        return JSONResponse(reply)
+
+
+def _lookup(extender: Extender, uids: Sequence[str]) -> list[Pod] | None:
+    """The victims by UID from the cache; None when any is unknown (or no cache to ask)."""
+    cluster = extender.cluster
+    if not isinstance(cluster, SharedCluster):
+        return None
+    with cluster.locked():
+        found = [cluster.state.pod(uid) for uid in uids]
+    if any(p is None for p in found):
+        return None
+    return [p for p in found if p is not None]

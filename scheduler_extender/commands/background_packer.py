@@ -1,0 +1,103 @@
+"""``serve``'s background packer: the cache, the API adapter, leader election, the service.
+
+Off unless ``SCHEDULER_EXTENDER_PACKER__ENABLED=true``. The packer must run in
+the process whose filter answers kube-scheduler, because that filter honours
+its reservations (they are held in memory and published with the cache's
+snapshots); only the replica holding the Lease plans, reserves and evicts.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from kubernetes import client
+
+from scheduler_extender.adapters.autoscaler.leader import LeaderElector, LeaseConfig
+from scheduler_extender.adapters.packer.kube import CacheObjects, KubePackerApi
+from scheduler_extender.config import Settings
+from scheduler_extender.domain.packing.policy import PackingPolicy
+from scheduler_extender.domain.packing.solver import SolveOptions
+from scheduler_extender.domain.shared import SharedCluster
+from scheduler_extender.service.packer import Packer, PackerConfig
+
+log = logging.getLogger(__name__)
+
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+@dataclass
+class BackgroundPacker:
+    packer: Packer
+    elector: LeaderElector | None
+    interval: float
+    _stop: threading.Event
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self.elector is not None:
+            self.elector.start()
+            return
+        self._thread = threading.Thread(
+            target=self.packer.lead, args=(self._stop, self.interval), name="packer", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.elector is not None:
+            self.elector.stop()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+
+def build_background_packer(
+    settings: Settings, api: client.ApiClient, cache: SharedCluster
+) -> BackgroundPacker | None:
+    cfg = settings.packer
+    if not cfg.enabled:
+        return None
+    identity = cfg.identity or f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
+    config = PackerConfig(
+        scheduler_name=settings.scheduler_name,
+        policy=PackingPolicy(
+            excluded_namespaces=frozenset(cfg.excluded_namespaces),
+            movable_owner_kinds=frozenset(cfg.movable_owner_kinds),
+            # Only pods our filter sees: their replacements follow our reservations.
+            scheduler_names=frozenset({settings.scheduler_name}),
+            max_agent_replicas_per_node=settings.max_agent_replicas_per_node,
+        ),
+        options=SolveOptions(time_limit=cfg.time_limit, workers=cfg.workers),
+        debounce=cfg.debounce,
+        min_interval=cfg.min_interval,
+        min_improvement=cfg.min_improvement,
+        dry_run=cfg.dry_run,
+        reservation_ttl=cfg.reservation_ttl,
+        eviction_interval=60.0 / cfg.evictions_per_minute,
+    )
+    packer = Packer(CacheObjects(cache), KubePackerApi(api, instance=identity), config)
+    elector = None
+    if cfg.leader_elect:
+        lease = LeaseConfig(
+            name=cfg.lease_name,
+            namespace=cfg.lease_namespace or _own_namespace(),
+            identity=identity,
+        )
+        elector = LeaderElector(api, lease, lambda term: packer.lead(term, cfg.interval))
+    log.info(
+        "background packer enabled (%s, leader election %s)",
+        "dry run" if cfg.dry_run else "acting",
+        "on" if cfg.leader_elect else "off",
+    )
+    return BackgroundPacker(packer, elector, cfg.interval, threading.Event())
+
+
+def _own_namespace() -> str:
+    try:
+        return SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or "default"
+    except OSError:
+        return "default"
