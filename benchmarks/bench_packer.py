@@ -35,7 +35,7 @@ from benchmarks.packer_scenarios import POLICY, Scenario, Spec, kept_scenarios
 from scheduler_extender.domain.packing.checker import check_plan
 from scheduler_extender.domain.packing.packer import pack
 from scheduler_extender.domain.packing.plan import Plan
-from scheduler_extender.domain.packing.solver import SolveOptions
+from scheduler_extender.domain.packing.solver import SolveOptions, StageKind
 
 SIZES = [(4, 4), (4, 8), (8, 4), (8, 8), (16, 4), (16, 8), (32, 4), (32, 8), (64, 4), (64, 8)]
 PRIORITIES = (1, 2, 4)
@@ -56,6 +56,7 @@ class Cell:
     outcomes: Counter[str] = field(default_factory=Counter)
     wall: list[float] = field(default_factory=list)
     violations: int = 0
+    by_solver: int = 0  # CP-SAT improved on what the single-move heuristic had found
 
     def share(self, name: str) -> float:
         total = sum(self.outcomes.values())
@@ -84,6 +85,9 @@ def run_cell(scenarios: list[Scenario], limit: float, workers: int) -> Cell:
         plan = pack(sc.nodes, sc.pods, policy=POLICY, options=options)
         cell.wall.append(time.perf_counter() - start)
         cell.outcomes[category(plan)] += 1
+        cell.by_solver += any(
+            st.improved and st.kind is StageKind.PLACE for st in plan.stats.stages
+        )
         if check_plan(plan, sc.nodes, sc.pods, POLICY):
             cell.violations += 1
     return cell
@@ -92,12 +96,14 @@ def run_cell(scenarios: list[Scenario], limit: float, workers: int) -> Cell:
 def table(title: str, rows: list[tuple[str, int, Cell]]) -> str:
     head = (
         f"**{title}**\n\n| size | scenarios | better & optimal | better | default optimal "
-        "| failure | improved or certified | wall p50 / max (s) | checker violations |\n"
-        "|---|---|---|---|---|---|---|---|---|\n"
+        "| failure | improved or certified | CP-SAT beat the heuristic | wall p50 / max (s) "
+        "| checker violations |\n"
+        "|---|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = [
         f"| {size} | {n} | {c.share('better & optimal'):.1f} | {c.share('better'):.1f} "
         f"| {c.share('default optimal'):.1f} | {c.share('failure'):.1f} | **{c.solved:.1f}** "
+        f"| {100.0 * c.by_solver / n:.1f} "
         f"| {statistics.median(c.wall):.2f} / {max(c.wall):.2f} | {c.violations} |"
         for size, n, c in rows
     ]
@@ -189,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
         "generator (see benchmarks/packer_scenarios.py); per size, every (K, u) in "
         f"{PRIORITIES} x {UTILISATIONS} with a fixed number of kept seeds. Shares in %.\n",
         "Targets at 1 s: improved or certified in >= 95 % of scenarios up to 32 x 8, >= 80 % at 64 x 8.\n",
+        "*CP-SAT beat the heuristic*: share of scenarios where a CP-SAT placement stage placed more "
+        "than the single-move heuristic that runs first (the rest of the improvements are the "
+        "heuristic's, then minimised in moves by CP-SAT). *wall*: problem building to finished plan.\n",
     ]
     rows = sweep(SIZES, args.seeds, 1.0, args.workers, gpu=False)
     parts.append(table(f"1 s limit, {args.seeds} seeds per (size, K, u)", rows))

@@ -13,7 +13,10 @@ best value found) before the next stage and the next tier:
 Every stage starts from the incumbent, a complete feasible placement used as
 the hint and as a lower bound. The first incumbent is the default placement
 (kube-scheduler's greedy choice for the pending pods), so a proof at the top
-tier certifies that default optimal. A stage whose optimum is evident from the
+tier certifies that default optimal; the single-move heuristic (``moves``)
+then improves it before the first solve when it can. Tiers the default
+completes are fixed, so their pod-only groups become constants
+(``frozen_groups``). A stage whose optimum is evident from the
 incumbent (the whole tier placed with no eviction; no move) is proven without
 calling the solver. A solution is adopted only when strictly better than the
 incumbent, so lower tiers never inherit arbitrary churn from a tie.
