@@ -180,6 +180,7 @@ class Settings(BaseSettings):
     gpu_resource: str = DEFAULT_GPU_RESOURCE
     agent_label: str = "scheduler-extender.io/agent"
     assume_timeout_seconds: float = Field(default=30.0, gt=0)
+    max_cache_staleness_seconds: float = Field(default=30.0, gt=0)
     watch_backoff_max_seconds: float = Field(default=30.0, gt=0)
 
     # -- policy

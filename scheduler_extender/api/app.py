@@ -24,7 +24,7 @@ from scheduler_extender.api.preempt import add_preempt_route
 from scheduler_extender.api.responses import json_reply
 from scheduler_extender.domain.filtering import FilterOutcome
 from scheduler_extender.domain.objects import Node
-from scheduler_extender.service.extender import BindError, BindRequest, Extender
+from scheduler_extender.service.extender import BindError, BindRequest, Extender, StaleCacheError
 
 M = TypeVar("M", bound=BaseModel)
 ReadinessProbe = Callable[[], tuple[bool, Mapping[str, Any]]]
@@ -115,7 +115,13 @@ def create_app(extender: Extender, metrics: Metrics, config: AppConfig) -> FastA
             return named
         names, nodes = named
         pod = args.pod.to_domain(config.agent_label)
-        outcome = extender.filter(pod, names, sent_nodes=nodes)
+        try:
+            outcome = extender.filter(pod, names, sent_nodes=nodes)
+        except StaleCacheError as exc:
+            # Our own failure: Error makes kube-scheduler retry (or skip us if ignorable).
+            metrics.decisions.labels("filter", "stale_cache").inc()
+            return json_reply({"Nodes": None, "NodeNames": None, "FailedNodes": {},
+                               "FailedAndUnresolvableNodes": {}, "Error": str(exc)})  # fmt: skip
         _count_rejections(metrics, outcome)
         metrics.decisions.labels("filter", "feasible" if outcome.passed else "none_feasible").inc()
         return json_reply(_filter_reply(args, outcome))

@@ -96,11 +96,14 @@ def build(settings: Settings, api: client.ApiClient) -> Service:
         scorer=Scorer.from_weights(settings.score_weights),
         rules=FilterRules(max_agent_replicas_per_node=settings.max_agent_replicas_per_node),
         gpu_resource=settings.gpu_resource,
+        max_staleness=settings.max_cache_staleness_seconds,
     )
 
     def cache_ready() -> tuple[bool, dict[str, Any]]:
         snapshot = cache.snapshot()
-        return cache.synced, {"synced": cache.synced, "nodes": len(snapshot.nodes)}
+        stale = cache.staleness()
+        ready = cache.synced and stale <= settings.max_cache_staleness_seconds
+        return ready, {"synced": cache.synced, "nodes": len(snapshot.nodes), "stale_seconds": stale}
 
     config = AppConfig(
         url_prefix=settings.url_prefix,

@@ -225,11 +225,14 @@ class LocalCluster:
         env: Mapping[str, str] | None = None,
         args: Sequence[str] = (),
         port: int | None = None,
+        ready_url: str | None = None,
     ) -> ExtenderEndpoint:
         """(Re)starts ``scheduler-extender serve`` and waits for its /readyz.
 
         ``port`` moves it to another port; a scheduler already running keeps
         calling the old address until ``start_scheduler`` is called again.
+        ``ready_url`` is where to wait for readiness instead of the main port's
+        /readyz (e.g. the plain probe port of an extender that requires mTLS).
         """
         self.stop_extender()
         if port is not None:
@@ -247,7 +250,7 @@ class LocalCluster:
         process = self._launch("extender", argv, env=full_env)
         wait_until(
             "the extender's /readyz (its watch cache synced)",
-            lambda: self._http_status(endpoint.readyz_url) == 200,
+            lambda: self._http_status(ready_url or endpoint.readyz_url) == 200,
             timeout=self.options.start_timeout,
             process=process,
         )
@@ -262,6 +265,7 @@ class LocalCluster:
         extender: bool = True,
         ignorable: bool | None = None,
         overrides: Mapping[str, Any] | None = None,
+        extender_tls: Mapping[str, Any] | None = None,
     ) -> Path:
         """(Re)starts kube-scheduler; returns the configuration file it runs with.
 
@@ -276,6 +280,7 @@ class LocalCluster:
             extender_url=self.extender_url if extender else None,
             ignorable=ignorable,
             overrides=overrides,
+            extender_tls=extender_tls,
         )
         self._scheduler_configs += 1
         path = schedconfig.write(
@@ -323,9 +328,19 @@ class LocalCluster:
         )
         self._etcd_port = client_port
 
-    def _start_apiserver(self) -> None:
+    def restart_apiserver(self, downtime: float = 0.0) -> None:
+        """Stops kube-apiserver and starts it again on the same port (fault injection).
+
+        Every client keeps its address; watches break and must resume or relist.
+        """
+        port = self._apiserver_port
+        self._stop_component("kube-apiserver")
+        time.sleep(downtime)
+        self._start_apiserver(port=port)
+
+    def _start_apiserver(self, port: int | None = None) -> None:
         pki = self._require_pki()
-        port = free_port()
+        port = port or free_port()
         argv = [
             str(self.tools.kube_apiserver),
             f"--bind-address={LOOPBACK}",

@@ -78,11 +78,14 @@ def render_local(
     extender_url: str | None,
     ignorable: bool | None = None,
     overrides: Mapping[str, Any] | None = None,
+    extender_tls: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The configuration for one local kube-scheduler.
 
     ``extender_url``: e.g. ``http://127.0.0.1:40123``; None drops the extender.
     ``ignorable``: None keeps the deploy file's value.
+    ``extender_tls``: the extender's ``tlsConfig`` (certData, keyData, caData...);
+    the scheduler then calls it over HTTPS.
     """
     config = copy.deepcopy(dict(base))
     config["clientConnection"] = {
@@ -97,6 +100,10 @@ def render_local(
         extender["urlPrefix"] = with_extender_address(extender["urlPrefix"], extender_url)
         if ignorable is not None:
             extender["ignorable"] = ignorable
+        if extender_tls is not None:
+            extender["urlPrefix"] = extender["urlPrefix"].replace("http://", "https://", 1)
+            extender["enableHTTPS"] = True
+            extender["tlsConfig"] = dict(extender_tls)
     if overrides:
         config = deep_merge(config, overrides)
     return config

@@ -34,6 +34,10 @@ class SharedCluster:
     def snapshot(self) -> Snapshot:
         return self._published
 
+    def staleness(self) -> float:
+        """How far behind the cluster this view may be; fed directly, it never is."""
+        return 0.0
+
     def locked(self) -> AbstractContextManager[object]:
         """The writer lock, for check-then-assume sequences."""
         return self._lock

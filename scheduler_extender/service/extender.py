@@ -46,6 +46,10 @@ def _log_top_scores(pod: Pod, table: ScoreTable, top: int = 5) -> None:
         )
 
 
+class StaleCacheError(Exception):
+    """The cache has been cut off from the API server for too long to decide."""
+
+
 @dataclass(frozen=True, slots=True)
 class BindRequest:
     namespace: str
@@ -62,11 +66,13 @@ class Extender:
     scorer: Scorer
     rules: FilterRules
     gpu_resource: str
+    max_staleness: float = 30.0  # seconds a broken watch may lag before we refuse to decide
 
     def filter(
         self, pod: Pod, names: Iterable[str], *, sent_nodes: Sequence[Node] = ()
     ) -> FilterOutcome:
         """``sent_nodes``: node objects kube-scheduler sent (nodeCacheCapable false)."""
+        self._require_fresh()
         snapshot = self.cluster.snapshot().with_unknown_nodes(sent_nodes)
         return filter_nodes(pod, names, snapshot, self.rules)
 
@@ -100,6 +106,10 @@ class Extender:
 
     def bind(self, request: BindRequest) -> str:
         """Bind the pod; returns the outcome label. Raises BindError."""
+        try:
+            self._require_fresh()
+        except StaleCacheError as exc:
+            raise BindError(str(exc), "stale_cache") from None
         pod = self.cluster.find_pod(request.namespace, request.name)
         if pod is None or pod.uid != request.uid:
             # The watch may lag behind pod creation: ask the API server.
@@ -130,6 +140,14 @@ class Extender:
             self.cluster.forget(pod.uid)
             raise BindError(f"binding {pod.key} to {request.node} failed: {exc}", "error") from exc
         return "bound"
+
+    def _require_fresh(self) -> None:
+        stale = self.cluster.staleness()
+        if stale > self.max_staleness:
+            raise StaleCacheError(
+                f"the extender's cluster cache has been cut off from the API server for "
+                f"{stale:.0f} s (limit {self.max_staleness:.0f} s); refusing to decide on it"
+            )
 
     def _reserve(self, pod: Pod, node: str) -> None:
         """Check capacity and assume the pod, atomically with other binds."""

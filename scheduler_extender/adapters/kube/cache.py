@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 LIST_PAGE_SIZE = 500
 WATCH_TIMEOUT_SECONDS = 300
+WATCH_READ_TIMEOUT_SECONDS = 90
 
 
 class _GoneError(Exception):
@@ -72,10 +73,16 @@ class ClusterCache(SharedCluster):
         self._threads: list[threading.Thread] = []
         self._watches: list[watch.Watch] = []
         self._gpu_series: set[str] = set()
+        self._broken_since: dict[str, float | None] = {"node": None, "pod": None}
 
     @property
     def synced(self) -> bool:
         return all(e.is_set() for e in self._synced.values())
+
+    def staleness(self) -> float:
+        """Seconds since a watch broke and has not been relisted yet (0 when healthy)."""
+        broken = [t for t in self._broken_since.values() if t is not None]
+        return self._clock() - min(broken) if broken else 0.0
 
     def wait_synced(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -124,6 +131,7 @@ class ClusterCache(SharedCluster):
             try:
                 if version is None:
                     version = self._list(kind)
+                    self._broken_since[kind.name] = None
                     self._synced[kind.name].set()
                     self._refresh_gauges()
                 version = self._watch(kind, version)
@@ -140,6 +148,11 @@ class ClusterCache(SharedCluster):
                 if self._stop.is_set():
                     return
                 self._metrics.watch_restarts.labels(kind.name, "error").inc()
+                # Events may have been missed while the connection was broken:
+                # relist rather than resume, and count how long we are blind.
+                version = None
+                if self._broken_since[kind.name] is None:
+                    self._broken_since[kind.name] = self._clock()
                 delay = backoff * (0.5 + random.random())
                 log.warning("watch of %ss failed (%s); retrying in %.1fs", kind.name, exc, delay)
                 self._stop.wait(delay)
@@ -205,6 +218,9 @@ class ClusterCache(SharedCluster):
             resource_version=version,
             allow_watch_bookmarks=True,
             timeout_seconds=WATCH_TIMEOUT_SECONDS,
+            # A connection that hangs without closing is noticed by this read timeout
+            # (the API server sends a bookmark at least every minute).
+            _request_timeout=(10, WATCH_READ_TIMEOUT_SECONDS),
             deserialize=False,
         )
         return stream

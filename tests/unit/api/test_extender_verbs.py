@@ -221,3 +221,21 @@ def test_debug_logging_explains_each_policy(caplog: pytest.LogCaptureFixture) ->
     records = [r for r in caplog.records if r.getMessage().startswith("score default/hot-1")]
     assert len(records) == 2
     assert set(records[0].policies) == {"gpu_binpack", "agent_spread", "popularity"}  # type: ignore[attr-defined]
+
+
+def test_a_stale_cache_refuses_to_filter_or_bind(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_nodes(harness, ("a", 8))
+    p = pod("p", 1)
+    add_pod(harness, p)
+    monkeypatch.setattr(harness.cluster, "staleness", lambda: 31.0)
+    body = harness.client.post(
+        "/scheduler/filter", json={"Pod": pod_json("q", 1), "NodeNames": ["a"]}
+    ).json()
+    assert "cut off from the API server for 31 s" in body["Error"]
+    args = {"PodName": "p", "PodNamespace": "default", "PodUID": p.uid, "Node": "a"}
+    assert "cut off" in harness.client.post("/scheduler/bind", json=args).json()["Error"]
+    assert harness.binder.calls == 0
+    monkeypatch.setattr(harness.cluster, "staleness", lambda: 29.0)
+    assert harness.client.post("/scheduler/bind", json=args).json() == {"Error": ""}

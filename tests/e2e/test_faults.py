@@ -1,0 +1,108 @@
+"""Faults on the real control plane: the API server restarts, the extender dies.
+
+Staleness bound (documented in the README): when a watch breaks, the extender
+relists instead of resuming, and refuses to filter or bind once the break is
+older than ``max_cache_staleness_seconds`` (30 s by default); a connection
+that hangs silently is noticed by a 90 s read timeout.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+
+import httpx
+from kubernetes import client
+from prometheus_client.parser import text_string_to_metric_families
+
+from scheduler_extender.devcluster import workload
+from scheduler_extender.devcluster.cluster import LocalCluster
+from tests.e2e.helpers import NodePool, bound, events_for, list_pods, overallocated, wait_for
+from tests.support.figures import record
+
+PODS = 40
+
+
+def watch_restarts(metrics_url: str) -> int:
+    text = httpx.get(metrics_url, timeout=5.0).text
+    return sum(
+        int(sample.value)
+        for family in text_string_to_metric_families(text)
+        if family.name == "scheduler_extender_watch_restarts"
+        for sample in family.samples
+        if sample.name.endswith("_total") and sample.labels["cause"] != "timeout"
+    )
+
+
+def scheduled_once(api: client.ApiClient, namespace: str, names: list[str]) -> None:
+    """Each pod has exactly one Scheduled event: nothing was bound twice."""
+    counts = Counter(
+        name
+        for name in names
+        for event in events_for(api, namespace, name)
+        if event["reason"] == "Scheduled"
+    )
+    assert all(counts[name] == 1 for name in names), {n: counts[n] for n in names}
+
+
+def test_apiserver_restart_while_scheduling(
+    cluster: LocalCluster, api: client.ApiClient, namespace: str, node_pool: NodePool
+) -> None:
+    node_pool.add(6, gpus=8)
+    names = [f"gpu-{i:02d}" for i in range(PODS)]
+    restarts_before = watch_restarts(cluster.extender_endpoint.metrics_url)
+    first, second = names[: PODS // 2], names[PODS // 2 :]
+    workload.create_pods(api, [node_pool.pod(n, namespace=namespace, agent="a") for n in first])
+    started = time.monotonic()
+    cluster.restart_apiserver(downtime=2.0)
+    record("faults", "kube-apiserver restart took (s)", round(time.monotonic() - started, 1))
+    api = cluster.api_client()
+    workload.create_pods(api, [node_pool.pod(n, namespace=namespace, agent="a") for n in second])
+
+    wait_for(
+        f"all {PODS} pods bound after the restart",
+        lambda: len(bound(list_pods(api, namespace))) == PODS,
+        timeout=180,
+        interval=1.0,
+    )
+    assert overallocated(api) == {}
+    scheduled_once(api, namespace, names)
+    # The extender's watches broke and recovered (relist), rather than going silent.
+    assert watch_restarts(cluster.extender_endpoint.metrics_url) > restarts_before
+    ready = httpx.get(cluster.extender_endpoint.readyz_url, timeout=5.0).json()
+    assert ready["checks"]["cache"]["stale_seconds"] == 0.0
+
+
+def test_extender_killed_mid_stream_with_ignorable_true(
+    reconfigurable_cluster: LocalCluster, api: client.ApiClient, namespace: str, node_pool: NodePool
+) -> None:
+    cluster = reconfigurable_cluster
+    node_pool.add(6, gpus=8)
+    cluster.start_scheduler(extender=True, ignorable=True)
+    names = [f"gpu-{i:02d}" for i in range(PODS)]
+    creator = threading.Thread(
+        target=workload.create_pods,
+        args=(api, [node_pool.pod(n, namespace=namespace, agent="b") for n in names]),
+    )
+    creator.start()
+    # Kill it while kube-scheduler is calling it, then bring it back.
+    wait_for("some pods bound", lambda: len(bound(list_pods(api, namespace))) >= 3, timeout=60)
+    cluster.stop_extender()
+    time.sleep(2.0)
+    restarted = time.monotonic()
+    cluster.start_extender()  # returns once /readyz is 200: the cache has synced
+    record("faults", "extender restart to ready (s)", round(time.monotonic() - restarted, 1))
+    ready = httpx.get(cluster.extender_endpoint.readyz_url, timeout=5.0).json()
+    assert ready["checks"]["cache"]["synced"] is True
+    assert ready["checks"]["cache"]["nodes"] >= 6
+    creator.join(timeout=60)
+
+    wait_for(
+        f"all {PODS} pods bound",
+        lambda: len(bound(list_pods(api, namespace))) == PODS,
+        timeout=180,
+        interval=1.0,
+    )
+    assert overallocated(api) == {}
+    scheduled_once(api, namespace, names)
