@@ -592,3 +592,34 @@ def test_every_dashboard_panel_returns_data_from_a_real_prometheus(
             controller.stop()
         server.stop()
         exporter.stop()
+
+
+def test_the_extender_schedules_with_the_chart_rbac_not_system_masters(
+    reconfigurable_cluster: LocalCluster,
+    api: client.ApiClient,
+    release: dict[str, str],
+    node_pool: NodePool,
+    tmp_path: Path,
+) -> None:
+    cluster = reconfigurable_cluster
+    ns, name = release["namespace"], release["name"]
+    account = f"{name}-scheduler-extender-extender"
+    kubeconfig = token_kubeconfig(cluster, account, ns, tmp_path / "extender-kubeconfig")
+    # The last --kubeconfig wins: the extender runs as the chart's ServiceAccount.
+    cluster.start_extender(args=["--kubeconfig", str(kubeconfig)])
+    node_pool.add(2, gpus=4)
+    before = extender_decisions(cluster.extender_endpoint.metrics_url)[("bind", "bound")]
+    pod = node_pool.pod("bound-under-chart-rbac", namespace=ns, gpus=1)
+    client.CoreV1Api(api).create_namespaced_pod(ns, pod)
+    node = wait_for(
+        "the pod bound by the extender running with the chart's RBAC",
+        lambda: (
+            client.CoreV1Api(api).read_namespaced_pod(pod["metadata"]["name"], ns).spec.node_name
+        ),
+        timeout=60,
+    )
+    assert node in node_pool.node_names
+    after = extender_decisions(cluster.extender_endpoint.metrics_url)[("bind", "bound")]
+    assert after == before + 1
+    log = cluster.logs["extender"].read_text()
+    assert "forbidden" not in log.lower(), "the extender hit RBAC denials with the chart's role"
