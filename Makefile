@@ -37,7 +37,7 @@ tools: ## build the pinned control-plane tools into ~/.cache/scheduler-extender 
 	bash hack/build-tools.sh
 
 .PHONY: test
-test: lint typecheck tools ## everything: lint, types, unit, integration and e2e tests
-	$(PYTEST) tests
+test: lint typecheck tools ## everything: lint, types, unit, integration and e2e tests (not the soak)
+	$(PYTEST) tests -m "not soak"
 
 include $(wildcard mk/*.mk)

@@ -7,7 +7,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    GC_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 
 PREFIX = "scheduler_extender"
 
@@ -23,6 +31,10 @@ class Metrics:
 
     def __post_init__(self) -> None:
         r = self.registry
+        # process_resident_memory_bytes, process_open_fds, python_gc_*: for leaks and soaks.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        r.register(GC_COLLECTOR)
         self.request_duration = Histogram(
             f"{PREFIX}_request_duration_seconds",
             "Time to answer an extender call, by verb.",
