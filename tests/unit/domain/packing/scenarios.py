@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from scheduler_extender.domain.objects import Node, Owner, Pod
 from scheduler_extender.domain.resources import CPU, PODS, Resources
 
 GPU = "nvidia.com/gpu"
 
 
-def node(name: str, *, cpu: int = 4, gpu: int = 0, **kwargs: object) -> Node:
+def node(name: str, *, cpu: int = 4, gpu: int = 0, **kwargs: Any) -> Node:
     return Node(
         name=name,
         allocatable=Resources.of({CPU: cpu * 1000, GPU: gpu, PODS: 110}),
         labels={"kubernetes.io/hostname": name},
-        **kwargs,  # type: ignore[arg-type]
+        **kwargs,
     )
 
 
@@ -26,7 +28,7 @@ def pod(
     on: str = "",
     owner: str | None = "rs",
     kind: str = "ReplicaSet",
-    **kwargs: object,
+    **kwargs: Any,
 ) -> Pod:
     """A pod of ReplicaSet ``owner`` (None: a bare pod), running ``on`` a node or pending."""
     return Pod(
@@ -39,5 +41,5 @@ def pod(
         priority=priority,
         labels={"app": owner or name, "pod-template-hash": "h"},
         owner=Owner(kind, owner, f"uid-{owner}") if owner else None,
-        **kwargs,  # type: ignore[arg-type]
+        **kwargs,
     )
