@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kubernetes import client
+from prometheus_client import CollectorRegistry
 
 from scheduler_extender.adapters.autoscaler.leader import LeaderElector, LeaseConfig
 from scheduler_extender.adapters.packer.kube import CacheObjects, KubePackerApi
+from scheduler_extender.adapters.packer.metrics import PackerMetrics
 from scheduler_extender.config import Settings
 from scheduler_extender.domain.packing.policy import PackingPolicy
 from scheduler_extender.domain.packing.solver import SolveOptions
@@ -56,8 +58,9 @@ class BackgroundPacker:
 
 
 def build_background_packer(
-    settings: Settings, api: client.ApiClient, cache: SharedCluster
+    settings: Settings, api: client.ApiClient, cache: SharedCluster, registry: CollectorRegistry
 ) -> BackgroundPacker | None:
+    """The packer, not started yet; its metrics go to ``registry``. None when disabled."""
     cfg = settings.packer
     if not cfg.enabled:
         return None
@@ -79,7 +82,12 @@ def build_background_packer(
         reservation_ttl=cfg.reservation_ttl,
         eviction_interval=60.0 / cfg.evictions_per_minute,
     )
-    packer = Packer(CacheObjects(cache), KubePackerApi(api, instance=identity), config)
+    packer = Packer(
+        CacheObjects(cache),
+        KubePackerApi(api, instance=identity),
+        config,
+        PackerMetrics(registry),
+    )
     elector = None
     if cfg.leader_elect:
         lease = LeaseConfig(

@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
     api = kube_client(settings.kubeconfig)
     service = build(settings, api)
     service.cache.start()
-    packer = build_background_packer(settings, api, service.cache)
+    packer = build_background_packer(settings, api, service.cache, service.metrics.registry)
     if packer is not None:
         packer.start()
     if service.forecast is not None:

@@ -20,6 +20,10 @@ replica holds the leader Lease):
    pod every ``eviction_interval`` seconds. A 429 (a budget refuses) or any
    refusal aborts: reservations are dropped and a new plan is made on the
    next eligible tick.
+
+Metrics (``adapters/packer/metrics.py``): every tick that solved counts as a
+run under its outcome, and so does every tick that raised (``error``); pending
+pods a plan placed count as rescued once they are bound to their reserved node.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from scheduler_extender.adapters.packer.metrics import PackerMetrics
 from scheduler_extender.domain.objects import Pod
 from scheduler_extender.domain.packing.checker import check_plan
 from scheduler_extender.domain.packing.holds import Hold, holds_for, outstanding
@@ -57,6 +62,17 @@ class Outcome(StrEnum):
     ABORTED = "aborted"  # an eviction was refused
 
 
+# Ticks that solved, and so count as runs; a tick that raised counts as ERROR.
+RUN_OUTCOMES = (
+    Outcome.NO_IMPROVEMENT,
+    Outcome.STALE,
+    Outcome.DRY_RUN,
+    Outcome.EXECUTED,
+    Outcome.ABORTED,
+)
+ERROR = "error"
+
+
 @dataclass(frozen=True, slots=True)
 class PackerConfig:
     scheduler_name: str
@@ -76,6 +92,7 @@ class Packer:
         cluster: ClusterObjects,
         api: PackerApi,
         config: PackerConfig,
+        metrics: PackerMetrics,
         *,
         clock: Callable[[], float] = time.monotonic,
         wait: Callable[[float], bool] | None = None,
@@ -87,9 +104,12 @@ class Packer:
         self._cluster = cluster
         self._api = api
         self._config = config
+        self._metrics = metrics
+        metrics.expect_runs([*RUN_OUTCOMES, ERROR])
         self._clock = clock
         self._wait = wait or threading.Event().wait
         self._holds: tuple[Hold, ...] = ()
+        self._rescued: set[str] = set()  # UIDs of the active plan's pods already counted
         self._waiting_since: float | None = None
         self._last_solve = float("-inf")
         self._announced: frozenset[tuple[str, str, str]] = frozenset()
@@ -112,6 +132,16 @@ class Packer:
             log.info("packer no longer leading; reservations released")
 
     def tick(self) -> Outcome:
+        try:
+            outcome = self._tick()
+        except Exception:
+            self._metrics.runs.labels(ERROR).inc()
+            raise
+        if outcome in RUN_OUTCOMES:
+            self._metrics.runs.labels(outcome).inc()
+        return outcome
+
+    def _tick(self) -> Outcome:
         now = self._clock()
         if not self._cluster.synced:
             return Outcome.WAITING
@@ -140,12 +170,28 @@ class Packer:
         if not self._holds:
             return False
         _, pods = self._cluster.objects()
+        self._count_rescued(pods)
         book = outstanding(self._holds, pods, now)
         self._cluster.set_reservations(book)
         if not book:
             log.info("packing plan complete or expired; reservations released")
             self._holds = ()
         return bool(book)
+
+    def _count_rescued(self, pods: Sequence[Pod]) -> None:
+        """Count the plan's pending pods that are now bound to the node reserved for them."""
+        reserved = {
+            h.reservation.pod_uid: h.reservation.node for h in self._holds if h.reservation.pod_uid
+        }
+        arrived = {
+            p.uid
+            for p in pods
+            if p.node_name and not p.terminal and reserved.get(p.uid) == p.node_name
+        }
+        new = arrived - self._rescued
+        if new:
+            self._rescued |= new
+            self._metrics.pods_rescued.inc(len(new))
 
     def _solve_and_execute(self, now: float) -> Outcome:
         config = self._config
@@ -154,6 +200,7 @@ class Packer:
         plan = pack(nodes, pods, policy=config.policy, options=config.options, budgets=budgets)
         self._last_solve = now
         self.last_plan = plan
+        self._metrics.solved(plan.status, plan.stats.wall_seconds)
         gain = _gain(plan)
         log.info(
             "packing plan: status %s, %d actions, gain %d, %.2fs",
@@ -180,6 +227,7 @@ class Packer:
         if config.dry_run:
             return Outcome.DRY_RUN
         self._holds = holds_for(plan, fresh_pods, self._clock() + config.reservation_ttl)
+        self._rescued = set()
         self._refresh(self._clock())
         return self._evict(plan)
 
@@ -190,6 +238,7 @@ class Packer:
                 self.release()
                 return Outcome.ABORTED
             result = self._api.evict(action.pod)
+            self._metrics.evictions.labels(result).inc()
             if result in (Eviction.EVICTED, Eviction.GONE):
                 continue
             log.warning("eviction of %s %s: aborting the packing plan", action.pod.key, result)

@@ -23,6 +23,7 @@ extenders:
     filterVerb: filter
     prioritizeVerb: prioritize
     bindVerb: bind
+    preemptVerb: preempt
     weight: {{ $ext.weight }}
     httpTimeout: {{ $ext.httpTimeout }}
     nodeCacheCapable: {{ $ext.nodeCacheCapable }}

@@ -1,1 +1,1 @@
-"""The packer's edges: PodDisruptionBudget parsing, plan execution, the trigger loop."""
+"""The packer's edges: PodDisruptionBudget parsing, plan execution, the trigger loop, its metrics."""

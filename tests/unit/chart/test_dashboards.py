@@ -17,16 +17,6 @@ from tests.unit.chart.metrics_catalog import KUBE_SCHEDULER, referenced, service
 FILES = dashboards.dashboard_files()
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 EXPECTED = {"scheduling", "gpus", "autoscaler", "popularity", "packer"}
-# Metrics panels query that the service does not export yet (their modules are being written).
-# The test below fails once one of them exists, so this list only shrinks.
-PENDING_METRICS = frozenset(
-    {
-        "scheduler_extender_packer_runs_total",
-        "scheduler_extender_packer_solve_duration_seconds_bucket",
-        "scheduler_extender_packer_pods_rescued_total",
-        "scheduler_extender_packer_evictions_total",
-    }
-)
 
 
 def test_every_dashboard_the_issue_asks_for_is_there() -> None:
@@ -117,11 +107,7 @@ def test_queries_use_existing_metrics() -> None:
                 for name in referenced(query.expr):
                     used.setdefault(name, set()).add(f"{path.stem}: {panel.title}")
     missing = {name: panels for name, panels in used.items() if name not in known}
-    unexpected = {n: p for n, p in missing.items() if n not in PENDING_METRICS}
-    assert not unexpected, f"panels query metrics nobody exports: {unexpected}"
-    assert not (PENDING_METRICS & known), (
-        f"now exported, drop from PENDING_METRICS: {sorted(PENDING_METRICS & known)}"
-    )
+    assert not missing, f"panels query metrics nobody exports: {missing}"
 
 
 def test_expand_fills_grafana_variables_and_refuses_unknown_ones() -> None:

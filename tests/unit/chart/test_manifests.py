@@ -199,6 +199,55 @@ def test_settings_maps_name_real_settings_fields(path: tuple[str, str], model: s
     assert snake <= fields, snake - fields
 
 
+# Packer settings the chart sets itself: the Lease its Role allows, in the pod's namespace, and the
+# pod's name as the leader-election identity.
+CHART_SET_PACKER_SETTINGS = {"lease_name", "lease_namespace", "identity"}
+
+
+def test_the_packer_schema_offers_every_other_packer_setting() -> None:
+    import json
+    import re
+
+    from scheduler_extender.config import PackerSettings
+
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    accepted = schema["properties"]["extender"]["properties"]["packer"]["properties"]
+    snake = {re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower() for key in accepted}
+    assert snake == set(PackerSettings.model_fields) - CHART_SET_PACKER_SETTINGS
+
+
+def test_packer_values_reach_the_service_settings(
+    render: Render, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from scheduler_extender.config import Settings
+
+    manifests = render(
+        set_values=[
+            "extender.packer.enabled=true",
+            "extender.packer.dryRun=false",
+            "extender.packer.timeLimit=2500ms",
+            "extender.packer.evictionsPerMinute=4",
+        ],
+        set_json=['extender.packer.excludedNamespaces=["kube-system","batch"]'],
+    )
+    (container,) = containers(component(manifests, "Deployment", "extender"))
+    for name, value in env_of(container).items():
+        if name.startswith("SCHEDULER_EXTENDER_PACKER__"):
+            monkeypatch.setenv(name, value)
+    (identity,) = [
+        e for e in container["env"] if e["name"] == "SCHEDULER_EXTENDER_PACKER__IDENTITY"
+    ]
+    assert identity["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    monkeypatch.delenv("SCHEDULER_EXTENDER_PACKER__IDENTITY")
+    packer = Settings().packer
+    assert packer.enabled is True
+    assert packer.dry_run is False
+    assert packer.time_limit == 2.5
+    assert packer.evictions_per_minute == 4
+    assert packer.excluded_namespaces == ["kube-system", "batch"]
+    assert packer.lease_name == "rel-scheduler-extender-extender"
+
+
 def test_the_scheduler_runs_the_cluster_version_with_its_config(render: Render) -> None:
     manifests = render()
     deployment = component(manifests, "Deployment", "scheduler")

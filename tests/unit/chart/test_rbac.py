@@ -74,6 +74,7 @@ def test_the_extender_may_do_exactly_what_it_needs(render: Render) -> None:
         ("policy", "poddisruptionbudgets", "get", ""),
         ("policy", "poddisruptionbudgets", "list", ""),
         ("policy", "poddisruptionbudgets", "watch", ""),
+        ("", "events", "create", ""),  # the packer's plans, recorded on the pods
     }
     assert rules_of(manifests, "Role", "rel-scheduler-extender-extender") == {
         ("coordination.k8s.io", "leases", "create", ""),
@@ -130,3 +131,25 @@ def test_the_controller_may_do_exactly_what_it_needs(render: Render) -> None:
 def test_rbac_can_be_left_to_the_user(render: Render) -> None:
     manifests = render(values=MONITORING, set_values=["rbac.create=false"])
     assert not [m for m in manifests if m["apiVersion"].startswith("rbac.authorization.k8s.io")]
+
+
+def test_the_packer_elects_on_the_lease_the_extender_role_allows(render: Render) -> None:
+    for release, namespace in (("rel", "ns"), ("scheduler-extender", "scheduler-extender")):
+        manifests = render(release=release, namespace=namespace)
+        (container,) = component(manifests, "Deployment", "extender")["spec"]["template"]["spec"][
+            "containers"
+        ]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        (role,) = [
+            r for r in find(manifests, "Role") if r["metadata"]["name"].endswith("-extender")
+        ]
+        renewable = {
+            name
+            for rule in role["rules"]
+            if "update" in rule["verbs"]
+            for name in rule.get("resourceNames", [])
+        }
+        assert renewable == {env["SCHEDULER_EXTENDER_PACKER__LEASE_NAME"]}
+        # No lease namespace is set: the packer uses its pod's, where the Role is.
+        assert "SCHEDULER_EXTENDER_PACKER__LEASE_NAMESPACE" not in env
+        assert role["metadata"]["namespace"] == namespace

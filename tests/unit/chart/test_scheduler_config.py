@@ -65,6 +65,7 @@ def test_values_reach_the_extender_entry(render: Render) -> None:
         "filterVerb": "filter",
         "prioritizeVerb": "prioritize",
         "bindVerb": "bind",
+        "preemptVerb": "preempt",
         "weight": 9,
         "httpTimeout": "30s",
         "nodeCacheCapable": False,
@@ -161,6 +162,7 @@ def test_kube_scheduler_loads_the_default_config(render: Render, tmp_path: Path)
         extender["urlPrefix"] == "http://scheduler-extender.scheduler-extender.svc:8888/scheduler"
     )
     assert extender["bindVerb"] == "bind"
+    assert extender["preemptVerb"] == "preempt"
     assert extender["nodeCacheCapable"] is True
     assert [p["schedulerName"] for p in loaded["profiles"]] == ["gpu-scheduler"]
     assert loaded["leaderElection"]["resourceName"] == "scheduler-extender-scheduler"

@@ -28,6 +28,7 @@ def test_the_deploy_file_sets_every_extender_field_explicitly(base: dict[str, An
     assert extender["filterVerb"] == "filter"
     assert extender["prioritizeVerb"] == "prioritize"
     assert extender["bindVerb"] == "bind"
+    assert extender["preemptVerb"] == "preempt"
     assert isinstance(extender["weight"], int)
     assert extender["weight"] > 0
     assert extender["nodeCacheCapable"] is True

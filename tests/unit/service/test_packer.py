@@ -1,4 +1,4 @@
-"""The background packer: trigger, re-check, dry run, reservations, evictions, aborts."""
+"""The background packer: trigger, re-check, dry run, reservations, evictions, aborts, metrics."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pytest
+from prometheus_client import CollectorRegistry
 
+from scheduler_extender.adapters.packer.metrics import PackerMetrics
 from scheduler_extender.domain.objects import Node, Pod
 from scheduler_extender.domain.packing.disruption import DisruptionBudget, LabelSelector
 from scheduler_extender.domain.packing.policy import PackingPolicy
@@ -45,9 +47,12 @@ class FakeApi:
     results: list[Eviction] = field(default_factory=list)
     evicted: list[str] = field(default_factory=list)
     events: list[tuple[str, str, bool]] = field(default_factory=list)
+    failure: Exception | None = None  # raised by the next unschedulable() call
 
     def unschedulable(self, scheduler_name: str) -> set[str]:
         assert scheduler_name == SCHEDULER
+        if self.failure is not None:
+            raise self.failure
         return set(self.stuck)
 
     def disruption_budgets(self) -> Sequence[DisruptionBudget]:
@@ -81,7 +86,12 @@ def fragmented() -> FakeCluster:
 
 
 def packer(
-    cluster: FakeCluster, api: FakeApi, clock: Clock, *, dry_run: bool = False
+    cluster: FakeCluster,
+    api: FakeApi,
+    clock: Clock,
+    *,
+    dry_run: bool = False,
+    registry: CollectorRegistry | None = None,
 ) -> tuple[Packer, list[float]]:
     waits: list[float] = []
     config = PackerConfig(
@@ -99,7 +109,8 @@ def packer(
         waits.append(seconds)
         return False
 
-    return Packer(cluster, api, config, clock=clock, wait=wait), waits
+    metrics = PackerMetrics(registry or CollectorRegistry())
+    return Packer(cluster, api, config, metrics, clock=clock, wait=wait), waits
 
 
 def ready(clock: Clock, p: Packer) -> Outcome:
@@ -223,3 +234,133 @@ def test_bare_or_budget_protected_pods_are_never_evicted(owner: str | None) -> N
     p, _ = packer(cluster, api, clock)
     assert ready(clock, p) is Outcome.NO_IMPROVEMENT
     assert api.evicted == []
+
+
+class Samples:
+    """Reads the packer's series from the registry the packer was given."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def __call__(self, name: str, **labels: str) -> float:
+        value = self.registry.get_sample_value(f"scheduler_extender_packer_{name}", labels)
+        assert value is not None, f"no series {name} {labels}"
+        return value
+
+    def runs(self) -> dict[str, float]:
+        (family,) = [f for f in self.registry.collect() if f.name.endswith("packer_runs")]
+        return {s.labels["outcome"]: s.value for s in family.samples if s.name.endswith("_total")}
+
+
+def test_every_outcome_series_starts_at_zero() -> None:
+    registry = CollectorRegistry()
+    packer(fragmented(), FakeApi(), Clock(), registry=registry)
+    samples = Samples(registry)
+    assert samples.runs() == dict.fromkeys(
+        ["no_improvement", "stale", "dry_run", "executed", "aborted", "error"], 0.0
+    )
+    for outcome in Eviction:
+        assert samples("evictions_total", outcome=outcome.value) == 0.0
+    assert samples("pods_rescued_total") == 0.0
+    assert samples("solve_duration_seconds_count", status="optimal") == 0.0
+
+
+def test_idle_and_waiting_ticks_are_not_runs() -> None:
+    registry = CollectorRegistry()
+    cluster, api, clock = fragmented(), FakeApi(stuck={"uid-trainer"}), Clock()
+    p, _ = packer(cluster, api, clock, registry=registry)
+    assert p.tick() is Outcome.WAITING
+    api.stuck = set()
+    assert p.tick() is Outcome.IDLE
+    assert set(Samples(registry).runs().values()) == {0.0}
+
+
+def test_an_executed_run_counts_its_solve_evictions_and_rescued_pods() -> None:
+    registry = CollectorRegistry()
+    samples = Samples(registry)
+    cluster, api, clock = fragmented(), FakeApi(stuck={"uid-trainer"}), Clock()
+    p, _ = packer(cluster, api, clock, registry=registry)
+    assert ready(clock, p) is Outcome.EXECUTED
+    assert p.last_plan is not None
+    status = p.last_plan.status.value.lower()
+    assert samples.runs()["executed"] == 1.0
+    assert samples("solve_duration_seconds_count", status=status) == 1.0
+    assert samples("solve_duration_seconds_sum", status=status) == pytest.approx(
+        p.last_plan.stats.wall_seconds
+    )
+    assert samples("evictions_total", outcome="evicted") == 1.0
+    # Nothing has arrived yet: no pod rescued, and a plan in progress is no new run.
+    assert p.tick() is Outcome.PLAN_ACTIVE
+    assert samples("pods_rescued_total") == 0.0
+    assert sum(samples.runs().values()) == 1.0
+    place = next(a for a in p.last_plan.actions if a.kind == "place")
+    trainer = dataclasses.replace(place.pod, node_name=place.node, phase="Running")
+    cluster.pods = [q for q in cluster.pods if q.name != "trainer"] + [trainer]
+    p.tick()
+    p.tick()
+    assert samples("pods_rescued_total") == 1.0  # counted once, however often it is seen
+
+
+def test_a_pod_bound_elsewhere_than_its_reservation_is_not_rescued() -> None:
+    registry = CollectorRegistry()
+    cluster, api, clock = fragmented(), FakeApi(stuck={"uid-trainer"}), Clock()
+    p, _ = packer(cluster, api, clock, registry=registry)
+    assert ready(clock, p) is Outcome.EXECUTED
+    assert p.last_plan is not None
+    place = next(a for a in p.last_plan.actions if a.kind == "place")
+    elsewhere = next(n.name for n in cluster.nodes if n.name != place.node)
+    trainer = dataclasses.replace(place.pod, node_name=elsewhere, phase="Running")
+    cluster.pods = [q for q in cluster.pods if q.name != "trainer"] + [trainer]
+    p.tick()
+    assert Samples(registry)("pods_rescued_total") == 0.0
+
+
+def test_a_dry_run_evicts_and_rescues_nothing() -> None:
+    registry = CollectorRegistry()
+    samples = Samples(registry)
+    cluster, api, clock = fragmented(), FakeApi(stuck={"uid-trainer"}), Clock()
+    p, _ = packer(cluster, api, clock, dry_run=True, registry=registry)
+    assert ready(clock, p) is Outcome.DRY_RUN
+    clock.now += 30.0
+    assert p.tick() is Outcome.DRY_RUN
+    assert samples.runs()["dry_run"] == 2.0
+    assert sum(samples("evictions_total", outcome=o.value) for o in Eviction) == 0.0
+    assert samples("pods_rescued_total") == 0.0
+
+
+def test_a_refused_eviction_counts_as_an_aborted_run() -> None:
+    registry = CollectorRegistry()
+    samples = Samples(registry)
+    cluster, api, clock = fragmented(), FakeApi(stuck={"uid-trainer"}), Clock()
+    api.results = [Eviction.THROTTLED]
+    p, _ = packer(cluster, api, clock, registry=registry)
+    assert ready(clock, p) is Outcome.ABORTED
+    assert samples.runs()["aborted"] == 1.0
+    assert samples("evictions_total", outcome="throttled") == 1.0
+    assert samples("evictions_total", outcome="evicted") == 0.0
+
+
+def test_a_failing_tick_counts_as_an_error_run_and_still_raises() -> None:
+    registry = CollectorRegistry()
+    api = FakeApi(stuck={"uid-trainer"}, failure=RuntimeError("API server unreachable"))
+    p, _ = packer(fragmented(), api, Clock(), registry=registry)
+    with pytest.raises(RuntimeError, match="unreachable"):
+        p.tick()
+    assert Samples(registry).runs()["error"] == 1.0
+
+
+def test_no_improvement_and_stale_runs_are_counted() -> None:
+    registry = CollectorRegistry()
+    samples = Samples(registry)
+    cluster, api, clock = fragmented(), FakeApi(stuck={"uid-trainer"}), Clock()
+    p, _ = packer(cluster, api, clock, registry=registry)
+    assert p.tick() is Outcome.WAITING
+    clock.now += 5.0
+    trainer = cluster.pods[2]
+    cluster.changes = [list(cluster.pods), [trainer]]
+    assert p.tick() is Outcome.STALE
+    assert samples.runs()["stale"] == 1.0
+    # Both low pods are gone now: the trainer fits without moves, but so it does by default.
+    clock.now += 30.0
+    assert p.tick() is Outcome.NO_IMPROVEMENT
+    assert samples.runs()["no_improvement"] == 1.0
