@@ -16,9 +16,9 @@ from scheduler_extender.domain.packing.reservations import EMPTY_BOOK, Reservati
 class SharedCluster:
     """Serialises writers with a lock and publishes an immutable snapshot.
 
-    Readers call ``snapshot()`` and never wait: they get the last published
-    value. Writers (watch events, binds, expiry) hold the lock while they
-    mutate and publish.
+    Readers call ``snapshot()`` and get an immutable value, rebuilt lazily
+    after changes (briefly under the lock). Writers (watch events, binds,
+    expiry) hold the lock while they mutate and mark the snapshot changed.
     """
 
     def __init__(
@@ -30,8 +30,19 @@ class SharedCluster:
         self._clock = clock
         self._reservations = EMPTY_BOOK
         self._published = self.state.snapshot()
+        self._changed = False
 
     def snapshot(self) -> Snapshot:
+        # Rebuilt on demand, not per change: a burst of watch events costs one
+        # rebuild, paid by the next reader (under the lock, for microseconds).
+        if self._changed:
+            with self._lock:
+                if self._changed:
+                    snapshot = self.state.snapshot()
+                    if self._reservations:
+                        snapshot = dataclasses.replace(snapshot, reservations=self._reservations)
+                    self._published = snapshot
+                    self._changed = False
         return self._published
 
     def staleness(self) -> float:
@@ -43,10 +54,8 @@ class SharedCluster:
         return self._lock
 
     def publish_locked(self) -> None:
-        snapshot = self.state.snapshot()
-        if self._reservations:
-            snapshot = dataclasses.replace(snapshot, reservations=self._reservations)
-        self._published = snapshot
+        """Called by writers after a change: the next ``snapshot()`` shows it."""
+        self._changed = True
 
     def set_reservations(self, book: ReservationBook) -> None:
         """Publish the packing plan's reservations with every snapshot from now on."""

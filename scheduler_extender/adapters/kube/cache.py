@@ -258,7 +258,7 @@ class ClusterCache(SharedCluster):
         self._metrics.cache_objects.labels("pod").set(pods)
         self._metrics.assumed_pods.set(assumed)
         self._metrics.cache_synced.set(1 if self.synced else 0)
-        snapshot = self._published
+        snapshot = self.snapshot()
         for gone in self._gpu_series - set(snapshot.nodes):
             for series in ("allocatable", "allocated"):
                 self._metrics.node_gpus.remove(gone, series)
