@@ -35,15 +35,23 @@ def settings_from(args: argparse.Namespace, fields: list[str]) -> Settings:
         fail(f"invalid settings: {problems}")
 
 
+# kube-scheduler sends binds concurrently; urllib3 discards connections beyond
+# the pool size (the client's default is 5 per core), so each extra bind would
+# pay a new TLS handshake.
+CONNECTION_POOL_SIZE = 64
+
+
 def kube_client(kubeconfig: Path | None) -> client.ApiClient:
+    configuration = client.Configuration()
+    configuration.connection_pool_maxsize = CONNECTION_POOL_SIZE
     try:
         if kubeconfig is not None:
             if not kubeconfig.is_file():
                 fail(f"--kubeconfig: {kubeconfig} does not exist")
-            api: client.ApiClient = config.new_client_from_config(config_file=str(kubeconfig))
-            return api
-        config.load_incluster_config()
-        return client.ApiClient()
+            config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
+        else:
+            config.load_incluster_config(client_configuration=configuration)
+        return client.ApiClient(configuration)
     except config.ConfigException as exc:
         fail(f"cannot configure the Kubernetes client: {exc} (pass --kubeconfig outside a cluster)")
 

@@ -51,5 +51,10 @@ def test_every_pod_that_fits_is_bound_without_overallocation(
     assert after[("bind", "error")] == before[("bind", "error")]
     # The pods no node can take are reported, not bound anywhere.
     for i in range(TOO_BIG):
-        reasons = {e["reason"] for e in events_for(api, namespace, f"huge-{i}")}
-        assert "FailedScheduling" in reasons
+        wait_for(
+            f"a FailedScheduling event for huge-{i}",
+            lambda i=i: (
+                "FailedScheduling" in {e["reason"] for e in events_for(api, namespace, f"huge-{i}")}
+            ),
+            timeout=60,
+        )
