@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
-from scheduler_extender.adapters.autoscaler.resource import API_VERSION, KIND, timestamp
+from scheduler_extender.adapters.autoscaler.resource import API_VERSION, KIND
+from scheduler_extender.adapters.kube.events import post_event
 from scheduler_extender.domain.autoscaling.objects import Autoscaler
-
-log = logging.getLogger(__name__)
 
 COMPONENT = "agent-autoscaler"
 
@@ -34,31 +30,21 @@ class KubeEventRecorder:
 
     def record(self, autoscaler: Autoscaler, *, warning: bool, reason: str, message: str) -> None:
         """Best effort: an Event that cannot be written is logged, never raised."""
-        now = timestamp(self._clock())
-        body: Any = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{autoscaler.name}.", "namespace": autoscaler.namespace},
-            "involvedObject": {
-                "apiVersion": API_VERSION,
-                "kind": KIND,
-                "name": autoscaler.name,
-                "namespace": autoscaler.namespace,
-                "uid": autoscaler.uid,
-            },
-            "type": "Warning" if warning else "Normal",
-            "reason": reason,
-            "message": message[:1024],
-            "source": {"component": COMPONENT},
-            "reportingComponent": f"scheduler-extender.io/{COMPONENT}",
-            "reportingInstance": self._instance,
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
+        involved = {
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "name": autoscaler.name,
+            "namespace": autoscaler.namespace,
+            "uid": autoscaler.uid,
         }
-        try:
-            self._core.create_namespaced_event(
-                autoscaler.namespace, body, _request_timeout=self._timeout
-            )
-        except (ApiException, OSError) as exc:
-            log.warning("cannot record event %s on %s: %s", reason, autoscaler.key, exc)
+        post_event(
+            self._core,
+            involved,
+            component=COMPONENT,
+            instance=self._instance,
+            warning=warning,
+            reason=reason,
+            message=message,
+            when=self._clock(),
+            timeout=self._timeout,
+        )

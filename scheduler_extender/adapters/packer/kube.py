@@ -12,6 +12,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
+from scheduler_extender.adapters.kube.events import post_event
 from scheduler_extender.adapters.packer.schema import budget_from_json
 from scheduler_extender.domain.objects import Node, Pod
 from scheduler_extender.domain.packing.disruption import DisruptionBudget
@@ -120,29 +121,21 @@ class KubePackerApi:
 
     def event(self, pod: Pod, reason: str, message: str, *, warning: bool = False) -> None:
         """Best effort: an Event that cannot be written is logged, never raised."""
-        now = self._clock().strftime("%Y-%m-%dT%H:%M:%SZ")
-        body: Any = {
+        involved = {
             "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{pod.name}.", "namespace": pod.namespace},
-            "involvedObject": {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "name": pod.name,
-                "namespace": pod.namespace,
-                "uid": pod.uid,
-            },
-            "type": "Warning" if warning else "Normal",
-            "reason": reason,
-            "message": message[:1024],
-            "source": {"component": COMPONENT},
-            "reportingComponent": f"scheduler-extender.io/{COMPONENT}",
-            "reportingInstance": self._instance,
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
+            "kind": "Pod",
+            "name": pod.name,
+            "namespace": pod.namespace,
+            "uid": pod.uid,
         }
-        try:
-            self._core.create_namespaced_event(pod.namespace, body, _request_timeout=self._timeout)
-        except (ApiException, OSError) as exc:
-            log.warning("cannot record event %s on %s: %s", reason, pod.key, exc)
+        post_event(
+            self._core,
+            involved,
+            component=COMPONENT,
+            instance=self._instance,
+            warning=warning,
+            reason=reason,
+            message=message,
+            when=self._clock(),
+            timeout=self._timeout,
+        )
