@@ -65,9 +65,14 @@ def scenarios(runs: int) -> list[Scenario]:
         ),
         Scenario(
             "Faults",
-            ("tests/e2e/test_faults.py",),
-            "kube-apiserver restarted mid-scheduling, extender killed and restarted, Prometheus "
-            "killed and restarted: scheduling continues, no pod bound twice or over-allocated",
+            (
+                "tests/e2e/test_faults.py",
+                "tests/e2e/test_leader_failover.py",
+                "tests/integration/test_prometheus_outage_and_correction.py",
+            ),
+            "kube-apiserver restarted mid-scheduling, extender killed and restarted: scheduling "
+            "continues, no pod bound twice or over-allocated; controller leader killed (SIGKILL): "
+            "the standby takes the Lease within its duration; Prometheus stopped: scoring goes on",
             runs=runs,
         ),
         Scenario(
