@@ -74,6 +74,9 @@ class ClusterCache(SharedCluster):
         self._watches: list[watch.Watch] = []
         self._gpu_series: set[str] = set()
         self._broken_since: dict[str, float | None] = {"node": None, "pod": None}
+        for kind in self._broken_since:  # export every series from the start, at 0
+            for cause in ("gone", "error", "timeout"):
+                metrics.watch_restarts.labels(kind, cause)
 
     @property
     def synced(self) -> bool:
