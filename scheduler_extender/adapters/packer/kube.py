@@ -12,7 +12,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from scheduler_extender.adapters.kube.events import post_event
+from scheduler_extender.adapters.kube.events import EventPoster, ObjectRef
 from scheduler_extender.adapters.packer.schema import budget_from_json
 from scheduler_extender.domain.objects import Node, Pod
 from scheduler_extender.domain.packing.disruption import DisruptionBudget
@@ -56,9 +56,10 @@ class KubePackerApi:
     ) -> None:
         self._core = client.CoreV1Api(api)
         self._policy = client.PolicyV1Api(api)
-        self._instance = instance
         self._timeout = timeout
-        self._clock = clock
+        self._events = EventPoster(
+            api, component=COMPONENT, instance=instance, timeout=timeout, clock=clock
+        )
 
     def unschedulable(self, scheduler_name: str) -> set[str]:
         response: Any = self._core.list_pod_for_all_namespaces(
@@ -121,21 +122,5 @@ class KubePackerApi:
 
     def event(self, pod: Pod, reason: str, message: str, *, warning: bool = False) -> None:
         """Best effort: an Event that cannot be written is logged, never raised."""
-        involved = {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "name": pod.name,
-            "namespace": pod.namespace,
-            "uid": pod.uid,
-        }
-        post_event(
-            self._core,
-            involved,
-            component=COMPONENT,
-            instance=self._instance,
-            warning=warning,
-            reason=reason,
-            message=message,
-            when=self._clock(),
-            timeout=self._timeout,
-        )
+        about = ObjectRef("v1", "Pod", pod.name, pod.namespace, pod.uid)
+        self._events.post(about, warning=warning, reason=reason, message=message)
