@@ -223,6 +223,7 @@ def test_packer_values_reach_the_service_settings(
 
     manifests = render(
         set_values=[
+            "extender.replicas=1",
             "extender.packer.enabled=true",
             "extender.packer.dryRun=false",
             "extender.packer.timeLimit=2500ms",
@@ -558,3 +559,16 @@ def test_dashboards_one_configmap_each_with_the_sidecar_label(render: Render) ->
     assert not [
         m for m in find(render(), "ConfigMap") if "grafana_dashboard" in m["metadata"]["labels"]
     ]
+
+
+def test_an_acting_packer_is_refused_with_several_extender_replicas(
+    helm: Path, render: Render
+) -> None:
+    from tests.unit.chart.conftest import run_helm, template_args
+
+    acting = ["extender.packer.enabled=true", "extender.packer.dryRun=false"]
+    result = run_helm(helm, *template_args(set_values=acting), check=False)
+    assert result.returncode != 0
+    assert "needs extender.replicas=1" in result.stderr
+    render(set_values=[*acting, "extender.replicas=1"])
+    render(set_values=["extender.packer.enabled=true"])  # dry run: no reservations, any replicas
