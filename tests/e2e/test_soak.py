@@ -50,6 +50,7 @@ def slope_per_minute(times: list[float], values: list[float]) -> float:
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(float(os.environ.get("SOAK_SECONDS", "600")) + 900)
 def test_soak_memory_and_cache_stay_flat(
     cluster: LocalCluster, api: client.ApiClient, namespace: str, node_pool: NodePool
 ) -> None:
