@@ -25,6 +25,7 @@ import orjson
 import uvicorn
 
 from benchmarks.common import machine, percentile, write_section
+from scheduler_extender.adapters.kube.cache import freeze_long_lived_objects
 from scheduler_extender.adapters.metrics import Metrics
 from scheduler_extender.api.app import AppConfig, create_app
 from scheduler_extender.domain.filtering import FilterRules
@@ -76,6 +77,7 @@ def serve(port: int) -> None:
     """The server process: build the cache and serve until killed."""
     rng = random.Random(7)
     cluster = build_cluster(rng)
+    freeze_long_lived_objects()  # as the service does after its initial list
     popularity = Popularity(
         MappingProxyType({f"agent-{i}": 1000.0 / (i + 1) ** 1.1 for i in range(AGENTS)})
     )

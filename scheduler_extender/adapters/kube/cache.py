@@ -9,6 +9,7 @@ requests read the published snapshot and never wait for the API server.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import random
@@ -32,6 +33,16 @@ log = logging.getLogger(__name__)
 LIST_PAGE_SIZE = 500
 WATCH_TIMEOUT_SECONDS = 300
 WATCH_READ_TIMEOUT_SECONDS = 90
+
+
+def freeze_long_lived_objects() -> None:
+    """Take what is alive now (the listed cluster) out of the garbage collector's scans.
+
+    A cache of tens of thousands of pods makes every full collection scan them
+    all, a pause of milliseconds in the middle of a request. They hold no
+    reference cycles, so reference counting still frees them when they go.
+    """
+    gc.freeze()
 
 
 class _GoneError(Exception):
@@ -136,6 +147,7 @@ class ClusterCache(SharedCluster):
                     version = self._list(kind)
                     self._broken_since[kind.name] = None
                     self._synced[kind.name].set()
+                    freeze_long_lived_objects()
                     self._refresh_gauges()
                 version = self._watch(kind, version)
                 backoff = 0.5
