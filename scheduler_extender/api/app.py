@@ -120,8 +120,7 @@ def create_app(extender: Extender, metrics: Metrics, config: AppConfig) -> FastA
         except StaleCacheError as exc:
             # Our own failure: Error makes kube-scheduler retry (or skip us if ignorable).
             metrics.decisions.labels("filter", "stale_cache").inc()
-            return json_reply({"Nodes": None, "NodeNames": None, "FailedNodes": {},
-                               "FailedAndUnresolvableNodes": {}, "Error": str(exc)})  # fmt: skip
+            return json_reply(wire.filter_result(error=str(exc)))
         _count_rejections(metrics, outcome)
         metrics.decisions.labels("filter", "feasible" if outcome.passed else "none_feasible").inc()
         return json_reply(_filter_reply(args, outcome))
@@ -157,10 +156,12 @@ def create_app(extender: Extender, metrics: Metrics, config: AppConfig) -> FastA
             if exc.outcome in ("insufficient", "conflict"):
                 metrics.bind_conflicts.inc()
             # A failed bind is reported in the body: kube-scheduler then unreserves and retries.
-            return JSONResponse({"Error": str(exc)})
+            return JSONResponse(
+                wire.ExtenderBindingResult(Error=str(exc)).model_dump(by_alias=True)
+            )
         metrics.binds.labels(outcome).inc()
         metrics.decisions.labels("bind", "bound").inc()
-        return JSONResponse({"Error": ""})
+        return JSONResponse(wire.ExtenderBindingResult().model_dump(by_alias=True))
 
     add_preempt_route(app, extender, metrics, prefix, config.agent_label)
     add_health_routes(app, metrics, config.readiness)
@@ -213,20 +214,12 @@ def _count_rejections(metrics: Metrics, outcome: FilterOutcome) -> None:
 def _filter_reply(args: wire.ExtenderArgs, outcome: FilterOutcome) -> dict[str, Any]:
     failed = {n: r.message for n, r in outcome.failed.items() if not r.unresolvable}
     unresolvable = {n: r.message for n, r in outcome.failed.items() if r.unresolvable}
-    reply: dict[str, Any] = {
-        "Nodes": None,
-        "NodeNames": None,
-        "FailedNodes": failed,
-        "FailedAndUnresolvableNodes": unresolvable,
-        "Error": "",
-    }
     if args.node_names is not None:
         # Never null in node-cache mode: a null list would filter out every node.
-        reply["NodeNames"] = outcome.passed
-    else:
-        assert args.nodes is not None
-        passed = set(outcome.passed)
-        reply["Nodes"] = {
-            "items": [n for n in args.nodes.items if n.get("metadata", {}).get("name") in passed]
-        }
-    return reply
+        return wire.filter_result(
+            node_names=outcome.passed, failed=failed, unresolvable=unresolvable
+        )
+    assert args.nodes is not None
+    passed = set(outcome.passed)
+    sent = [n for n in args.nodes.items if n.get("metadata", {}).get("name") in passed]
+    return wire.filter_result(nodes=sent, failed=failed, unresolvable=unresolvable)

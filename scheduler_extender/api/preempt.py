@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
 
 from fastapi import FastAPI, Request
 from pydantic import ValidationError
@@ -65,16 +64,16 @@ def add_preempt_route(
         refinement = refine_candidates(pod, victims, extender.cluster.snapshot())
         outcome = "refined" if refinement.dropped else "unchanged"
         metrics.decisions.labels("preempt", outcome).inc()
-        reply: dict[str, Any] = {
-            "NodeNameToMetaVictims": {
-                node: {
-                    "Pods": [{"UID": uid} for uid in uids[node]],
-                    "NumPDBViolations": violations[node],
-                }
+        reply = wire.ExtenderPreemptionResult(
+            NodeNameToMetaVictims={
+                node: wire.MetaVictims(
+                    Pods=[wire.MetaPod(UID=uid) for uid in uids[node]],
+                    NumPDBViolations=violations[node],
+                )
                 for node in refinement.kept
             }
-        }
-        return JSONResponse(reply)
+        )
+        return JSONResponse(reply.model_dump(by_alias=True))
 
 
 def _lookup(extender: Extender, uids: Sequence[str]) -> list[Pod] | None:

@@ -30,19 +30,27 @@ class ExtenderArgs(_Wire):
     node_names: list[str] | None = Field(default=None, alias="NodeNames")
 
 
-class ExtenderFilterResult(_Wire):
-    nodes: NodeList | None = Field(default=None, alias="Nodes")
-    node_names: list[str] | None = Field(default=None, alias="NodeNames")
-    failed_nodes: dict[str, str] = Field(default_factory=dict, alias="FailedNodes")
-    failed_and_unresolvable_nodes: dict[str, str] = Field(
-        default_factory=dict, alias="FailedAndUnresolvableNodes"
-    )
-    error: str = Field(default="", alias="Error")
+def filter_result(
+    *,
+    nodes: list[dict[str, Any]] | None = None,
+    node_names: list[str] | None = None,
+    failed: dict[str, str] | None = None,
+    unresolvable: dict[str, str] | None = None,
+    error: str = "",
+) -> dict[str, Any]:
+    """ExtenderFilterResult as a plain dict: it can carry thousands of node names,
+    so it skips model validation on the hot path."""
+    return {
+        "Nodes": None if nodes is None else {"items": nodes},
+        "NodeNames": node_names,
+        "FailedNodes": failed or {},
+        "FailedAndUnresolvableNodes": unresolvable or {},
+        "Error": error,
+    }
 
 
-class HostPriority(_Wire):
-    host: str = Field(alias="Host")
-    score: int = Field(alias="Score", ge=0, le=10)
+# HostPriorityList, the prioritize reply, is a bare array of {"Host": str, "Score": 0..10},
+# written directly by the route for the same reason.
 
 
 class ExtenderBindingArgs(_Wire):

@@ -40,10 +40,6 @@ class NodeState:
     def name(self) -> str:
         return self.node.name
 
-    @property
-    def pod_count(self) -> int:
-        return self.requested.get(PODS)
-
     def allocatable(self, resource: str) -> int:
         return self.node.allocatable.get(resource)
 

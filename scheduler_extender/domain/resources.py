@@ -38,23 +38,8 @@ class Resources:
             out[name] = out.get(name, 0) + value
         return Resources.of(out)
 
-    def __sub__(self, other: Resources) -> Resources:
-        out = dict(self.amounts)
-        for name, value in other.amounts.items():
-            out[name] = out.get(name, 0) - value
-        return Resources.of(out)
-
     def names(self) -> Iterable[str]:
         return self.amounts.keys()
-
-    def fits_in(self, free: Resources) -> bool:
-        return all(value <= free.get(name) for name, value in self.amounts.items() if value > 0)
-
-    def shortfall(self, free: Resources) -> list[str]:
-        """Names of the resources this request needs more of than ``free`` has."""
-        return sorted(
-            name for name, value in self.amounts.items() if value > 0 and value > free.get(name)
-        )
 
 
 EMPTY = Resources.of()

@@ -98,11 +98,6 @@ class ClusterCache(SharedCluster):
         broken = [t for t in self._broken_since.values() if t is not None]
         return self._clock() - min(broken) if broken else 0.0
 
-    def wait_synced(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        return all(e.wait(max(deadline - time.monotonic(), 0)) for e in self._synced.values())
-
-    # -- lifecycle ------------------------------------------------------------
     def start(self) -> None:
         kinds = (
             _Kind(
