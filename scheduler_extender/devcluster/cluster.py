@@ -25,7 +25,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Any
 
 import httpx
@@ -37,6 +36,7 @@ from scheduler_extender.devcluster.paths import kwok_dir
 from scheduler_extender.devcluster.pki import Pki, create_pki
 from scheduler_extender.devcluster.processes import (
     ManagedProcess,
+    Started,
     free_port,
     wait_until,
 )
@@ -93,7 +93,7 @@ class ExtenderEndpoint:
         return f"{self.url}/readyz"
 
 
-class LocalCluster:
+class LocalCluster(Started):
     """A running local control plane; see the module docstring."""
 
     def __init__(self, options: ClusterOptions, tools: Tools | None = None) -> None:
@@ -115,18 +115,6 @@ class LocalCluster:
         self._scheduler_configs = 0
 
     # -- lifecycle ---------------------------------------------------------------
-    def __enter__(self) -> LocalCluster:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     def start(self) -> None:
         started = time.monotonic()
         try:

@@ -19,7 +19,8 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO
+from types import TracebackType
+from typing import IO, Self
 
 STOP_GRACE_SECONDS = 10.0
 
@@ -150,3 +151,26 @@ def wait_until(
                 f"timed out after {timeout:.0f}s waiting for {what}{log_hint}"
             )
         time.sleep(interval)
+
+
+class Started:
+    """A context manager for things with ``start()`` and ``stop()``: started on
+    entry, stopped on exit, whatever happened inside."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -28,8 +28,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType, TracebackType
-from typing import Self
+from types import MappingProxyType
 from wsgiref.simple_server import WSGIServer
 
 import httpx
@@ -39,6 +38,7 @@ from prometheus_client import CollectorRegistry, Counter, start_http_server
 from scheduler_extender.devcluster.processes import (
     ComponentFailedError,
     ManagedProcess,
+    Started,
     free_port,
     wait_until,
 )
@@ -112,7 +112,7 @@ def write_history(
         out.write("# EOF\n")
 
 
-class TrafficExporter:
+class TrafficExporter(Started):
     """Serves ``agent_requests_total`` following ``traffic`` in wall-clock time.
 
     ``boost(agent, factor)`` multiplies an agent's live rate (a burst) from now on.
@@ -178,21 +178,9 @@ class TrafficExporter:
                 self._counter.labels(agent).inc(max(target - self._served[agent], 0.0))
                 self._served[agent] = max(target, self._served[agent])
 
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
 
 @dataclass
-class PrometheusServer:
+class PrometheusServer(Started):
     """One Prometheus process on 127.0.0.1 scraping ``targets`` (job -> host:port)."""
 
     workdir: Path
@@ -280,18 +268,6 @@ class PrometheusServer:
             return httpx.get(f"{self.url}/-/ready", timeout=1.0).status_code == 200
         except httpx.HTTPError:
             return False
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def backfill(promtool: Path, openmetrics: Path, data_dir: Path) -> None:
