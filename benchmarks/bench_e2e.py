@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import tempfile
 import threading
 import time
@@ -47,6 +48,7 @@ class Run:
     first_bind: float
     last_bind: float
     scheduler_ready: float  # when kube-scheduler answered /readyz
+    cpu: Mapping[str, float]  # component -> CPU seconds from scheduler start to last bind
 
     @property
     def pods_per_second(self) -> float:
@@ -131,6 +133,47 @@ class BindClock:
         self._watch.stop()
 
 
+def cpu_seconds(pids: Mapping[str, int]) -> dict[str, float]:
+    """component -> user + system CPU seconds it has used so far (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for name, pid in pids.items():
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        out[name] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+SCHEDULER_PHASES = (
+    "scheduler_scheduling_attempt_duration_seconds",
+    "scheduler_scheduling_algorithm_duration_seconds",
+    "scheduler_framework_extension_point_duration_seconds",
+)
+
+
+def scheduler_phases(port: int) -> dict[str, float]:
+    """Mean seconds per call of kube-scheduler's phases, from its own histograms."""
+    text = httpx.get(f"https://127.0.0.1:{port}/metrics", verify=False, timeout=10).text
+    sums: dict[str, float] = {}
+    counts: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name not in SCHEDULER_PHASES:
+            continue
+        for sample in family.samples:
+            key = family.name.removeprefix("scheduler_").removesuffix("_duration_seconds")
+            point = sample.labels.get("extension_point")
+            if point:
+                key = point
+            if sample.name.endswith("_sum"):
+                sums[key] = sums.get(key, 0.0) + sample.value
+            elif sample.name.endswith("_count"):
+                counts[key] = counts.get(key, 0.0) + sample.value
+    return {k: sums[k] / counts[k] for k in sums if counts.get(k)}
+
+
 def extender_latency(metrics_url: str) -> dict[str, tuple[float, int]]:
     """verb -> (seconds spent, calls) from the extender's request histogram."""
     out: dict[str, tuple[float, int]] = {}
@@ -179,6 +222,8 @@ def measure(cluster: LocalCluster, name: str, *, extender: bool, pods: int) -> R
     print(f"[{name}] starting kube-scheduler ...", flush=True)
     cluster.start_scheduler(extender=extender, overrides=RATE_LIMITS)
     ready = time.monotonic()
+    pids = cluster.pids()
+    cpu_before = cpu_seconds(pids)
     deadline = ready + 900
     while len(clock.bound) < pods:
         if time.monotonic() > deadline:
@@ -186,10 +231,24 @@ def measure(cluster: LocalCluster, name: str, *, extender: bool, pods: int) -> R
         cluster.check_alive()
         clock.check()
         time.sleep(0.5)
+    cpu_after = cpu_seconds(pids)
+    port = cluster.health_port("kube-scheduler")
+    if port is not None:
+        phases = scheduler_phases(port)
+        print(
+            f"[{name}] kube-scheduler mean ms: "
+            + ", ".join(f"{k} {1000 * v:.2f}" for k, v in sorted(phases.items())),
+            flush=True,
+        )
     clock.stop()
     times = sorted(clock.bound.values())
-    run = Run(name, pods, times[0], times[-1], ready)
-    print(f"[{name}] {run.pods_per_second:.1f} pods/s ({run.wall_seconds:.1f} s)", flush=True)
+    cpu = {c: cpu_after[c] - cpu_before[c] for c in cpu_after if c in cpu_before}
+    run = Run(name, pods, times[0], times[-1], ready, cpu)
+    busy = ", ".join(f"{c} {s:.1f}" for c, s in sorted(cpu.items(), key=lambda kv: -kv[1]))
+    print(
+        f"[{name}] {run.pods_per_second:.1f} pods/s ({run.wall_seconds:.1f} s); CPU s: {busy}",
+        flush=True,
+    )
     cluster.stop_scheduler()
     core.delete_collection_namespaced_pod(namespace, grace_period_seconds=0, _preload_content=False)
     core.delete_namespace(namespace, _preload_content=False)
@@ -248,10 +307,12 @@ def main() -> int:
     p.add_argument("--nodes", type=int, default=1000)
     p.add_argument("--pods", type=int, default=2000)
     p.add_argument("--no-write", action="store_true", help="print, do not update BENCHMARKS.md")
+    p.add_argument("--keep", type=Path, help="run the cluster in this directory and keep its logs")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
-        options = ClusterOptions(run_dir=Path(tmp), extender=True, scheduler=False)
+        run_dir = args.keep or Path(tmp)
+        options = ClusterOptions(run_dir=run_dir, extender=True, scheduler=False)
         with LocalCluster(options) as cluster:
             api = cluster.api_client()
             fleet = nodes.fleet(args.nodes, "mix", prefix="bench")

@@ -44,10 +44,10 @@ AGENTS = 200
 class NoBinder:
     """This benchmark never binds."""
 
-    def fetch_pod(self, namespace: str, name: str) -> Pod | None:
+    async def fetch_pod(self, namespace: str, name: str) -> Pod | None:
         raise NotImplementedError
 
-    def bind(self, pod: Pod, node_name: str) -> None:
+    async def bind(self, pod: Pod, node_name: str) -> None:
         raise NotImplementedError
 
 

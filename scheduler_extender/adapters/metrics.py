@@ -5,6 +5,7 @@ Label values are bounded: verbs, outcomes and reasons are fixed enums.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from prometheus_client import (
@@ -16,6 +17,8 @@ from prometheus_client import (
     PlatformCollector,
     ProcessCollector,
 )
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 PREFIX = "scheduler_extender"
 
@@ -23,6 +26,33 @@ PREFIX = "scheduler_extender"
 LATENCY_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 )  # fmt: skip
+
+
+NodeGpus = Callable[[], Iterable[tuple[str, int, int]]]  # -> (node, allocatable, allocated)
+
+
+class NodeGpuCollector(Collector):
+    """GPUs per node, read from ``source`` (the cache) when Prometheus scrapes.
+
+    Computed at scrape time rather than set as gauges: thousands of nodes
+    would otherwise cost thousands of label updates per refresh, on the
+    process that answers kube-scheduler.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.source: NodeGpus = tuple
+        registry.register(self)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            f"{PREFIX}_node_gpus",
+            "GPUs per node: allocatable and allocated (as the cache accounts them).",
+            labels=["node", "state"],
+        )
+        for node, allocatable, allocated in self.source():
+            family.add_metric([node, "allocatable"], allocatable)
+            family.add_metric([node, "allocated"], allocated)
+        yield family
 
 
 @dataclass
@@ -74,6 +104,14 @@ class Metrics:
             ["kind", "cause"],
             registry=r,
         )
+        # One per kind while healthy, 0 while relisting or backing off; more would be a
+        # leaked watch. The soak test checks it.
+        self.watch_connections = Gauge(
+            f"{PREFIX}_watch_connections",
+            "Watch streams open on the API server, by kind.",
+            ["kind"],
+            registry=r,
+        )
         self.assumed_pods = Gauge(
             f"{PREFIX}_assumed_pods",
             "Pods bound by us that no watch event confirmed yet.",
@@ -87,9 +125,4 @@ class Metrics:
         self.cache_synced = Gauge(
             f"{PREFIX}_cache_synced", "1 once the cluster cache has listed everything.", registry=r
         )
-        self.node_gpus = Gauge(
-            f"{PREFIX}_node_gpus",
-            "GPUs per node: allocatable and allocated (as the cache accounts them).",
-            ["node", "state"],
-            registry=r,
-        )
+        self.node_gpus = NodeGpuCollector(r)

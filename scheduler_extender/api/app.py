@@ -11,7 +11,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ValidationError
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
@@ -149,7 +148,7 @@ def create_app(extender: Extender, metrics: Metrics, config: AppConfig) -> FastA
             return args
         bind_request = BindRequest(args.pod_namespace, args.pod_name, args.pod_uid, args.node)
         try:
-            outcome = await run_in_threadpool(extender.bind, bind_request)
+            outcome = await extender.bind(bind_request)
         except BindError as exc:
             metrics.binds.labels(exc.outcome).inc()
             metrics.decisions.labels("bind", "error").inc()

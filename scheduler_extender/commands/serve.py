@@ -69,6 +69,7 @@ class Service:
     app: FastAPI
     probe_app: FastAPI  # health, readiness and metrics alone (see --probe-port)
     cache: ClusterCache
+    binder: KubeBinder
     metrics: Metrics
     forecast: PrometheusPopularity | None = None  # None: static popularity
 
@@ -89,9 +90,10 @@ def build(settings: Settings, api: client.ApiClient) -> Service:
     )
     if settings.prometheus.url is not None:
         popularity = forecast = prometheus_popularity(settings.prometheus, metrics.registry)
+    binder = KubeBinder(api.configuration, agent_label=settings.agent_label)
     extender = Extender(
         cluster=cache,
-        binder=KubeBinder(api, agent_label=settings.agent_label),
+        binder=binder,
         popularity=popularity,
         scorer=Scorer.from_weights(settings.score_weights),
         rules=FilterRules(max_agent_replicas_per_node=settings.max_agent_replicas_per_node),
@@ -119,6 +121,7 @@ def build(settings: Settings, api: client.ApiClient) -> Service:
         create_app(extender, metrics, config),
         create_probe_app(metrics, config.readiness),
         cache,
+        binder,
         metrics,
         forecast,
     )
@@ -142,13 +145,16 @@ def _server(app: FastAPI, host: str, port: int, **options: Any) -> uvicorn.Serve
     return uvicorn.Server(config)
 
 
-async def _serve_all(servers: list[uvicorn.Server]) -> None:
+async def _serve_all(servers: list[uvicorn.Server], binder: KubeBinder) -> None:
     """Run the servers together; when one stops (e.g. on SIGTERM), stop them all."""
     tasks = [asyncio.create_task(s.serve()) for s in servers]
-    await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    for server in servers:
-        server.should_exit = True
-    await asyncio.gather(*tasks)
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for server in servers:
+            server.should_exit = True
+        await asyncio.gather(*tasks)
+    finally:
+        await binder.close()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -167,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
         log.info("serving probes and metrics on %s:%d", settings.host, settings.probe_port)
         servers.append(_server(service.probe_app, settings.host, settings.probe_port))
     try:
-        asyncio.run(_serve_all(servers))
+        asyncio.run(_serve_all(servers, service.binder))
     finally:
         if packer is not None:
             packer.stop()

@@ -177,6 +177,15 @@ class LocalCluster(Started):
         process = self._components.get(component)
         return process is not None and process.running()
 
+    def pids(self) -> dict[str, int]:
+        """component -> process id, for the components running now."""
+        return {name: p.pid for name, p in self._components.items() if p.running()}
+
+    def health_port(self, component: str) -> int | None:
+        """Where a running component serves /healthz and /metrics (HTTPS for Kubernetes')."""
+        process = self._components.get(component)
+        return process.port if process is not None else None
+
     def check_alive(self) -> None:
         """Raises ComponentFailedError if a started component has exited."""
         for process in self._components.values():

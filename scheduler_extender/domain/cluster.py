@@ -163,6 +163,8 @@ class ClusterState:
     # -- nodes -------------------------------------------------------------
     def upsert_node(self, node: Node) -> None:
         totals = self._nodes.get(node.name)
+        if totals is not None and totals.node == node:
+            return  # e.g. a heartbeat: nothing we account changed, keep the snapshot
         if totals is None:
             self._nodes[node.name] = totals = _NodeTotals(node)
             # Pods may have been watched before their node: account them now.
@@ -193,6 +195,8 @@ class ClusterState:
     # -- pods --------------------------------------------------------------
     def upsert_pod(self, pod: Pod) -> None:
         old = self._pods.get(pod.uid)
+        if old == pod:
+            return  # e.g. a status update we do not read: keep the snapshot
         self._pods[pod.uid] = pod
         self._uid_by_key[pod.key] = pod.uid
         if old is None and not pod.terminal and pod.agent:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from itertools import repeat
 from types import MappingProxyType
 
 import numpy as np
@@ -45,8 +46,7 @@ class Columns:
 
     def rows_of(self, names: Iterable[str]) -> IntArray:
         """Rows of ``names``; -1 for names of unknown nodes."""
-        get = self.rows.get
-        return np.fromiter((get(n, -1) for n in names), dtype=np.int64)
+        return np.fromiter(map(self.rows.get, names, repeat(-1)), dtype=np.int64)
 
     def allocatable_of(self, resource: str, rows: IntArray) -> IntArray:
         column = self.allocatable.get(resource)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from itertools import compress
 
 import numpy as np
 
@@ -76,7 +77,7 @@ def filter_nodes(
         at_limit = columns.agent_counts(pod.agent, rows) >= limit
         code |= np.where(at_limit, 1 << (2 * len(requested) + 1), 0)
     code[~known] = 1  # an unknown node has no other problems worth telling
-    passed = [unique[i] for i in np.flatnonzero(code == 0)]
+    passed = list(compress(unique, (code == 0).tolist()))
     failing = np.flatnonzero(code != 0)
     rejections = {int(c): _explain(int(c), pod, requested, limit) for c in np.unique(code[failing])}
     failed = {unique[i]: rejections[int(code[i])] for i in failing}

@@ -5,8 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-
-import numpy as np
+from itertools import compress
 
 from scheduler_extender.domain.filtering import FilterOutcome, FilterRules, check_node, filter_nodes
 from scheduler_extender.domain.objects import Node, Pod
@@ -89,13 +88,13 @@ class Extender:
         unique = list(dict.fromkeys(names))
         rows = snapshot.columns.rows_of(unique)
         known = rows >= 0
-        hosts = [unique[i] for i in np.flatnonzero(known)]
+        hosts = list(compress(unique, known.tolist()))
         ctx = ScoringContext(snapshot, self.popularity.current(), self.gpu_resource)
         explain = explain or log.isEnabledFor(logging.DEBUG)
         table = self.scorer.score(pod, hosts, rows[known], ctx, explain=explain)
         if log.isEnabledFor(logging.DEBUG):
             _log_top_scores(pod, table)
-        unknown = [unique[i] for i in np.flatnonzero(~known)]
+        unknown = list(compress(unique, (~known).tolist()))
         if not unknown:
             return table
         return ScoreTable(
@@ -104,7 +103,7 @@ class Extender:
             {k: [*v, *([0.0] * len(unknown))] for k, v in table.contributions.items()},
         )
 
-    def bind(self, request: BindRequest) -> str:
+    async def bind(self, request: BindRequest) -> str:
         """Bind the pod; returns the outcome label. Raises BindError."""
         try:
             self._require_fresh()
@@ -113,7 +112,7 @@ class Extender:
         pod = self.cluster.find_pod(request.namespace, request.name)
         if pod is None or pod.uid != request.uid:
             # The watch may lag behind pod creation: ask the API server.
-            pod = self.binder.fetch_pod(request.namespace, request.name)
+            pod = await self.binder.fetch_pod(request.namespace, request.name)
             if pod is None:
                 raise BindError(f"pod {request.namespace}/{request.name} not found", "not_found")
             self.cluster.remember_pod(pod)
@@ -128,9 +127,9 @@ class Extender:
             raise BindError(f"pod {pod.key} is already bound to {pod.node_name}", "bound_elsewhere")
         self._reserve(pod, request.node)
         try:
-            self.binder.bind(pod, request.node)
+            await self.binder.bind(pod, request.node)
         except BindConflictError:
-            current = self.binder.fetch_pod(request.namespace, request.name)
+            current = await self.binder.fetch_pod(request.namespace, request.name)
             if current is not None and current.uid == pod.uid and current.node_name == request.node:
                 return "already_bound"
             self.cluster.forget(pod.uid)

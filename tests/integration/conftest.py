@@ -140,10 +140,10 @@ def fresh_prometheus(tmp_path: Path, traffic: AgentTraffic) -> Iterator[Stack]:
 class NoBinder:
     """These tests filter and prioritize; nothing binds."""
 
-    def fetch_pod(self, namespace: str, name: str) -> Pod | None:
+    async def fetch_pod(self, namespace: str, name: str) -> Pod | None:
         return None
 
-    def bind(self, pod: Pod, node_name: str) -> None:
+    async def bind(self, pod: Pod, node_name: str) -> None:
         raise AssertionError("no bind expected")
 
 

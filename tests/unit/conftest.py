@@ -34,10 +34,10 @@ class FakeBinder:
     calls: int = 0
     fail_with: Exception | None = None
 
-    def fetch_pod(self, namespace: str, name: str) -> Pod | None:
+    async def fetch_pod(self, namespace: str, name: str) -> Pod | None:
         return self.pods.get(f"{namespace}/{name}")
 
-    def bind(self, pod: Pod, node_name: str) -> None:
+    async def bind(self, pod: Pod, node_name: str) -> None:
         self.calls += 1
         if self.fail_with is not None:
             raise self.fail_with

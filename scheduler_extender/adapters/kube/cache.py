@@ -15,7 +15,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,9 +83,10 @@ class ClusterCache(SharedCluster):
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._watches: list[watch.Watch] = []
-        self._gpu_series: set[str] = set()
         self._broken_since: dict[str, float | None] = {"node": None, "pod": None}
+        metrics.node_gpus.source = self._node_gpus
         for kind in self._broken_since:  # export every series from the start, at 0
+            metrics.watch_connections.labels(kind)
             for cause in ("gone", "error", "timeout"):
                 metrics.watch_restarts.labels(kind, cause)
 
@@ -193,8 +194,11 @@ class ClusterCache(SharedCluster):
     def _watch(self, kind: _Kind, version: str) -> str:
         w = watch.Watch()
         self._watches.append(w)
+        events = self._events(w, kind, version)
+        connections = self._metrics.watch_connections.labels(kind.name)
+        connections.inc()
         try:
-            for event in self._events(w, kind, version):
+            for event in events:
                 kind_of_event = event["type"]
                 # With deserialize=False the client yields the event as parsed
                 # JSON: the object is under "object" ("raw_object" is only
@@ -217,13 +221,17 @@ class ClusterCache(SharedCluster):
                         kind.upsert(converted)
                     self.publish_locked()
         finally:
+            # Closed here rather than whenever the generator is collected: the
+            # response and its connection go at once, as the gauge says.
+            events.close()
+            connections.dec()
             self._watches.remove(w)
         self._metrics.watch_restarts.labels(kind.name, "timeout").inc()
         return version
 
     @staticmethod
-    def _events(w: watch.Watch, kind: _Kind, version: str) -> Iterator[dict[str, Any]]:
-        stream: Iterator[dict[str, Any]] = w.stream(
+    def _events(w: watch.Watch, kind: _Kind, version: str) -> Generator[dict[str, Any], None, None]:
+        stream: Generator[dict[str, Any], None, None] = w.stream(
             kind.lister,
             resource_version=version,
             allow_watch_bookmarks=True,
@@ -268,17 +276,9 @@ class ClusterCache(SharedCluster):
         self._metrics.cache_objects.labels("pod").set(pods)
         self._metrics.assumed_pods.set(assumed)
         self._metrics.cache_synced.set(1 if self.synced else 0)
-        snapshot = self.snapshot()
-        for gone in self._gpu_series - set(snapshot.nodes):
-            for series in ("allocatable", "allocated"):
-                self._metrics.node_gpus.remove(gone, series)
-        self._gpu_series = {
-            n for n, s in snapshot.nodes.items() if s.allocatable(self._gpu_resource)
-        }
-        for state in snapshot.nodes.values():
+
+    def _node_gpus(self) -> Iterator[tuple[str, int, int]]:
+        for state in self.snapshot().nodes.values():
             total = state.allocatable(self._gpu_resource)
             if total:
-                self._metrics.node_gpus.labels(state.name, "allocatable").set(total)
-                self._metrics.node_gpus.labels(state.name, "allocated").set(
-                    total - state.free(self._gpu_resource)
-                )
+                yield state.name, total, total - state.free(self._gpu_resource)

@@ -176,3 +176,18 @@ def test_incremental_columns_agree_with_a_rebuild_after_random_churn() -> None:
                     assert snap.columns.agent_counts(agent, rows)[0] == snap.nodes[name].agents.get(
                         agent, 0
                     )
+
+
+def test_events_that_change_nothing_we_account_keep_the_snapshot() -> None:
+    """kwok heartbeats and pod status updates must not cost a snapshot rebuild."""
+    state = ClusterState()
+    state.upsert_node(node("a", 8))
+    running = pod("r", 3, node="a", phase="Running")
+    state.upsert_pod(running)
+    before = state.snapshot()
+    state.upsert_node(node("a", 8))
+    state.upsert_pod(dataclasses.replace(running))
+    assert state.snapshot() is before
+    state.upsert_pod(dataclasses.replace(running, phase="Succeeded"))
+    assert state.snapshot() is not before
+    assert gpus_free(state, "a") == 8
