@@ -18,13 +18,16 @@ def test_binds_fetches_and_refuses_what_the_api_server_refuses(
     api: client.ApiClient, namespace: str
 ) -> None:
     # No scheduler serves this name: only our binder binds the pod.
-    workload.create_pods(api, [workload.gpu_pod("solo", namespace=namespace, scheduler_name="none")])
+    workload.create_pods(
+        api, [workload.gpu_pod("solo", namespace=namespace, scheduler_name="none")]
+    )
 
     async def scenario() -> tuple[Pod | None, Pod | None, Pod | None]:
         binder = KubeBinder(api.configuration, agent_label=AGENT_LABEL)
         try:
             pod = await binder.fetch_pod(namespace, "solo")
-            assert pod is not None and not pod.node_name
+            assert pod is not None
+            assert not pod.node_name
             stale = Pod(pod.name, pod.namespace, "0000-not-the-uid")
             with pytest.raises(BindConflictError, match="UID"):  # the precondition holds
                 await binder.bind(stale, "gpu-x")
@@ -33,12 +36,16 @@ def test_binds_fetches_and_refuses_what_the_api_server_refuses(
                 await binder.bind(pod, "gpu-y")
             # A name that would climb out of the pod's path is quoted, so it names no pod.
             escaped = await binder.fetch_pod(namespace, "../pods/solo")
-            return await binder.fetch_pod(namespace, "solo"), escaped, await binder.fetch_pod(
-                namespace, "missing"
+            return (
+                await binder.fetch_pod(namespace, "solo"),
+                escaped,
+                await binder.fetch_pod(namespace, "missing"),
             )
         finally:
             await binder.close()
 
     bound, escaped, missing = asyncio.run(scenario())
-    assert bound is not None and bound.node_name == "gpu-x"
-    assert escaped is None and missing is None
+    assert bound is not None
+    assert bound.node_name == "gpu-x"
+    assert escaped is None
+    assert missing is None
