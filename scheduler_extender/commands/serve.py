@@ -14,6 +14,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 from kubernetes import client
+from starlette.types import ASGIApp
 
 from scheduler_extender.adapters.kube.binder import KubeBinder
 from scheduler_extender.adapters.kube.cache import ClusterCache
@@ -66,7 +67,7 @@ def add_parser(subparsers: Any) -> None:
 
 @dataclass
 class Service:
-    app: FastAPI
+    app: ASGIApp
     probe_app: FastAPI  # health, readiness and metrics alone (see --probe-port)
     cache: ClusterCache
     binder: KubeBinder
@@ -140,7 +141,7 @@ def tls_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
-def _server(app: FastAPI, host: str, port: int, **options: Any) -> uvicorn.Server:
+def _server(app: ASGIApp, host: str, port: int, **options: Any) -> uvicorn.Server:
     config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, **options)
     return uvicorn.Server(config)
 

@@ -73,3 +73,25 @@ def test_unknown_route_is_404_json(harness: Harness) -> None:
 
 def test_debug_endpoints_are_off_by_default(harness: Harness) -> None:
     assert harness.client.get("/debug/scores", params={"pod": "a/b"}).status_code == 404
+
+
+def test_verbs_answer_only_post(harness: Harness) -> None:
+    response = harness.client.get("/scheduler/filter")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    assert "POST" in response.json()["error"]
+
+
+def test_an_unexpected_error_is_a_json_500_and_the_service_goes_on(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_: object, **__: object) -> None:
+        raise RuntimeError("bug")
+
+    body = {"Pod": pod_json("p", 1), "NodeNames": ["a"]}
+    monkeypatch.setattr(harness.extender, "filter", broken)
+    reply = harness.client.post("/scheduler/filter", json=body)
+    assert reply.status_code == 500
+    assert "internal error" in reply.json()["error"]
+    monkeypatch.undo()
+    assert harness.client.post("/scheduler/filter", json=body).status_code == 200
