@@ -41,6 +41,10 @@ def ssl_context(configuration: client.Configuration) -> ssl.SSLContext | bool:
     return context
 
 
+# At most this many connections to the API server are open for binds; more binds wait.
+CONNECTIONS = 64
+
+
 class KubeBinder:
     def __init__(
         self,
@@ -48,7 +52,7 @@ class KubeBinder:
         *,
         agent_label: str,
         timeout: float = 10.0,
-        connections: int = 64,
+        connections: int = CONNECTIONS,
     ) -> None:
         self._configuration = configuration
         self._base = configuration.host.rstrip("/")

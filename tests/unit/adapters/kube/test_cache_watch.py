@@ -1,0 +1,119 @@
+"""The cache's watch: counted as open while it streams, its response closed when it ends."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from scheduler_extender.adapters.kube.cache import ClusterCache, _Kind
+from scheduler_extender.adapters.kube.schema import node_from_json
+from scheduler_extender.adapters.metrics import Metrics
+from tests.builders import GPU, node_json
+
+
+class StreamedResponse:
+    """What the official client returns for a watch with ``_preload_content=False``."""
+
+    status = 200
+
+    def __init__(self, events: list[dict[str, Any]], *, fail_after: bool = False) -> None:
+        self.events = events
+        self.fail_after = fail_after
+        self.open_while_streaming: list[float | None] = []
+        self.watches: Callable[[], float | None] = lambda: None
+        self.closed = False
+
+    def stream(self, amt: int | None = None, decode_content: bool = False) -> Iterator[bytes]:
+        for event in self.events:
+            self.open_while_streaming.append(self.watches())
+            yield json.dumps(event).encode() + b"\n"
+        if self.fail_after:
+            raise ConnectionResetError("the API server went away")
+
+    def close(self) -> None:
+        self.closed = True
+
+    def release_conn(self) -> None:
+        pass
+
+
+def open_watches(metrics: Metrics) -> float | None:
+    return metrics.registry.get_sample_value(
+        "scheduler_extender_watch_connections", {"kind": "node"}
+    )
+
+
+def added_node() -> dict[str, Any]:
+    obj = node_json("n0", 8)
+    obj["metadata"]["resourceVersion"] = "5"
+    return {"type": "ADDED", "object": obj}
+
+
+def watch_nodes(response: StreamedResponse) -> tuple[ClusterCache, _Kind, Metrics]:
+    metrics = Metrics()
+    cache = ClusterCache(
+        client.ApiClient(),
+        agent_label="agent",
+        assume_timeout=30.0,
+        backoff_max=1.0,
+        metrics=metrics,
+        gpu_resource=GPU,
+    )
+    response.watches = lambda: open_watches(metrics)
+
+    def list_node(**kwargs: Any) -> StreamedResponse:
+        """:return: V1NodeList"""
+        return response
+
+    kind = _Kind(
+        "node",
+        list_node,
+        node_from_json,
+        cache.state.replace_nodes,
+        cache.state.upsert_node,
+        lambda n: cache.state.delete_node(n.name),
+    )
+    return cache, kind, metrics
+
+
+def test_a_watch_is_open_while_it_streams_and_closed_when_it_ends() -> None:
+    response = StreamedResponse([added_node()])
+    cache, kind, metrics = watch_nodes(response)
+    assert open_watches(metrics) == 0
+
+    assert cache._watch(kind, "1") == "5"
+
+    assert response.open_while_streaming == [1.0]
+    assert open_watches(metrics) == 0
+    assert response.closed
+
+
+def test_a_broken_watch_is_closed_and_no_longer_counted() -> None:
+    response = StreamedResponse([added_node()], fail_after=True)
+    cache, kind, metrics = watch_nodes(response)
+
+    with pytest.raises(ConnectionResetError):
+        cache._watch(kind, "1")
+
+    assert response.open_while_streaming == [1.0]
+    assert open_watches(metrics) == 0
+    assert response.closed
+
+
+def test_a_watch_left_early_is_closed_before_the_error_is_handled() -> None:
+    # An event the cache cannot read ends the loop while the stream is suspended. The
+    # caller keeps the exception (and with it this frame) through its backoff: the
+    # response must not wait for the generator to be collected.
+    response = StreamedResponse([{"type": "ADDED"}, added_node()])
+    cache, kind, metrics = watch_nodes(response)
+
+    with pytest.raises(KeyError) as caught:
+        cache._watch(kind, "1")
+
+    assert caught.value is not None  # still held, as during the backoff
+    assert response.closed
+    assert open_watches(metrics) == 0
