@@ -10,7 +10,6 @@ requests read the published snapshot and never wait for the API server.
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import random
 import threading
@@ -19,7 +18,8 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from kubernetes import client, watch
+import orjson
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
@@ -82,7 +82,7 @@ class ClusterCache(SharedCluster):
         self._synced = {"node": threading.Event(), "pod": threading.Event()}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._watches: list[watch.Watch] = []
+        self._responses: list[Any] = []  # open watch responses, shut down by stop()
         self._broken_since: dict[str, float | None] = {"node": None, "pod": None}
         metrics.node_gpus.source = self._node_gpus
         for kind in self._broken_since:  # export every series from the start, at 0
@@ -130,8 +130,9 @@ class ClusterCache(SharedCluster):
 
     def stop(self) -> None:
         self._stop.set()
-        for w in list(self._watches):
-            w.stop()
+        for response in list(self._responses):
+            # Unblocks the watch thread's read at once (closing could wait for it).
+            response.shutdown()
 
     # -- internals --------------------------------------------------------------
     def _run(self, kind: _Kind) -> None:
@@ -142,7 +143,6 @@ class ClusterCache(SharedCluster):
                 if version is None:
                     version = self._list(kind)
                     self._broken_since[kind.name] = None
-                    self._synced[kind.name].set()
                     freeze_long_lived_objects()
                     self._refresh_gauges()
                 version = self._watch(kind, version)
@@ -176,7 +176,7 @@ class ClusterCache(SharedCluster):
             response = kind.lister(
                 limit=LIST_PAGE_SIZE, _continue=token, _preload_content=False, _request_timeout=60
             )
-            body = json.loads(response.data)
+            body = orjson.loads(response.data)
             for raw in body.get("items", []):
                 converted = self._convert(kind, raw)
                 if converted is not None:
@@ -187,22 +187,19 @@ class ClusterCache(SharedCluster):
                 break
         with self._lock:
             kind.replace(items)
+            # Before publishing, so that the snapshot published says synced too.
+            self._synced[kind.name].set()
             self.publish_locked()
         log.info("listed %d %ss at resourceVersion %s", len(items), kind.name, version)
         return version
 
     def _watch(self, kind: _Kind, version: str) -> str:
-        w = watch.Watch()
-        self._watches.append(w)
-        events = self._events(w, kind, version)
+        events = self._events(kind, version)
         connections = self._metrics.watch_connections.labels(kind.name)
         connections.inc()
         try:
             for event in events:
                 kind_of_event = event["type"]
-                # With deserialize=False the client yields the event as parsed
-                # JSON: the object is under "object" ("raw_object" is only
-                # added when it deserializes).
                 raw = event["object"]
                 if kind_of_event == "ERROR":
                     if raw.get("code") == 410:
@@ -225,23 +222,39 @@ class ClusterCache(SharedCluster):
             # response and its connection go at once, as the gauge says.
             events.close()
             connections.dec()
-            self._watches.remove(w)
         self._metrics.watch_restarts.labels(kind.name, "timeout").inc()
         return version
 
-    @staticmethod
-    def _events(w: watch.Watch, kind: _Kind, version: str) -> Generator[dict[str, Any], None, None]:
-        stream: Generator[dict[str, Any], None, None] = w.stream(
-            kind.lister,
+    def _events(self, kind: _Kind, version: str) -> Generator[dict[str, Any], None, None]:
+        """The watch's events, parsed, one per line of the streamed response.
+
+        Read here rather than through the client's ``watch.Watch``: without
+        deserializing it fails on the API server's ERROR events (it looks for a
+        key it only adds when deserializing), which turned 410 Gone into an
+        error and a backoff; and its line splitting costs more than parsing.
+        """
+        response = kind.lister(
+            watch=True,
             resource_version=version,
             allow_watch_bookmarks=True,
             timeout_seconds=WATCH_TIMEOUT_SECONDS,
             # A connection that hangs without closing is noticed by this read timeout
             # (the API server sends a bookmark at least every minute).
             _request_timeout=(10, WATCH_READ_TIMEOUT_SECONDS),
-            deserialize=False,
+            _preload_content=False,
         )
-        return stream
+        self._responses.append(response)
+        try:
+            partial = b""
+            for chunk in response.stream(None, decode_content=False):
+                *lines, partial = (partial + chunk).split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        yield orjson.loads(line)
+        finally:
+            self._responses.remove(response)
+            response.close()
+            response.release_conn()
 
     def _convert(self, kind: _Kind, raw: Any) -> Node | Pod | None:
         try:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from scheduler_extender.adapters.kube.cache import ClusterCache, _Kind
+from scheduler_extender.adapters.kube.cache import ClusterCache, _GoneError, _Kind
 from scheduler_extender.adapters.kube.schema import node_from_json
 from scheduler_extender.adapters.metrics import Metrics
 from tests.builders import GPU, node_json
@@ -117,3 +117,29 @@ def test_a_watch_left_early_is_closed_before_the_error_is_handled() -> None:
     assert caught.value is not None  # still held, as during the backoff
     assert response.closed
     assert open_watches(metrics) == 0
+
+
+class ChoppedResponse(StreamedResponse):
+    """Chunks that do not follow line boundaries, as a proxy or the API server may send."""
+
+    def stream(self, amt: int | None = None, decode_content: bool = False) -> Iterator[bytes]:
+        data = b"".join(super().stream(amt, decode_content))
+        for start in range(0, len(data), 7):
+            yield data[start : start + 7]
+
+
+def test_events_split_across_chunks_are_read_whole() -> None:
+    second = added_node()
+    second["object"]["metadata"].update(name="n1", resourceVersion="6")
+    cache, kind, _ = watch_nodes(ChoppedResponse([added_node(), second]))
+
+    assert cache._watch(kind, "1") == "6"
+    assert set(cache.snapshot().nodes) == {"n0", "n1"}
+
+
+def test_an_expired_watch_is_relisted_not_treated_as_an_error() -> None:
+    gone = {"type": "ERROR", "object": {"kind": "Status", "code": 410, "message": "too old"}}
+    cache, kind, _ = watch_nodes(StreamedResponse([gone]))
+
+    with pytest.raises(_GoneError):
+        cache._watch(kind, "1")
