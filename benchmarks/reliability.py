@@ -76,6 +76,25 @@ def scenarios(runs: int) -> list[Scenario]:
             runs=runs,
         ),
         Scenario(
+            "Prometheus killed and restarted",
+            ("tests/e2e/test_prometheus_restart.py",),
+            "the Prometheus feeding the forecast SIGKILLed while GPU pods are scheduled, then "
+            "restarted on its port and data directory: every pod is bound throughout; a second "
+            "Prometheus evaluating the chart's SchedulerExtenderForecastStale rule (threshold and "
+            "for: scaled down to 24 s and 4 s) sees it fire, then resolve after the restart",
+            runs=runs,
+        ),
+        Scenario(
+            "Packer faults",
+            ("tests/e2e/test_packer_faults.py",),
+            "a packing plan of two evictions, its executor SIGKILLed after the first: no pod lost, "
+            "no GPU over-allocated, the killed process's reservations gone from the filter, the "
+            "next plan made from the real state; two packer replicas, the leader SIGKILLed "
+            "mid-plan: the standby takes the Lease within 15 s + 2 retry periods + 5 s and "
+            "finishes; every eviction announced by the replica that made it, each pod evicted once",
+            runs=runs,
+        ),
+        Scenario(
             "Untrusted callers",
             (
                 "tests/e2e/test_mtls.py",
@@ -88,7 +107,9 @@ def scenarios(runs: int) -> list[Scenario]:
         Scenario(
             "Soak: 10 minutes, 500 nodes, pod churn",
             ("tests/e2e/test_soak.py",),
-            "steady scheduling with churn: memory and cache objects stay flat (slope), no watch leak",
+            "steady scheduling with churn: memory, cached objects and file descriptors other than "
+            "API server connections stay flat (slope); those stay within the connection pools' "
+            "bound and are reused by binds that do not overlap; one watch per kind",
             env=(("SOAK_SECONDS", "600"),),
         ),
     ]

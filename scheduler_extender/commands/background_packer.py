@@ -19,12 +19,12 @@ from kubernetes import client
 from prometheus_client import CollectorRegistry
 
 from scheduler_extender.adapters.autoscaler.leader import LeaderElector, LeaseConfig
+from scheduler_extender.adapters.kube.cache import ClusterCache
 from scheduler_extender.adapters.packer.kube import CacheObjects, KubePackerApi
 from scheduler_extender.adapters.packer.metrics import PackerMetrics
 from scheduler_extender.config import Settings
 from scheduler_extender.domain.packing.policy import PackingPolicy
 from scheduler_extender.domain.packing.solver import SolveOptions
-from scheduler_extender.domain.shared import SharedCluster
 from scheduler_extender.service.packer import Packer, PackerConfig
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ class BackgroundPacker:
 
 
 def build_background_packer(
-    settings: Settings, api: client.ApiClient, cache: SharedCluster, registry: CollectorRegistry
+    settings: Settings, api: client.ApiClient, cache: ClusterCache, registry: CollectorRegistry
 ) -> BackgroundPacker | None:
     """The packer, not started yet; its metrics go to ``registry``. None when disabled."""
     cfg = settings.packer

@@ -12,13 +12,13 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
+from scheduler_extender.adapters.kube.cache import ClusterCache
 from scheduler_extender.adapters.kube.events import EventPoster, ObjectRef
 from scheduler_extender.adapters.packer.schema import budget_from_json
 from scheduler_extender.domain.objects import Node, Pod
 from scheduler_extender.domain.packing.disruption import DisruptionBudget
 from scheduler_extender.domain.packing.ports import Eviction
 from scheduler_extender.domain.packing.reservations import ReservationBook
-from scheduler_extender.domain.shared import SharedCluster
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +28,16 @@ COMPONENT = "scheduler-extender-packer"
 class CacheObjects:
     """Nodes and pods from the extender's cache; reservations published through it."""
 
-    def __init__(self, cache: SharedCluster) -> None:
+    def __init__(self, cache: ClusterCache) -> None:
         self._cache = cache
 
     @property
     def synced(self) -> bool:
-        return self._cache.snapshot().synced
+        # The cache's own flag (the one /readyz reports), not its snapshot's copy: the
+        # cache marks itself synced just after publishing its last list, and a snapshot
+        # is rebuilt only on a change, so in a quiet cluster the snapshot said "not
+        # synced" until the next watch event (minutes), and the packer never planned.
+        return self._cache.synced
 
     def objects(self) -> tuple[Sequence[Node], Sequence[Pod]]:
         with self._cache.locked():
