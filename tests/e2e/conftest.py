@@ -64,6 +64,7 @@ import logging
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes import client
@@ -146,3 +147,23 @@ def reconfigurable_cluster(cluster: LocalCluster) -> Iterator[LocalCluster]:
     yield cluster
     cluster.start_extender(env=cluster.options.extender_env, args=cluster.options.extender_args)
     cluster.start_scheduler(extender=True)
+
+
+@pytest.fixture
+def classes(api: client.ApiClient) -> Iterator[tuple[str, str]]:
+    """(high, low) PriorityClasses that never preempt: only the packer can help."""
+    suffix = uuid.uuid4().hex[:6]
+    scheduling = client.SchedulingV1Api(api)
+    names = (f"e2e-high-{suffix}", f"e2e-low-{suffix}")
+    for name, value in zip(names, (100_000, 1_000), strict=True):
+        body: Any = {  # the client's models accept plain dicts; its stubs do not say so
+            "apiVersion": "scheduling.k8s.io/v1",
+            "kind": "PriorityClass",
+            "metadata": {"name": name},
+            "value": value,
+            "preemptionPolicy": "Never",
+        }
+        scheduling.create_priority_class(body)
+    yield names
+    for name in names:
+        scheduling.delete_priority_class(name)

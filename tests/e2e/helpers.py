@@ -155,3 +155,27 @@ class NodePool:
 
     def delete(self) -> None:
         nodes.delete_nodes(self.api, self.node_names)
+
+
+def gpu_deployment(
+    name: str,
+    namespace: str,
+    pool: NodePool,
+    priority_class: str,
+    *,
+    gpus: int = 4,
+    labels: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """A one-replica Deployment of GPU pods pinned to ``pool``, at ``priority_class``."""
+    spec = workload.pod_spec(scheduler_name=pool.scheduler_name, gpus=gpus, **pool.placement)
+    spec["priorityClassName"] = priority_class
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name, **(labels or {})}}, "spec": spec},
+        },
+    }

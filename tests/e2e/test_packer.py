@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,30 +21,17 @@ from kubernetes.client.exceptions import ApiException
 
 from scheduler_extender.devcluster import workload
 from scheduler_extender.devcluster.cluster import LocalCluster
-from tests.e2e.helpers import NodePool, bound, events_for, list_pods, overallocated, wait_for
+from tests.e2e.helpers import (
+    NodePool,
+    bound,
+    events_for,
+    gpu_deployment,
+    list_pods,
+    overallocated,
+    wait_for,
+)
 
 GPU = workload.GPU_RESOURCE
-
-
-@pytest.fixture
-def classes(api: client.ApiClient) -> Iterator[tuple[str, str]]:
-    """(high, low) PriorityClasses that never preempt: only the packer can help."""
-    suffix = uuid.uuid4().hex[:6]
-    scheduling = client.SchedulingV1Api(api)
-    names = (f"e2e-high-{suffix}", f"e2e-low-{suffix}")
-    for name, value in zip(names, (100_000, 1_000), strict=True):
-        scheduling.create_priority_class(
-            {
-                "apiVersion": "scheduling.k8s.io/v1",
-                "kind": "PriorityClass",
-                "metadata": {"name": name},
-                "value": value,
-                "preemptionPolicy": "Never",
-            }
-        )
-    yield names
-    for name in names:
-        scheduling.delete_priority_class(name)
 
 
 def packer_env(cluster: LocalCluster, *, dry_run: bool) -> dict[str, str]:
@@ -59,21 +45,6 @@ def packer_env(cluster: LocalCluster, *, dry_run: bool) -> dict[str, str]:
         "SCHEDULER_EXTENDER_PACKER__EVICTIONS_PER_MINUTE": "120",
         "SCHEDULER_EXTENDER_PACKER__LEASE_NAMESPACE": "default",
         "SCHEDULER_EXTENDER_PACKER__LEASE_NAME": f"e2e-packer-{uuid.uuid4().hex[:6]}",
-    }
-
-
-def deployment(name: str, namespace: str, pool: NodePool, priority_class: str) -> dict[str, Any]:
-    spec = workload.pod_spec(scheduler_name=pool.scheduler_name, gpus=4, **pool.placement)
-    spec["priorityClassName"] = priority_class
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": {"app": name, "tier": "low"}}, "spec": spec},
-        },
     }
 
 
@@ -111,7 +82,9 @@ def fragment(
         if bare:
             workload.create_pods(api, [gpu_pod(name, namespace, pool, low, 4)])
         else:
-            apps.create_namespaced_deployment(namespace, deployment(name, namespace, pool, low))
+            apps.create_namespaced_deployment(
+                namespace, gpu_deployment(name, namespace, pool, low, labels={"tier": "low"})
+            )
         where[name] = placed(api, namespace, name)["spec"]["nodeName"]
         if i == 0:
             cordon(api, where[name], True)  # the second one must go to the other node

@@ -50,20 +50,19 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
 import httpx
-import pytest
 from kubernetes import client, watch
 from prometheus_client.parser import text_string_to_metric_families
 
 from scheduler_extender.devcluster import schedconfig, workload
 from scheduler_extender.devcluster.cluster import LocalCluster
 from scheduler_extender.devcluster.processes import ManagedProcess, free_port, wait_until
-from tests.e2e.helpers import NodePool, bound, list_pods, overallocated, wait_for
+from tests.e2e.helpers import NodePool, bound, gpu_deployment, list_pods, overallocated, wait_for
 from tests.support.figures import record
 
 LOWS = ("low-a", "low-b", "low-c", "low-d")
@@ -77,26 +76,6 @@ RETRY_SECONDS = 2
 # for a busy 2-core machine.
 TAKEOVER_BOUND = LEASE_SECONDS + 2 * RETRY_SECONDS + 5
 new_watch: Any = watch.Watch  # the client is not annotated
-
-
-@pytest.fixture
-def classes(api: client.ApiClient) -> Iterator[tuple[str, str]]:
-    """(high, low) PriorityClasses that never preempt: only the packer can help."""
-    suffix = uuid.uuid4().hex[:6]
-    scheduling = client.SchedulingV1Api(api)
-    names = (f"e2e-high-{suffix}", f"e2e-low-{suffix}")
-    for name, value in zip(names, (100_000, 1_000), strict=True):
-        body: Any = {
-            "apiVersion": "scheduling.k8s.io/v1",
-            "kind": "PriorityClass",
-            "metadata": {"name": name},
-            "value": value,
-            "preemptionPolicy": "Never",
-        }
-        scheduling.create_priority_class(body)
-    yield names
-    for name in names:
-        scheduling.delete_priority_class(name)
 
 
 def packer_env(cluster: LocalCluster, lease: tuple[str, str], identity: str) -> dict[str, str]:
@@ -119,21 +98,6 @@ def packer_env(cluster: LocalCluster, lease: tuple[str, str], identity: str) -> 
 
 
 # -- the scenario -------------------------------------------------------------------
-def low_deployment(name: str, namespace: str, pool: NodePool, priority: str) -> dict[str, Any]:
-    spec = workload.pod_spec(scheduler_name=pool.scheduler_name, gpus=4, **pool.placement)
-    spec["priorityClassName"] = priority
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": {"app": name}}, "spec": spec},
-        },
-    }
-
-
 def trainer(name: str, namespace: str, pool: NodePool, priority: str) -> dict[str, Any]:
     pod = pool.pod(name, namespace=namespace, gpus=8)
     pod["spec"]["priorityClassName"] = priority
@@ -157,7 +121,7 @@ def fragment(api: client.ApiClient, namespace: str, pool: NodePool, low: str) ->
     apps = client.AppsV1Api(api)
     taken: list[str] = []
     for name in LOWS:
-        body: Any = low_deployment(name, namespace, pool, low)
+        body: Any = gpu_deployment(name, namespace, pool, low)
         apps.create_namespaced_deployment(namespace, body)
 
         def placed(name: str = name) -> str | None:
