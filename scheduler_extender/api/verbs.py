@@ -105,6 +105,7 @@ class Verbs:
         try:
             outcome = await self.extender.bind(request)
         except BindError as exc:
+            log.warning("bind of %s/%s refused: %s", args.pod_namespace, args.pod_name, exc)
             self.metrics.binds.labels(exc.outcome).inc()
             self.metrics.decisions.labels("bind", "error").inc()
             if exc.outcome in ("insufficient", "conflict"):

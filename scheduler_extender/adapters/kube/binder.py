@@ -13,6 +13,7 @@ works here too (bearer tokens are re-read, e.g. a rotated ServiceAccount token).
 from __future__ import annotations
 
 import ssl
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -98,9 +99,12 @@ class KubeBinder:
         headers = {"Accept": "application/json"}
         if data is not None:
             headers["Content-Type"] = "application/json"
-        token = self._configuration.get_api_key_with_prefix("authorization")
-        if token:
-            headers["Authorization"] = token
+        # The client's own view of its credentials: a ServiceAccount or kubeconfig
+        # token (re-read when it rotates); client certificates are in the TLS context.
+        settings: Mapping[str, Any] = self._configuration.auth_settings()
+        for setting in settings.values():
+            if setting["in"] == "header" and setting["value"]:
+                headers[setting["key"]] = setting["value"]
         async with self._client().request(
             method,
             self._base + path,
