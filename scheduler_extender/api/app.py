@@ -38,7 +38,6 @@ class AppConfig:
 def create_app(extender: Extender, metrics: Metrics, config: AppConfig) -> ASGIApp:
     """The verbs on their short path (see ``api/verbs.py``) in front of the FastAPI app."""
     app = FastAPI(title="scheduler-extender", version="0.1.0", docs_url=None, redoc_url=None)
-    app.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes)
     prefix = config.url_prefix
 
     @app.exception_handler(StarletteHTTPException)
@@ -58,7 +57,8 @@ def create_app(extender: Extender, metrics: Metrics, config: AppConfig) -> ASGIA
         add_debug_routes(app, extender)
     document_paths(app, verb_openapi_paths(prefix))
     verbs = Verbs(extender, metrics, config.agent_label)
-    return VerbRouter(app, verbs.routes(prefix), metrics, config.max_body_bytes)
+    # Outermost: no path buffers a body over the limit.
+    return BodySizeLimit(VerbRouter(app, verbs.routes(prefix), metrics), config.max_body_bytes)
 
 
 def document_paths(app: FastAPI, paths: Mapping[str, Any]) -> None:

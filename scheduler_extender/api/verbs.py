@@ -8,9 +8,9 @@ resolution). ``VerbRouter`` therefore answers these three paths itself, in
 front of the FastAPI application that serves everything else and documents the
 verbs in its OpenAPI schema (``verb_openapi_paths``).
 
-What the framework did for these paths is done here: the body size limit
-(413), JSON errors naming the field (400), a 500 with a JSON body for an
-unexpected error, and the request metrics.
+What the framework did for these paths is done here: JSON errors naming the
+field (400), a 500 with a JSON body for an unexpected error, and the request
+metrics. The body size limit (413) wraps both, see ``api/limits.py``.
 """
 
 from __future__ import annotations
@@ -169,12 +169,10 @@ class VerbRouter:
         app: ASGIApp,
         routes: Mapping[str, tuple[str, Callable[[bytes], Awaitable[Reply]]]],
         metrics: Metrics,
-        max_body_bytes: int,
     ) -> None:
         self.app = app
         self._routes = dict(routes)
         self._metrics = metrics
-        self._max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = self._routes.get(scope["path"]) if scope["type"] == "http" else None
@@ -196,10 +194,7 @@ class VerbRouter:
     async def _answer(
         self, scope: Scope, receive: Receive, handler: Callable[[bytes], Awaitable[Reply]]
     ) -> Reply:
-        body = await self._body(scope, receive)
-        if body is None:
-            limit = self._max_body_bytes
-            return Reply.json({"error": f"request body exceeds the limit of {limit} bytes"}, 413)
+        body = await _body(receive)
         try:
             return await handler(body)
         except _BadRequestError as bad:
@@ -208,24 +203,16 @@ class VerbRouter:
             log.exception("unexpected error answering %s", scope["path"])
             return Reply.json({"error": "internal error (logged by the extender)"}, 500)
 
-    async def _body(self, scope: Scope, receive: Receive) -> bytes | None:
-        """The whole body, or None once it is over the limit (declared or streamed)."""
-        for name, value in scope.get("headers", []):
-            if name == b"content-length" and value.isdigit() and int(value) > self._max_body_bytes:
-                return None
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return b""  # the client went away; whatever we answer is dropped
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self._max_body_bytes:
-                return None
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
+
+async def _body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b""  # the client went away; whatever we answer is dropped
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 async def _send(send: Send, reply: Reply, *headers: tuple[bytes, bytes]) -> None:
