@@ -2,13 +2,17 @@
 
 1000 fake GPU nodes, 2000 pending one-GPU pods of 40 agents. The pods are
 created while no scheduler runs; then kube-scheduler starts and a watch times
-every bind. Two runs on the same cluster, in this order:
+every bind. Three runs on the same cluster, in this order:
 
 1. kube-scheduler alone (the extender is stopped too, so its watches cost nothing);
-2. kube-scheduler calling the extender (filter, prioritize and bind).
+2. kube-scheduler calling the extender (filter, prioritize and bind);
+3. kube-scheduler calling a no-op extender written in Go (``noop_extender/``):
+   it passes every node, scores them all 0 and posts the Binding. That is the
+   cost of the extender protocol itself on this machine, whatever the
+   extender's language and policies: the floor under run 2.
 
 Throughput is (pods - 1) / (last bind - first bind): the steady scheduling
-rate, without the scheduler's start-up. Both runs raise the scheduler's
+rate, without the scheduler's start-up. All runs raise the scheduler's
 client rate limit (qps 50 by default) so that neither is capped by it: with
 the limit, kube-scheduler alone would be held to its own binding calls'
 rate while the extender's binds (made by the extender) are not limited.
@@ -20,10 +24,12 @@ import argparse
 import json
 import logging
 import os
+import shutil
+import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +39,7 @@ from kubernetes import client, watch
 from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.common import machine, write_section
-from scheduler_extender.devcluster import nodes, workload
+from scheduler_extender.devcluster import nodes, schedconfig, workload
 from scheduler_extender.devcluster.cluster import ClusterOptions, LocalCluster
 
 SECTION = "End-to-end scheduling throughput (make bench-e2e)"
@@ -191,6 +197,46 @@ def extender_latency(metrics_url: str) -> dict[str, tuple[float, int]]:
     return out
 
 
+NOOP_SOURCE = Path(__file__).with_name("noop_extender")
+
+
+def build_noop_extender(directory: Path) -> Path:
+    """Builds the no-op Go extender (standard library only) into ``directory``."""
+    go = shutil.which("go")
+    if go is None:
+        raise SystemExit("bench-e2e: the no-op baseline extender needs a Go toolchain on PATH")
+    binary = directory / "noop-extender"
+    print("building the no-op extender (Go) ...", flush=True)
+    subprocess.run(
+        [go, "build", "-o", str(binary), "."],
+        cwd=NOOP_SOURCE,
+        env={
+            **os.environ,
+            "GOFLAGS": "-buildvcs=false",
+            "CGO_ENABLED": "0",
+            "GOTOOLCHAIN": "local",
+        },
+        check=True,
+    )
+    return binary
+
+
+def start_noop_extender(cluster: LocalCluster, binary: Path) -> None:
+    pki = cluster.pki
+    prefix = schedconfig.extender_path(cluster.base_scheduler_config).rstrip("/") + "/"
+    cluster.start_extender(
+        command=[
+            str(binary),
+            f"-listen=127.0.0.1:{cluster.extender_endpoint.port}",
+            f"-prefix={prefix}",
+            f"-server={cluster.server}",
+            f"-ca={pki.ca_cert}",
+            f"-cert={pki.admin_cert}",
+            f"-key={pki.admin_key}",
+        ]
+    )
+
+
 def pending_pods(namespace: str, count: int, scheduler_name: str) -> list[dict[str, Any]]:
     agents = workload.skewed_agents(40, total_replicas=count)
     return [
@@ -206,13 +252,22 @@ def pending_pods(namespace: str, count: int, scheduler_name: str) -> list[dict[s
     ]
 
 
-def measure(cluster: LocalCluster, name: str, *, extender: bool, pods: int) -> Run:
+def measure(
+    cluster: LocalCluster,
+    key: str,
+    name: str,
+    *,
+    extender: Callable[[], object] | None,
+    pods: int,
+) -> Run:
+    """One run in namespace bench-``key``; ``extender`` (re)starts the extender
+    kube-scheduler calls (None: kube-scheduler alone)."""
     api = cluster.api_client()
     core = client.CoreV1Api(api)
-    namespace = f"bench-{'extender' if extender else 'alone'}"
+    namespace = f"bench-{key}"
     cluster.stop_scheduler()
-    if extender:
-        cluster.start_extender()
+    if extender is not None:
+        extender()
     else:
         cluster.stop_extender()
     workload.ensure_namespace(api, namespace)
@@ -221,7 +276,7 @@ def measure(cluster: LocalCluster, name: str, *, extender: bool, pods: int) -> R
     listing: Any = core.list_namespaced_pod(namespace, limit=1, _preload_content=False)
     clock = BindClock(api, namespace, json.loads(listing.data)["metadata"]["resourceVersion"])
     print(f"[{name}] starting kube-scheduler ...", flush=True)
-    cluster.start_scheduler(extender=extender, overrides=RATE_LIMITS)
+    cluster.start_scheduler(extender=extender is not None, overrides=RATE_LIMITS)
     ready = time.monotonic()
     pids = cluster.pids()
     cpu_before = cpu_seconds(pids)
@@ -259,6 +314,7 @@ def measure(cluster: LocalCluster, name: str, *, extender: bool, pods: int) -> R
 def report(
     runs: list[Run],
     ratio: float,
+    floor_ratio: float,
     latency: Mapping[str, tuple[float, int]],
     args: argparse.Namespace,
     startup: float,
@@ -268,7 +324,7 @@ def report(
         f"| {1000 * r.phases.get('scheduling_algorithm', 0.0):.2f} ms |"
         for r in runs
     )
-    components = sorted({c for r in runs for c in r.cpu}, key=lambda c: -runs[-1].cpu.get(c, 0.0))
+    components = sorted({c for r in runs for c in r.cpu}, key=lambda c: -runs[1].cpu.get(c, 0.0))
     cpu_rows = "\n".join(
         f"| {c} | " + " | ".join(f"{1000 * r.cpu.get(c, 0.0) / r.pods:.2f}" for r in runs) + " |"
         for c in components
@@ -295,6 +351,7 @@ Machine: {machine()}; load average {os.getloadavg()[0]:.1f} when the run ended.
 {rows}
 
 Ratio (with the extender / kube-scheduler alone): **{ratio:.2f}** (target >= {TARGET_RATIO}: {verdict}).
+Ratio with the no-op extender (the floor of the protocol on this machine): **{floor_ratio:.2f}**.
 Mean time inside the extender per call during the extender run: {verbs}.
 
 CPU per pod (ms), from kube-scheduler's start to the last bind:
@@ -320,7 +377,11 @@ def main() -> int:
     p.add_argument("--keep", type=Path, help="run the cluster in this directory and keep its logs")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp,
+        tempfile.TemporaryDirectory(prefix="noop-extender-") as bin_dir,
+    ):
+        noop = build_noop_extender(Path(bin_dir))
         run_dir = args.keep or Path(tmp)
         options = ClusterOptions(run_dir=run_dir, extender=True, scheduler=False)
         with LocalCluster(options) as cluster:
@@ -331,15 +392,21 @@ def main() -> int:
             nodes.wait_schedulable(
                 api, [n.name for n in fleet], timeout=300, alive=cluster.check_alive
             )
-            alone = measure(cluster, "kube-scheduler alone", extender=False, pods=args.pods)
+            alone = measure(cluster, "alone", "kube-scheduler alone", extender=None, pods=args.pods)
             # The extender run starts a fresh extender: its counters are that run's.
             with_extender = measure(
-                cluster, "kube-scheduler + extender", extender=True, pods=args.pods
-            )
+                cluster, "extender", "kube-scheduler + extender", extender=cluster.start_extender,
+                pods=args.pods,
+            )  # fmt: skip
             latency = extender_latency(cluster.extender_endpoint.metrics_url)
+            floor = measure(
+                cluster, "noop", "kube-scheduler + no-op extender (Go)",
+                extender=lambda: start_noop_extender(cluster, noop), pods=args.pods,
+            )  # fmt: skip
             startup = cluster.startup_seconds or 0.0
     ratio = with_extender.pods_per_second / alone.pods_per_second
-    body = report([alone, with_extender], ratio, latency, args, startup)
+    floor_ratio = floor.pods_per_second / alone.pods_per_second
+    body = report([alone, with_extender, floor], ratio, floor_ratio, latency, args, startup)
     print(body)
     if not args.no_write:
         write_section(SECTION, body)

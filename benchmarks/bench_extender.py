@@ -28,6 +28,7 @@ from benchmarks.common import machine, percentile, write_section
 from scheduler_extender.adapters.kube.cache import freeze_long_lived_objects
 from scheduler_extender.adapters.metrics import Metrics
 from scheduler_extender.api.app import AppConfig, create_app
+from scheduler_extender.api.oneshot import OneWriteHttpProtocol
 from scheduler_extender.domain.filtering import FilterRules
 from scheduler_extender.domain.objects import Pod
 from scheduler_extender.domain.popularity import Popularity, StaticPopularity
@@ -90,7 +91,14 @@ def serve(port: int) -> None:
         gpu_resource=GPU,
     )
     app = create_app(extender, Metrics(), AppConfig(agent_label=AGENT_LABEL))
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        http=OneWriteHttpProtocol,
+        log_level="warning",
+        access_log=False,
+    )
 
 
 def run(iterations: int) -> str:

@@ -12,6 +12,7 @@ from types import MappingProxyType
 from typing import Any
 
 import uvicorn
+import uvloop
 from fastapi import FastAPI
 from kubernetes import client
 from starlette.types import ASGIApp
@@ -22,6 +23,7 @@ from scheduler_extender.adapters.metrics import Metrics
 from scheduler_extender.adapters.prometheus.source import PrometheusPopularity
 from scheduler_extender.adapters.prometheus.wiring import prometheus_popularity
 from scheduler_extender.api.app import AppConfig, create_app, create_probe_app
+from scheduler_extender.api.oneshot import OneWriteHttpProtocol
 from scheduler_extender.commands.background_packer import build_background_packer
 from scheduler_extender.commands.common import kube_client
 from scheduler_extender.config import Settings
@@ -142,7 +144,15 @@ def tls_options(settings: Settings) -> dict[str, Any]:
 
 
 def _server(app: ASGIApp, host: str, port: int, **options: Any) -> uvicorn.Server:
-    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, **options)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http=OneWriteHttpProtocol,
+        log_config=None,
+        access_log=False,
+        **options,
+    )
     return uvicorn.Server(config)
 
 
@@ -174,7 +184,9 @@ def run(args: argparse.Namespace) -> int:
         log.info("serving probes and metrics on %s:%d", settings.host, settings.probe_port)
         servers.append(_server(service.probe_app, settings.host, settings.probe_port))
     try:
-        asyncio.run(_serve_all(servers, service.binder))
+        # uvloop: the verbs' HTTP exchanges sit on kube-scheduler's serial path.
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(_serve_all(servers, service.binder))
     finally:
         if packer is not None:
             packer.stop()

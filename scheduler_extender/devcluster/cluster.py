@@ -223,6 +223,7 @@ class LocalCluster(Started):
         args: Sequence[str] = (),
         port: int | None = None,
         ready_url: str | None = None,
+        command: Sequence[str] | None = None,
     ) -> ExtenderEndpoint:
         """(Re)starts ``scheduler-extender serve`` and waits for its /readyz.
 
@@ -230,12 +231,14 @@ class LocalCluster(Started):
         calling the old address until ``start_scheduler`` is called again.
         ``ready_url`` is where to wait for readiness instead of the main port's
         /readyz (e.g. the plain probe port of an extender that requires mTLS).
+        ``command`` runs another extender instead (a benchmark's baseline); it
+        must serve the verbs and /readyz on the endpoint's port.
         """
         self.stop_extender()
         if port is not None:
             self.extender_endpoint = ExtenderEndpoint(port)
         endpoint = self.extender_endpoint
-        argv = [
+        argv = command or [
             sys.executable, "-m", "scheduler_extender.cli", "serve",
             "--kubeconfig", str(self.kubeconfig),
             "--host", LOOPBACK,
@@ -252,6 +255,10 @@ class LocalCluster(Started):
             process=process,
         )
         return endpoint
+
+    @property
+    def pki(self) -> Pki:
+        return self._require_pki()
 
     def stop_extender(self) -> None:
         self._stop_component("extender")

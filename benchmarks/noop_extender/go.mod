@@ -1,0 +1,3 @@
+module scheduler-extender/benchmarks/noop_extender
+
+go 1.22
