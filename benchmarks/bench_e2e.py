@@ -13,7 +13,7 @@ every bind. Three runs on the same cluster, in this order:
 
 Throughput is (pods - 1) / (last bind - first bind): the steady scheduling
 rate, without the scheduler's start-up. All runs raise the scheduler's
-client rate limit (qps 50 by default) so that neither is capped by it: with
+client rate limit (qps 50 by default) so that none is capped by it: with
 the limit, kube-scheduler alone would be held to its own binding calls'
 rate while the extender's binds (made by the extender) are not limited.
 """
