@@ -22,13 +22,12 @@ from types import MappingProxyType
 from typing import Any
 
 import orjson
-import uvicorn
 
 from benchmarks.common import machine, percentile, write_section
 from scheduler_extender.adapters.kube.cache import freeze_long_lived_objects
 from scheduler_extender.adapters.metrics import Metrics
 from scheduler_extender.api.app import AppConfig, create_app
-from scheduler_extender.api.oneshot import OneWriteHttpProtocol
+from scheduler_extender.commands.serve import http_server, run_on_event_loop
 from scheduler_extender.domain.filtering import FilterRules
 from scheduler_extender.domain.objects import Pod
 from scheduler_extender.domain.popularity import Popularity, StaticPopularity
@@ -91,14 +90,7 @@ def serve(port: int) -> None:
         gpu_resource=GPU,
     )
     app = create_app(extender, Metrics(), AppConfig(agent_label=AGENT_LABEL))
-    uvicorn.run(
-        app,
-        host="127.0.0.1",
-        port=port,
-        http=OneWriteHttpProtocol,
-        log_level="warning",
-        access_log=False,
-    )
+    run_on_event_loop(http_server(app, "127.0.0.1", port).serve())
 
 
 def run(iterations: int) -> str:

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import ssl
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -143,7 +144,8 @@ def tls_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
-def _server(app: ASGIApp, host: str, port: int, **options: Any) -> uvicorn.Server:
+def http_server(app: ASGIApp, host: str, port: int, **options: Any) -> uvicorn.Server:
+    """The uvicorn setup every server of ``serve`` runs with (bench-extender's too)."""
     config = uvicorn.Config(
         app,
         host=host,
@@ -154,6 +156,12 @@ def _server(app: ASGIApp, host: str, port: int, **options: Any) -> uvicorn.Serve
         **options,
     )
     return uvicorn.Server(config)
+
+
+def run_on_event_loop(main: Coroutine[Any, Any, None]) -> None:
+    # uvloop: the verbs' HTTP exchanges sit on kube-scheduler's serial path.
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main)
 
 
 async def _serve_all(servers: list[uvicorn.Server], binder: KubeBinder) -> None:
@@ -179,14 +187,12 @@ def run(args: argparse.Namespace) -> int:
     if service.forecast is not None:
         service.forecast.start()
     log.info("serving the extender on %s:%d%s", settings.host, settings.port, settings.url_prefix)
-    servers = [_server(service.app, settings.host, settings.port, **tls_options(settings))]
+    servers = [http_server(service.app, settings.host, settings.port, **tls_options(settings))]
     if settings.probe_port is not None:
         log.info("serving probes and metrics on %s:%d", settings.host, settings.probe_port)
-        servers.append(_server(service.probe_app, settings.host, settings.probe_port))
+        servers.append(http_server(service.probe_app, settings.host, settings.probe_port))
     try:
-        # uvloop: the verbs' HTTP exchanges sit on kube-scheduler's serial path.
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(_serve_all(servers, service.binder))
+        run_on_event_loop(_serve_all(servers, service.binder))
     finally:
         if packer is not None:
             packer.stop()
