@@ -272,7 +272,9 @@ class ClusterState:
             return self._snapshot
         for name in self._dirty:
             self._frozen[name] = self._nodes[name].freeze()
-        for name in self._dirty:
+        # New nodes get rows in name order, not in the set's hash order, so a
+        # given history of events always scores (and breaks ties) the same way.
+        for name in sorted(self._dirty):
             state = self._frozen[name]
             self._columns.set_node(
                 name, state.node.allocatable.amounts, state.free_amounts, self._amounts_of

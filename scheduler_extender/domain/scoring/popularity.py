@@ -20,6 +20,14 @@ load per GPU after placing the pod:
   GPU across all nodes (the straggler) as low as possible: any other choice
   leaves at least that node's load somewhere.
 
+Replicas created in bulk and not placed yet are pre-allocated: the pending
+replicas of the other agents are placed virtually, heaviest first (see
+``domain.preallocation``), and count in the node loads above. A replica then
+takes the room the others leave instead of the room they need, close to what
+placing all of them heaviest first would give, whatever order they come in.
+(Its own agent's pending replicas are left out: they get their places the
+same way when their turn comes.)
+
 Differences smaller than what the replica itself adds to a node are not blown
 up into a 0-vs-1 preference (that would drown the other policies for
 nothing). Without a forecast for the agent the policy has no opinion.
@@ -29,12 +37,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
 from scheduler_extender.domain.columns import Columns, FloatArray, IntArray
 from scheduler_extender.domain.objects import Pod
 from scheduler_extender.domain.popularity import Popularity
+from scheduler_extender.domain.preallocation import Plan, pending_replicas, plan
 from scheduler_extender.domain.scoring.gpu_binpack import fill_after
 from scheduler_extender.domain.scoring.policy import ScoringContext, neutral
 
@@ -58,9 +68,10 @@ class PopularityAware:
     name = "popularity"
 
     def __init__(self) -> None:
-        # Node loads depend only on (columns, popularity, replica counts): keep
-        # the last result, so a burst of calls on one snapshot computes it once.
-        self._memo: tuple[Columns, Popularity, Mapping[str, int], FloatArray, float] | None = None
+        # Node loads and the pre-allocation plan depend only on (columns,
+        # popularity, replica counts): keep the last result, so a burst of
+        # calls on one snapshot computes them once.
+        self._memo: _Memo | None = None
         self._lock = threading.Lock()
 
     def score(self, pod: Pod, rows: IntArray, ctx: ScoringContext) -> FloatArray:
@@ -79,13 +90,13 @@ class PopularityAware:
         if mine <= 0.0:
             return fill_after(columns, rows, gpus, ctx.gpu_resource)
 
-        per_node, known_total = self._node_loads(columns, popularity, replicas)
+        memo = self._loads(columns, popularity, replicas, ctx.gpu_resource)
+        per_node = memo.loads + memo.plan.reserved(columns.size, except_agent=pod.agent)
         if placed is not None:
             # Re-spread the agent's load over its replicas including this pod.
             before = max(rate, 0.0) / max(replicas.get(pod.agent, 0), 1)
-            per_node = per_node.copy()
             per_node[placed.rows] += placed.counts * (mine - before)
-        total_rate = known_total + (0.0 if pod.agent in replicas else max(rate, 0.0))
+        total_rate = memo.total + (0.0 if pod.agent in replicas else max(rate, 0.0))
         all_gpus = float(
             np.maximum(columns.allocatable.get(ctx.gpu_resource, np.zeros(1)), 0).sum()
         )
@@ -107,24 +118,50 @@ class PopularityAware:
         scored: FloatArray = np.where(fits, packed, over)
         return scored
 
-    def _node_loads(
-        self, columns: Columns, popularity: Popularity, replicas: Mapping[str, int]
-    ) -> tuple[FloatArray, float]:
-        """Predicted requests/s per row, and the total rate of agents with replicas."""
+    def _loads(
+        self, columns: Columns, popularity: Popularity, replicas: Mapping[str, int], gpu: str
+    ) -> _Memo:
         with self._lock:
             memo = self._memo
-            if (
-                memo is not None
-                and memo[0] is columns
-                and memo[1] is popularity
-                and memo[2] is replicas
-            ):
-                return memo[3], memo[4]
-            loads = node_loads(columns, replica_loads(popularity.rates, replicas))
-            total = sum(
-                max(popularity.rates.get(agent, 0.0), 0.0)
-                for agent, count in replicas.items()
-                if count > 0
-            )
-            self._memo = (columns, popularity, replicas, loads, total)
-            return loads, total
+            if memo is None or not memo.holds(columns, popularity, replicas, gpu):
+                loads = node_loads(columns, replica_loads(popularity.rates, replicas))
+                total = sum(
+                    max(popularity.rates.get(agent, 0.0), 0.0)
+                    for agent, count in replicas.items()
+                    if count > 0
+                )
+                pending = pending_replicas(columns, popularity.rates, replicas)
+                memo = _Memo(
+                    columns,
+                    popularity,
+                    replicas,
+                    gpu,
+                    loads,
+                    total,
+                    plan(columns, loads, pending, gpu),
+                )
+                self._memo = memo
+            return memo
+
+
+@dataclass(frozen=True, slots=True)
+class _Memo:
+    """What the policy derives from one snapshot and popularity."""
+
+    columns: Columns
+    popularity: Popularity
+    replicas: Mapping[str, int]
+    gpu: str
+    loads: FloatArray  # predicted requests/s per row, from placed replicas
+    total: float  # the total rate of agents with replicas
+    plan: Plan  # pending replicas, placed virtually
+
+    def holds(
+        self, columns: Columns, popularity: Popularity, replicas: Mapping[str, int], gpu: str
+    ) -> bool:
+        return (
+            self.columns is columns
+            and self.popularity is popularity
+            and self.replicas is replicas
+            and self.gpu == gpu
+        )

@@ -191,3 +191,14 @@ def test_events_that_change_nothing_we_account_keep_the_snapshot() -> None:
     state.upsert_pod(dataclasses.replace(running, phase="Succeeded"))
     assert state.snapshot() is not before
     assert gpus_free(state, "a") == 8
+
+
+def test_new_nodes_get_rows_in_name_order_whatever_the_event_order() -> None:
+    # Scores break ties by row: the same cluster must give the same rows in
+    # every process (a set's order would depend on the string hash seed).
+    names = [f"node-{i:02d}" for i in range(20)]
+    state = ClusterState()
+    for name in reversed(names):
+        state.upsert_node(node(name, 8))
+    rows = state.snapshot().columns.rows
+    assert sorted(rows, key=rows.__getitem__) == names

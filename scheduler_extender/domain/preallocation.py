@@ -1,0 +1,119 @@
+"""Pre-allocation: where the replicas still pending would go, heaviest first.
+
+Controllers create replicas in bulk, and kube-scheduler then places them one
+at a time in an order that has nothing to do with their load. Placed greedily
+in that order, light replicas spread first and the heavy ones that come last
+find every node already loaded: the busiest node ends up a whole heavy
+replica above the rest. Placing the heaviest first (LPT, longest processing
+time first) is the classic cure, and the snapshot knows enough to do it
+virtually: how many replicas of each agent exist but are not placed yet, and
+what each is predicted to serve.
+
+``plan`` places the pending replicas virtually, heaviest first, each on the
+node with the lowest predicted load per GPU that has a GPU free. A policy
+scoring one replica counts the others' planned load (``reserved``), so the
+replica takes the room they leave rather than the room they need.
+
+A pending replica is assumed to take one GPU (the snapshot counts pending
+replicas, not their requests); only the room left on a node depends on that.
+The plan only steers scores, never filtering: a replica that stays pending
+(nothing fits it) keeps some load reserved on the least loaded nodes, which
+makes them look a little busier than they are until it is placed or deleted.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+import numpy as np
+
+from scheduler_extender.domain.columns import Columns, FloatArray, IntArray
+
+# Bounds the work per snapshot on a bulk creation of thousands of replicas:
+# only the heaviest are planned, and they are the ones whose order matters.
+MAX_PLANNED = 512
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Pending replicas placed virtually: predicted requests/s per node row."""
+
+    total: FloatArray  # per row, all planned replicas
+    agents: Mapping[str, tuple[IntArray, float]]  # agent -> rows of its replicas, load of each
+
+    def reserved(self, size: int, except_agent: str) -> FloatArray:
+        """Planned requests/s per row of every agent but ``except_agent`` (a fresh array)."""
+        if len(self.total) == 0:
+            return np.zeros(size)
+        per_row = self.total.copy()
+        own = self.agents.get(except_agent)
+        if own is not None:
+            np.subtract.at(per_row, own[0], own[1])
+        return per_row
+
+
+EMPTY_PLAN = Plan(np.zeros(0), MappingProxyType({}))
+
+
+def pending_replicas(
+    columns: Columns, rates: Mapping[str, float], replicas: Mapping[str, int]
+) -> list[tuple[float, str]]:
+    """(load, agent) of every replica not placed yet, heaviest first (at most MAX_PLANNED)."""
+    unplaced: list[tuple[float, str, int]] = []
+    for agent, count in replicas.items():
+        rate = rates.get(agent, 0.0)
+        placed = columns.agents.get(agent)
+        left = count - (int(placed.counts.sum()) if placed is not None else 0)
+        if rate > 0.0 and left > 0:
+            unplaced.append((rate / count, agent, left))
+    unplaced.sort(key=lambda entry: (-entry[0], entry[1]))
+    pending: list[tuple[float, str]] = []
+    for load, agent, left in unplaced:
+        pending.extend([(load, agent)] * min(left, MAX_PLANNED - len(pending)))
+    return pending
+
+
+def plan(
+    columns: Columns,
+    node_loads: FloatArray,
+    pending: list[tuple[float, str]],
+    gpu_resource: str,
+) -> Plan:
+    """LPT placement of ``pending`` over the nodes with free GPUs, from ``node_loads``."""
+    gpus = columns.allocatable.get(gpu_resource)
+    free = columns.free.get(gpu_resource)
+    if not pending or gpus is None or free is None:
+        return EMPTY_PLAN
+    open_rows = np.flatnonzero((free > 0) & (gpus > 0))
+    per_gpu = node_loads[open_rows] / gpus[open_rows]
+    # Greedy LPT with k replicas only ever reaches the k least loaded nodes.
+    if len(open_rows) > len(pending):
+        keep = np.argpartition(per_gpu, len(pending) - 1)[: len(pending)]
+        open_rows, per_gpu = open_rows[keep], per_gpu[keep]
+    heap = list(
+        zip(
+            per_gpu.tolist(),
+            open_rows.tolist(),
+            free[open_rows].tolist(),
+            gpus[open_rows].astype(float).tolist(),
+            strict=True,
+        )
+    )
+    heapq.heapify(heap)
+    rows_of: dict[str, list[int]] = {}
+    for load, agent in pending:
+        if not heap:
+            break
+        level, row, room, size = heapq.heappop(heap)
+        rows_of.setdefault(agent, []).append(row)
+        if room > 1:
+            heapq.heappush(heap, (level + load / size, row, room - 1, size))
+    loads = {agent: load for load, agent in pending}
+    agents = {a: (np.array(rows, dtype=np.int64), loads[a]) for a, rows in rows_of.items()}
+    total = np.zeros(columns.size)
+    for rows, load in agents.values():
+        np.add.at(total, rows, load)
+    return Plan(total, MappingProxyType(agents))

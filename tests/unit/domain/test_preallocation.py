@@ -1,0 +1,130 @@
+"""Pre-allocation: pending replicas placed virtually, heaviest first."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from scheduler_extender.domain.cluster import ClusterState
+from scheduler_extender.domain.columns import Columns, IntArray
+from scheduler_extender.domain.popularity import Popularity
+from scheduler_extender.domain.preallocation import (
+    EMPTY_PLAN,
+    MAX_PLANNED,
+    pending_replicas,
+    plan,
+)
+from scheduler_extender.domain.scoring.policy import ScoringContext
+from scheduler_extender.domain.scoring.popularity import PopularityAware
+from tests.builders import GPU, node, pod
+
+
+def cluster(gpus: dict[str, int], pods: list[tuple[str, str | None]]) -> ClusterState:
+    """Nodes with their GPUs; one-GPU pods as (agent, node or None for pending)."""
+    state = ClusterState()
+    for name, count in gpus.items():
+        state.upsert_node(node(name, count))
+    for i, (agent, where) in enumerate(pods):
+        state.upsert_pod(pod(f"{agent}-{i}", 1, node=where, agent=agent))
+    return state
+
+
+def on(columns: Columns, *names: str) -> IntArray:
+    return columns.rows_of(names)
+
+
+def test_pending_replicas_are_the_unplaced_ones_heaviest_first() -> None:
+    state = cluster(
+        {"a": 8},
+        [("hot", "a"), ("hot", None), ("hot", None), ("cold", None), ("unknown", None)],
+    )
+    snapshot = state.snapshot()
+    rates = {"hot": 30.0, "cold": 2.0, "idle": 0.0}
+    assert pending_replicas(snapshot.columns, rates, snapshot.agent_replicas) == [
+        (10.0, "hot"),
+        (10.0, "hot"),
+        (2.0, "cold"),
+    ]
+
+
+def test_pending_replicas_are_capped_at_the_heaviest() -> None:
+    state = cluster({"a": 8}, [("cold", None)] * (MAX_PLANNED + 5) + [("hot", None)])
+    snapshot = state.snapshot()
+    rates = {"hot": 100.0, "cold": float(MAX_PLANNED + 5)}
+    pending = pending_replicas(snapshot.columns, rates, snapshot.agent_replicas)
+    assert len(pending) == MAX_PLANNED
+    assert pending[0] == (100.0, "hot")
+
+
+def test_the_plan_puts_the_heaviest_first_on_the_least_loaded_nodes() -> None:
+    # Greedy in the order 1, 1, 2 would end at 3 on one node; heaviest first gives 2 and 2.
+    state = cluster({"a": 4, "b": 4}, [])
+    columns = state.snapshot().columns
+    planned = plan(columns, np.zeros(columns.size), [(2.0, "h"), (1.0, "l1"), (1.0, "l2")], GPU)
+    assert sorted(planned.total[on(columns, "a", "b")].tolist()) == [2.0, 2.0]
+    (h_row,), _ = planned.agents["h"]
+    assert planned.agents["l1"][0][0] != h_row
+    assert planned.agents["l2"][0][0] != h_row
+
+
+def test_the_plan_starts_from_the_placed_load_per_gpu_and_respects_free_gpus() -> None:
+    # a: 2 GPUs, both in use; b: 8 GPUs with load 16 (2 per GPU); c: 4 GPUs with load 4 (1 per GPU).
+    state = cluster({"a": 2, "b": 8, "c": 4}, [("x", "a"), ("x", "a"), ("y", "b"), ("z", "c")])
+    columns = state.snapshot().columns
+    loads = np.zeros(columns.size)
+    loads[[columns.rows["b"], columns.rows["c"]]] = [16.0, 4.0]
+    planned = plan(columns, loads, [(4.0, "h"), (4.0, "h")], GPU)
+    rows, load = planned.agents["h"]
+    assert load == 4.0
+    # First to c (1 per GPU -> 2), then b (2 per GPU) and c (2) tie: rows break it.
+    assert columns.rows["a"] not in rows.tolist()
+    assert rows[0] == columns.rows["c"]
+    assert planned.total[columns.rows["a"]] == 0.0
+
+
+def test_a_full_node_set_plans_nothing_and_leaves_no_reservation() -> None:
+    state = cluster({"a": 1}, [("x", "a")])
+    columns = state.snapshot().columns
+    planned = plan(columns, np.zeros(columns.size), [(1.0, "h")], GPU)
+    assert not planned.reserved(columns.size, except_agent="other").any()
+    assert plan(columns, np.zeros(columns.size), [], GPU) is EMPTY_PLAN
+    assert plan(columns, np.zeros(columns.size), [(1.0, "h")], "example.com/tpu") is EMPTY_PLAN
+    assert EMPTY_PLAN.reserved(3, except_agent="h").tolist() == [0.0, 0.0, 0.0]
+
+
+def test_reserved_leaves_out_the_agent_being_placed() -> None:
+    state = cluster({"a": 4, "b": 4}, [])
+    columns = state.snapshot().columns
+    planned = plan(columns, np.zeros(columns.size), [(3.0, "h"), (1.0, "mine")], GPU)
+    both = on(columns, "a", "b")
+    assert sorted(planned.reserved(columns.size, except_agent="mine")[both].tolist()) == [0.0, 3.0]
+    assert sorted(planned.reserved(columns.size, except_agent="h")[both].tolist()) == [0.0, 1.0]
+    # A fresh array each time: the plan itself is never changed.
+    assert sorted(planned.total[both].tolist()) == [1.0, 3.0]
+
+
+def popularity_scores(state: ClusterState, agent: str, rates: dict[str, float]) -> list[float]:
+    snapshot = state.snapshot()
+    names = sorted(snapshot.nodes)
+    ctx = ScoringContext(snapshot, Popularity(rates), GPU)
+    new = pod("new", 1, agent=agent)
+    return PopularityAware().score(new, snapshot.columns.rows_of(names), ctx).tolist()
+
+
+def test_a_light_replica_keeps_off_the_node_a_pending_heavy_replica_needs() -> None:
+    # Three one-GPU nodes; the light replica is being placed (it is pending too).
+    rates = {"heavy": 9.0, "light": 1.0}
+    alone = popularity_scores(cluster({"a": 1, "b": 1, "c": 1}, [("light", None)]), "light", rates)
+    assert alone[0] == alone[1] == alone[2]  # nothing else to make room for
+
+    state = cluster({"a": 1, "b": 1, "c": 1}, [("light", None), ("heavy", None)])
+    a, b, c = popularity_scores(state, "light", rates)
+    # The heavy replica is planned on a (the first of three empty nodes).
+    assert b == c == pytest.approx(1.0)
+    assert a < b
+
+
+def test_the_agents_own_pending_replicas_reserve_nothing() -> None:
+    state = cluster({"a": 1, "b": 1}, [("light", None), ("light", None)])
+    a, b = popularity_scores(state, "light", {"light": 4.0})
+    assert a == b
