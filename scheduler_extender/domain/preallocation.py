@@ -14,6 +14,12 @@ node with the lowest predicted load per GPU that has a GPU free. A policy
 scoring one replica counts the others' planned load (``reserved``), so the
 replica takes the room they leave rather than the room they need.
 
+A plan is kept while the cluster follows it (``Plan.follow``): replicas placed
+where it planned them are struck off, and only a replica placed elsewhere, a
+new or deleted replica, or a changed node set makes a new plan. Planning
+afresh after every placement would start each time from the replicas placed so
+far in their arbitrary order, and drift away from heaviest-first.
+
 A pending replica is assumed to take one GPU (the snapshot counts pending
 replicas, not their requests); only the room left on a node depends on that.
 The plan only steers scores, never filtering: a replica that stays pending
@@ -24,13 +30,14 @@ makes them look a little busier than they are until it is placed or deleted.
 from __future__ import annotations
 
 import heapq
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
 import numpy as np
 
-from scheduler_extender.domain.columns import Columns, FloatArray, IntArray
+from scheduler_extender.domain.columns import AgentRows, Columns, FloatArray, IntArray
 
 # Bounds the work per snapshot on a bulk creation of thousands of replicas:
 # only the heaviest are planned, and they are the ones whose order matters.
@@ -43,6 +50,9 @@ class Plan:
 
     total: FloatArray  # per row, all planned replicas
     agents: Mapping[str, tuple[IntArray, float]]  # agent -> rows of its replicas, load of each
+    # What the plan started from, to tell whether the cluster still follows it.
+    node_rows: Mapping[str, int]
+    placed: Mapping[str, AgentRows | None]  # agent -> where its replicas ran then
 
     def reserved(self, size: int, except_agent: str) -> FloatArray:
         """Planned requests/s per row of every agent but ``except_agent`` (a fresh array)."""
@@ -54,8 +64,48 @@ class Plan:
             np.subtract.at(per_row, own[0], own[1])
         return per_row
 
+    def follow(self, columns: Columns, pending: list[tuple[float, str]]) -> Plan | None:
+        """This plan without the replicas placed since, or None if the cluster left it.
 
-EMPTY_PLAN = Plan(np.zeros(0), MappingProxyType({}))
+        It still holds when every replica placed since went to a row planned
+        for its agent and the pending replicas are exactly the ones left.
+        """
+        if columns.rows is not self.node_rows or len(self.total) != columns.size:
+            return None
+        total = self.total.copy()
+        agents: dict[str, tuple[IntArray, float]] = {}
+        for agent, (rows, load) in self.agents.items():
+            now = columns.agents.get(agent)
+            if now is not self.placed[agent]:
+                landed = _per_row(now, columns.size) - _per_row(self.placed[agent], columns.size)
+                left = np.bincount(rows, minlength=columns.size) - landed
+                if (landed < 0).any() or (left < 0).any():
+                    return None
+                rows = np.repeat(np.arange(columns.size), left)
+                total -= landed * load
+            if len(rows):
+                agents[agent] = (rows, load)
+        left_over = Counter({agent: len(rows) for agent, (rows, _) in agents.items()})
+        if left_over != Counter(agent for _, agent in pending):
+            return None
+        return _plan_of(columns, total, agents)
+
+
+def _per_row(placed: AgentRows | None, size: int) -> IntArray:
+    counts = np.zeros(size, dtype=np.int64)
+    if placed is not None:
+        counts[placed.rows] = placed.counts
+    return counts
+
+
+def _plan_of(
+    columns: Columns, total: FloatArray, agents: dict[str, tuple[IntArray, float]]
+) -> Plan:
+    placed = {agent: columns.agents.get(agent) for agent in agents}
+    return Plan(total, MappingProxyType(agents), columns.rows, MappingProxyType(placed))
+
+
+EMPTY_PLAN = Plan(np.zeros(0), MappingProxyType({}), MappingProxyType({}), MappingProxyType({}))
 
 
 def pending_replicas(
@@ -116,4 +166,4 @@ def plan(
     total = np.zeros(columns.size)
     for rows, load in agents.values():
         np.add.at(total, rows, load)
-    return Plan(total, MappingProxyType(agents))
+    return _plan_of(columns, total, agents)

@@ -131,15 +131,11 @@ class PopularityAware:
                     if count > 0
                 )
                 pending = pending_replicas(columns, popularity.rates, replicas)
-                memo = _Memo(
-                    columns,
-                    popularity,
-                    replicas,
-                    gpu,
-                    loads,
-                    total,
-                    plan(columns, loads, pending, gpu),
-                )
+                kept = None
+                if memo is not None and memo.popularity is popularity and memo.gpu == gpu:
+                    kept = memo.plan.follow(columns, pending)
+                planned = kept or plan(columns, loads, pending, gpu)
+                memo = _Memo(columns, popularity, replicas, gpu, loads, total, planned)
                 self._memo = memo
             return memo
 

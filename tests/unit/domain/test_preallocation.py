@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -11,6 +14,7 @@ from scheduler_extender.domain.popularity import Popularity
 from scheduler_extender.domain.preallocation import (
     EMPTY_PLAN,
     MAX_PLANNED,
+    Plan,
     pending_replicas,
     plan,
 )
@@ -27,6 +31,13 @@ def cluster(gpus: dict[str, int], pods: list[tuple[str, str | None]]) -> Cluster
     for i, (agent, where) in enumerate(pods):
         state.upsert_pod(pod(f"{agent}-{i}", 1, node=where, agent=agent))
     return state
+
+
+def bind(state: ClusterState, name: str, node_name: str) -> None:
+    """The watch reports the pending pod ``name`` bound to ``node_name``."""
+    pending = state.find_pod("default", name)
+    assert pending is not None
+    state.upsert_pod(dataclasses.replace(pending, node_name=node_name))
 
 
 def on(columns: Columns, *names: str) -> IntArray:
@@ -128,3 +139,80 @@ def test_the_agents_own_pending_replicas_reserve_nothing() -> None:
     state = cluster({"a": 1, "b": 1}, [("light", None), ("light", None)])
     a, b = popularity_scores(state, "light", {"light": 4.0})
     assert a == b
+
+
+def placed_plan(state: ClusterState, pending: list[tuple[float, str]]) -> Plan:
+    columns = state.snapshot().columns
+    return plan(columns, np.zeros(columns.size), pending, GPU)
+
+
+def test_a_plan_is_kept_while_replicas_land_where_it_put_them() -> None:
+    state = cluster({"a": 4, "b": 4}, [("h", None), ("l", None), ("l", None)])
+    pending = [(2.0, "h"), (1.0, "l"), (1.0, "l")]
+    planned = placed_plan(state, pending)
+    (h_row,) = planned.agents["h"][0].tolist()
+    h_node = "a" if state.snapshot().columns.rows["a"] == h_row else "b"
+
+    bind(state, "h-0", h_node)
+    kept = planned.follow(state.snapshot().columns, pending[1:])
+    assert kept is not None
+    assert "h" not in kept.agents
+    assert kept.agents["l"][0].tolist() == planned.agents["l"][0].tolist()
+    assert kept.total[h_row] == 0.0
+    assert kept.total.sum() == 2.0
+
+
+def test_a_plan_is_dropped_when_the_cluster_leaves_it() -> None:
+    state = cluster({"a": 4, "b": 4}, [("h", None), ("l", None), ("l", None)])
+    pending = [(2.0, "h"), (1.0, "l"), (1.0, "l")]
+    planned = placed_plan(state, pending)
+    columns = state.snapshot().columns
+    # Nothing changed: the plan holds as it is.
+    same = planned.follow(columns, pending)
+    assert same is not None
+    assert same.total.tolist() == planned.total.tolist()
+    # One more pending replica: plan again.
+    assert planned.follow(columns, [*pending, (1.0, "l")]) is None
+
+    (h_row,) = planned.agents["h"][0].tolist()
+    elsewhere = "b" if columns.rows["a"] == h_row else "a"
+    # The heavy replica lands on the other node.
+    bind(state, "h-0", elsewhere)
+    assert planned.follow(state.snapshot().columns, pending[1:]) is None
+
+
+def test_a_new_node_drops_the_plan() -> None:
+    state = cluster({"a": 4}, [("h", None)])
+    planned = placed_plan(state, [(2.0, "h")])
+    state.upsert_node(node("b", 4))
+    assert planned.follow(state.snapshot().columns, [(2.0, "h")]) is None
+
+
+def test_the_policy_plans_a_bulk_once_while_its_replicas_follow_the_plan(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from scheduler_extender.domain.scoring import popularity
+
+    calls: list[int] = []
+
+    def counted(*args: Any) -> Plan:
+        calls.append(1)
+        return plan(*args)
+
+    monkeypatch.setattr(popularity, "plan", counted)
+    forecast = Popularity({"heavy": 9.0, "light": 1.0})  # one refresh: the same object
+    state = cluster({"a": 1, "b": 1, "c": 1}, [("heavy", None), ("light", None)])
+    policy = PopularityAware()
+
+    def best(agent: str) -> str:
+        snapshot = state.snapshot()
+        names = sorted(snapshot.nodes)
+        ctx = ScoringContext(snapshot, forecast, GPU)
+        scores = policy.score(pod("new", 1, agent=agent), snapshot.columns.rows_of(names), ctx)
+        return names[int(np.argmax(scores))]
+
+    heavy_node = best("heavy")
+    bind(state, "heavy-0", heavy_node)
+    light_node = best("light")
+    assert light_node != heavy_node
+    assert len(calls) == 1
