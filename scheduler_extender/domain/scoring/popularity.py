@@ -134,7 +134,7 @@ class PopularityAware:
                 kept = None
                 if memo is not None and memo.popularity is popularity and memo.gpu == gpu:
                     kept = memo.plan.follow(columns, pending)
-                planned = kept or plan(columns, loads, pending, gpu)
+                planned = kept if kept is not None else plan(columns, loads, pending, gpu)
                 memo = _Memo(columns, popularity, replicas, gpu, loads, total, planned)
                 self._memo = memo
             return memo

@@ -18,6 +18,7 @@ from scheduler_extender.domain.preallocation import (
     pending_replicas,
     plan,
 )
+from scheduler_extender.domain.scoring import popularity as popularity_policy
 from scheduler_extender.domain.scoring.policy import ScoringContext
 from scheduler_extender.domain.scoring.popularity import PopularityAware
 from tests.builders import GPU, node, pod
@@ -191,15 +192,13 @@ def test_a_new_node_drops_the_plan() -> None:
 def test_the_policy_plans_a_bulk_once_while_its_replicas_follow_the_plan(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from scheduler_extender.domain.scoring import popularity
-
     calls: list[int] = []
 
     def counted(*args: Any) -> Plan:
         calls.append(1)
         return plan(*args)
 
-    monkeypatch.setattr(popularity, "plan", counted)
+    monkeypatch.setattr(popularity_policy, "plan", counted)
     forecast = Popularity({"heavy": 9.0, "light": 1.0})  # one refresh: the same object
     state = cluster({"a": 1, "b": 1, "c": 1}, [("heavy", None), ("light", None)])
     policy = PopularityAware()
