@@ -35,6 +35,12 @@ class AgentRows:
     rows: IntArray
     counts: IntArray
 
+    def per_row(self, size: int) -> IntArray:
+        """Replicas on every row of a ``size``-row table."""
+        per_row = np.zeros(size, dtype=np.int64)
+        per_row[self.rows] = self.counts
+        return per_row
+
 
 @dataclass(frozen=True, slots=True)
 class Columns:
@@ -61,9 +67,7 @@ class Columns:
         placed = self.agents.get(agent)
         if placed is None:
             return np.zeros(len(rows), dtype=np.int64)
-        per_row = np.zeros(self.size, dtype=np.int64)
-        per_row[placed.rows] = placed.counts
-        return per_row[rows]
+        return placed.per_row(self.size)[rows]
 
 
 class ColumnBuilder:

@@ -70,7 +70,7 @@ class Plan:
         It still holds when every replica placed since went to a row planned
         for its agent and the pending replicas are exactly the ones left.
         """
-        if columns.rows is not self.node_rows or len(self.total) != columns.size:
+        if columns.rows is not self.node_rows:  # a node came or went (the table's size too)
             return None
         total = self.total.copy()
         agents: dict[str, tuple[IntArray, float]] = {}
@@ -92,10 +92,7 @@ class Plan:
 
 
 def _per_row(placed: AgentRows | None, size: int) -> IntArray:
-    counts = np.zeros(size, dtype=np.int64)
-    if placed is not None:
-        counts[placed.rows] = placed.counts
-    return counts
+    return placed.per_row(size) if placed is not None else np.zeros(size, dtype=np.int64)
 
 
 def _plan_of(
