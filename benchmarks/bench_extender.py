@@ -28,12 +28,14 @@ from scheduler_extender.adapters.kube.cache import freeze_long_lived_objects
 from scheduler_extender.adapters.metrics import Metrics
 from scheduler_extender.api.app import AppConfig, create_app
 from scheduler_extender.commands.serve import http_server, run_on_event_loop
+from scheduler_extender.config import Settings
 from scheduler_extender.domain.filtering import FilterRules
 from scheduler_extender.domain.objects import Pod
 from scheduler_extender.domain.popularity import Popularity, StaticPopularity
 from scheduler_extender.domain.scoring.registry import DEFAULT_WEIGHTS, Scorer
 from scheduler_extender.domain.shared import SharedCluster
 from scheduler_extender.service.extender import Extender
+from scheduler_extender.service.inflight import InFlight
 from tests.builders import AGENT_LABEL, GPU, node, pod, pod_json
 
 NODES = 5000
@@ -42,10 +44,15 @@ AGENTS = 200
 
 
 class NoBinder:
-    """This benchmark never binds."""
+    """This benchmark never binds: its pods are not found, so each bind is refused.
+
+    The client still sends the bind after prioritize, as kube-scheduler does:
+    the bind (refused or not) is what lets the next pod's filter go on without
+    waiting for it (service/inflight.py).
+    """
 
     async def fetch_pod(self, namespace: str, name: str) -> Pod | None:
-        raise NotImplementedError
+        return None
 
     async def bind(self, pod: Pod, node_name: str) -> None:
         raise NotImplementedError
@@ -88,6 +95,8 @@ def serve(port: int) -> None:
         scorer=Scorer.from_weights(DEFAULT_WEIGHTS),
         rules=FilterRules(),
         gpu_resource=GPU,
+        scheduler_names=frozenset({"gpu-scheduler"}),
+        in_flight=InFlight(timeout=Settings().in_flight_wait_seconds),
     )
     app = create_app(extender, Metrics(), AppConfig(agent_label=AGENT_LABEL))
     run_on_event_loop(http_server(app, "127.0.0.1", port).serve())
@@ -173,8 +182,13 @@ def measure(
         reply = client.post("/scheduler/filter", {"Pod": the_pod, "NodeNames": candidates})
         t1 = time.perf_counter()
         passed = reply["NodeNames"]
-        client.post("/scheduler/prioritize", {"Pod": the_pod, "NodeNames": passed})
+        scores = client.post("/scheduler/prioritize", {"Pod": the_pod, "NodeNames": passed})
         t2 = time.perf_counter()
+        if passed:
+            best = max(scores, key=lambda s: s["Score"])["Host"]
+            meta = the_pod["metadata"]
+            client.post("/scheduler/bind", {"PodName": meta["name"], "PodNamespace": meta["namespace"],
+                                            "PodUID": meta["uid"], "Node": best})  # fmt: skip
         if i >= warmup:
             filter_times.append(t1 - t0)
             prioritize_times.append(t2 - t1)

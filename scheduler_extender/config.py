@@ -167,6 +167,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8888, ge=0, le=65535)
     probe_port: int | None = Field(default=None, ge=0, le=65535)  # plain HTTP probes + metrics
+    probe_host: str | None = None  # where the probe server listens; None: ``host``
     url_prefix: str = "/scheduler"
     max_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
     debug_endpoints: bool = False
@@ -181,6 +182,9 @@ class Settings(BaseSettings):
     agent_label: str = "scheduler-extender.io/agent"
     assume_timeout_seconds: float = Field(default=30.0, gt=0)
     max_cache_staleness_seconds: float = Field(default=30.0, gt=0)
+    # How long a filter waits for the bind of the pod filtered before it (service/inflight.py);
+    # below kube-scheduler's httpTimeout for the extender (5 s in deploy/scheduler-config.yaml).
+    in_flight_wait_seconds: float = Field(default=3.0, ge=0)
     watch_backoff_max_seconds: float = Field(default=30.0, gt=0)
 
     # -- policy

@@ -92,6 +92,15 @@ class Metrics:
             "Binds refused because concurrent binds had taken the node's capacity.",
             registry=r,
         )
+        # How each filter found the pod before it (service/inflight.py): "timeout"
+        # means that pod failed after our filter, or its PreBind outlasted the wait.
+        self.in_flight_waits = Histogram(
+            f"{PREFIX}_in_flight_wait_seconds",
+            "Time a filter waited for the previous pod's bind, by how that pod was settled.",
+            ["settled"],
+            buckets=(*LATENCY_BUCKETS, 5.0),
+            registry=r,
+        )
         self.cache_objects = Gauge(
             f"{PREFIX}_cache_objects",
             "Objects in the cluster cache, by kind.",

@@ -22,7 +22,7 @@ def add_debug_routes(app: FastAPI, extender: Extender) -> None:
         if found is None:
             return client_error(f"pod: {pod} is not in the cache", 404)
         nodes = list(extender.cluster.snapshot().nodes)
-        verdict = extender.filter(found, nodes)
+        verdict = extender.feasible(found, nodes)
         table = extender.prioritize(found, verdict.passed, explain=True)
         ranked = sorted(range(len(table.hosts)), key=lambda i: table.scores[i], reverse=True)
         return JSONResponse(

@@ -80,7 +80,7 @@ class Verbs:
         names, nodes = _sent_nodes(args)
         pod = args.pod.to_domain(self.agent_label)
         try:
-            outcome = self.extender.filter(pod, names, sent_nodes=nodes)
+            outcome = await self.extender.filter(pod, names, sent_nodes=nodes)
         except StaleCacheError as exc:
             # Our own failure: Error makes kube-scheduler retry (or skip us if ignorable).
             self.metrics.decisions.labels("filter", "stale_cache").inc()

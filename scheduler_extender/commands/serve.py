@@ -32,11 +32,12 @@ from scheduler_extender.domain.filtering import FilterRules
 from scheduler_extender.domain.popularity import Popularity, PopularitySource, StaticPopularity
 from scheduler_extender.domain.scoring.registry import Scorer
 from scheduler_extender.service.extender import Extender
+from scheduler_extender.service.inflight import InFlight
 
 log = logging.getLogger(__name__)
 
-FLAGS = ["kubeconfig", "host", "port", "probe_port", "url_prefix", "log_level", "log_format",
-         "debug_endpoints", "tls_cert_file", "tls_key_file", "tls_client_ca_file"]  # fmt: skip
+FLAGS = ["kubeconfig", "host", "port", "probe_port", "probe_host", "url_prefix", "log_level",
+         "log_format", "debug_endpoints", "tls_cert_file", "tls_key_file", "tls_client_ca_file"]  # fmt: skip
 
 
 def add_parser(subparsers: Any) -> None:
@@ -51,7 +52,10 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--port", type=int, help="port to listen on (default 8888)")
     p.add_argument("--probe-port", dest="probe_port", type=int,
                    help="also serve /healthz, /readyz and /metrics over plain HTTP on this port "
-                   "(for kubelet probes and Prometheus when the main port requires client certificates)")  # fmt: skip
+                   "(for kubelet probes and Prometheus, when the verbs listen on loopback or require "
+                   "client certificates)")  # fmt: skip
+    p.add_argument("--probe-host", dest="probe_host",
+                   help="address the --probe-port server listens on (default: --host)")  # fmt: skip
     p.add_argument(
         "--url-prefix", dest="url_prefix", help="path prefix of the verbs (default /scheduler)"
     )
@@ -102,7 +106,10 @@ def build(settings: Settings, api: client.ApiClient) -> Service:
         scorer=Scorer.from_weights(settings.score_weights),
         rules=FilterRules(max_agent_replicas_per_node=settings.max_agent_replicas_per_node),
         gpu_resource=settings.gpu_resource,
+        scheduler_names=frozenset({settings.scheduler_name}),
         max_staleness=settings.max_cache_staleness_seconds,
+        in_flight=InFlight(timeout=settings.in_flight_wait_seconds),
+        on_wait=lambda w: metrics.in_flight_waits.labels(w.settled).observe(w.seconds),
     )
 
     def cache_ready() -> tuple[bool, dict[str, Any]]:
@@ -189,8 +196,9 @@ def run(args: argparse.Namespace) -> int:
     log.info("serving the extender on %s:%d%s", settings.host, settings.port, settings.url_prefix)
     servers = [http_server(service.app, settings.host, settings.port, **tls_options(settings))]
     if settings.probe_port is not None:
-        log.info("serving probes and metrics on %s:%d", settings.host, settings.probe_port)
-        servers.append(http_server(service.probe_app, settings.host, settings.probe_port))
+        probe_host = settings.probe_host or settings.host
+        log.info("serving probes and metrics on %s:%d", probe_host, settings.probe_port)
+        servers.append(http_server(service.probe_app, probe_host, settings.probe_port))
     try:
         run_on_event_loop(_serve_all(servers, service.binder))
     finally:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import compress
 
@@ -13,6 +13,7 @@ from scheduler_extender.domain.popularity import PopularitySource
 from scheduler_extender.domain.ports import BindConflictError, Binder, ClusterView
 from scheduler_extender.domain.scoring.policy import ScoringContext
 from scheduler_extender.domain.scoring.registry import Scorer, ScoreTable
+from scheduler_extender.service.inflight import InFlight, Waited
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,10 @@ def _log_top_scores(pod: Pod, table: ScoreTable, top: int = 5) -> None:
         )
 
 
+def _ignore(_: Waited) -> None:
+    pass
+
+
 class StaleCacheError(Exception):
     """The cache has been cut off from the API server for too long to decide."""
 
@@ -65,15 +70,40 @@ class Extender:
     scorer: Scorer
     rules: FilterRules
     gpu_resource: str
+    # The kube-scheduler profiles whose pods we decide for (and may bind).
+    scheduler_names: frozenset[str]
+    in_flight: InFlight
     max_staleness: float = 30.0  # seconds a broken watch may lag before we refuse to decide
+    # Told how each filter waited for the previous pod's bind (metrics).
+    on_wait: Callable[[Waited], None] = _ignore
 
-    def filter(
+    async def filter(
         self, pod: Pod, names: Iterable[str], *, sent_nodes: Sequence[Node] = ()
     ) -> FilterOutcome:
-        """``sent_nodes``: node objects kube-scheduler sent (nodeCacheCapable false)."""
+        """``sent_nodes``: node objects kube-scheduler sent (nodeCacheCapable false).
+
+        Decides on a view that holds the pod kube-scheduler chose a node for
+        just before this one (see ``service/inflight.py``).
+        """
         self._require_fresh()
+        self.on_wait(await self.in_flight.settle(pod, self._settled_by_watch))
+        outcome = self.feasible(pod, names, sent_nodes=sent_nodes)
+        if outcome.passed and pod.scheduler_name in self.scheduler_names:
+            self.in_flight.begin(pod)
+        return outcome
+
+    def feasible(
+        self, pod: Pod, names: Iterable[str], *, sent_nodes: Sequence[Node] = ()
+    ) -> FilterOutcome:
+        """The filter's answer on the current view, with no waiting and no side effect."""
         snapshot = self.cluster.snapshot().with_unknown_nodes(sent_nodes)
         return filter_nodes(pod, names, snapshot, self.rules)
+
+    def _settled_by_watch(self, pod: Pod) -> bool:
+        if self.cluster.placement(pod.uid) is not None:
+            return True
+        current = self.cluster.find_pod(pod.namespace, pod.name)
+        return current is not None and (current.uid != pod.uid or current.terminal)
 
     def prioritize(
         self,
@@ -106,6 +136,13 @@ class Extender:
     async def bind(self, request: BindRequest) -> str:
         """Bind the pod; returns the outcome label. Raises BindError."""
         try:
+            return await self._bind(request)
+        finally:
+            # Assumed or refused: either way the next filter need not wait for it.
+            self.in_flight.end(request.uid)
+
+    async def _bind(self, request: BindRequest) -> str:
+        try:
             self._require_fresh()
         except StaleCacheError as exc:
             raise BindError(str(exc), "stale_cache") from None
@@ -121,11 +158,20 @@ class Extender:
                 f"pod {pod.key} has UID {pod.uid}, not {request.uid}: it was recreated",
                 "uid_mismatch",
             )
+        if pod.scheduler_name not in self.scheduler_names:
+            # Only our kube-scheduler may have us bind: a pod of another scheduler
+            # is that scheduler's to place, whoever asks.
+            raise BindError(
+                f"pod {pod.key} belongs to scheduler {pod.scheduler_name!r}, not to "
+                f"{' or '.join(sorted(self.scheduler_names))}: not binding it",
+                "foreign_scheduler",
+            )
         if pod.node_name == request.node:
             return "already_bound"
         if pod.node_name:
             raise BindError(f"pod {pod.key} is already bound to {pod.node_name}", "bound_elsewhere")
         self._reserve(pod, request.node)
+        self.in_flight.end(pod.uid)  # assumed: a waiting filter may go on before the API call
         try:
             await self.binder.bind(pod, request.node)
         except BindConflictError:

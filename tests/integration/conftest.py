@@ -47,6 +47,7 @@ from scheduler_extender.domain.popularity import PopularitySource
 from scheduler_extender.domain.scoring.registry import DEFAULT_WEIGHTS, Scorer
 from scheduler_extender.domain.shared import SharedCluster
 from scheduler_extender.service.extender import Extender
+from scheduler_extender.service.inflight import InFlight
 from tests.builders import AGENT_LABEL, GPU
 
 QUERY = "sum by (agent) (rate(agent_requests_total[1m]))"
@@ -163,6 +164,9 @@ def service(source: PopularitySource, readiness_details: PrometheusPopularity) -
         scorer=Scorer.from_weights(DEFAULT_WEIGHTS),
         rules=FilterRules(),
         gpu_resource=GPU,
+        scheduler_names=frozenset({"gpu-scheduler"}),
+        # No wait for the previous pod's bind: tests of the wait set their own.
+        in_flight=InFlight(timeout=0.0),
     )
     config = AppConfig(
         agent_label=AGENT_LABEL,

@@ -14,6 +14,7 @@ from scheduler_extender.domain.ports import BindConflictError
 from scheduler_extender.domain.scoring.registry import DEFAULT_WEIGHTS, Scorer
 from scheduler_extender.domain.shared import SharedCluster
 from scheduler_extender.service.extender import Extender
+from scheduler_extender.service.inflight import InFlight
 from tests.builders import AGENT_LABEL, GPU
 
 
@@ -62,6 +63,7 @@ def make_harness(
     debug: bool = False,
     max_body: int = 16 * 1024 * 1024,
     rules: FilterRules | None = None,
+    in_flight_wait: float = 0.0,  # no wait for the previous pod's bind unless a test asks
 ) -> Harness:
     clock = FakeClock()
     cluster = SharedCluster(assume_timeout=30.0, clock=clock)
@@ -73,6 +75,8 @@ def make_harness(
         scorer=Scorer.from_weights(DEFAULT_WEIGHTS),
         rules=rules or FilterRules(),
         gpu_resource=GPU,
+        scheduler_names=frozenset({"gpu-scheduler"}),
+        in_flight=InFlight(timeout=in_flight_wait),
     )
     metrics = Metrics()
     app = create_app(

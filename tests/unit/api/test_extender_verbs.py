@@ -239,3 +239,14 @@ def test_a_stale_cache_refuses_to_filter_or_bind(
     assert harness.binder.calls == 0
     monkeypatch.setattr(harness.cluster, "staleness", lambda: 29.0)
     assert harness.client.post("/scheduler/bind", json=args).json() == {"Error": ""}
+
+
+def test_bind_refuses_a_pod_of_another_scheduler(harness: Harness) -> None:
+    add_nodes(harness, ("a", 2))
+    p = pod("p", 1, scheduler="some-other-scheduler")
+    add_pod(harness, p)
+    args = {"PodName": "p", "PodNamespace": "default", "PodUID": p.uid, "Node": "a"}
+    error = harness.client.post("/scheduler/bind", json=args).json()["Error"]
+    assert "belongs to scheduler 'some-other-scheduler'" in error
+    assert harness.binder.calls == 0
+    assert harness.cluster.placement(p.uid) is None  # nothing assumed either
