@@ -1,16 +1,20 @@
 """The extender's ``preempt`` verb: refine kube-scheduler's preemption candidates.
 
-What is dropped and why is in ``domain/packing/preemption.py``. Victim lists
-are returned unchanged for every node kept; an empty map means "do not
-preempt". Both request shapes are accepted: full victim pods
-(``nodeCacheCapable: false``) and victim UIDs (``true``), which are looked up
-in the extender's cache.
+What is dropped and why is in ``domain/packing/preemption.py``; among other
+things, each candidate must pass the extender's own filter rules
+(``extender.rules``) once its victims are gone. Victim lists are returned
+unchanged for every node kept; an empty map means "do not preempt". Both
+request shapes are accepted: full victim pods (``nodeCacheCapable: false``)
+and victim UIDs (``true``), which are looked up in the extender's cache.
+Either way, only victims the cache accounts on their candidate node give
+room back, with the requests the cache accounts them with.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from fastapi import FastAPI, Request
 from pydantic import ValidationError
@@ -19,10 +23,14 @@ from starlette.responses import JSONResponse, Response
 from scheduler_extender.adapters.metrics import Metrics
 from scheduler_extender.api import wire
 from scheduler_extender.api.errors import client_error, validation_error
+from scheduler_extender.domain.cluster import Snapshot
 from scheduler_extender.domain.objects import Pod
-from scheduler_extender.domain.packing.preemption import refine_candidates
+from scheduler_extender.domain.packing.preemption import Refinement, refine_candidates
+from scheduler_extender.domain.ports import ClusterView
 from scheduler_extender.domain.shared import SharedCluster
 from scheduler_extender.service.extender import Extender
+
+log = logging.getLogger(__name__)
 
 
 def add_preempt_route(
@@ -61,7 +69,11 @@ def add_preempt_route(
         else:
             metrics.decisions.labels("preempt", "bad_request").inc()
             return client_error("NodeNameToVictims: either it or NodeNameToMetaVictims must be set")
-        refinement = refine_candidates(pod, victims, extender.cluster.snapshot())
+        snapshot, counted = _accounted(extender.cluster, uids, victims)
+        refinement = refine_candidates(
+            pod, victims, snapshot, rules=extender.rules, counted=counted
+        )
+        _log_dropped(pod, refinement)
         outcome = "refined" if refinement.dropped else "unchanged"
         metrics.decisions.labels("preempt", outcome).inc()
         reply = wire.ExtenderPreemptionResult(
@@ -74,6 +86,47 @@ def add_preempt_route(
             }
         )
         return JSONResponse(reply.model_dump(by_alias=True))
+
+
+def _accounted(
+    cluster: ClusterView,
+    uids: Mapping[str, Sequence[str]],
+    victims: Mapping[str, Sequence[Pod] | None],
+) -> tuple[Snapshot, dict[str, list[Pod]]]:
+    """The snapshot, and per node the victims it counts there, as it counts them.
+
+    Read under the writer lock, so that the placements match the snapshot.
+    """
+    counted: dict[str, list[Pod]] = {}
+    with cluster.locked():
+        snapshot = cluster.snapshot()
+        for node, ids in uids.items():
+            sent = {v.uid: v for v in victims.get(node) or ()}
+            here: list[Pod] = []
+            for uid in ids:
+                if cluster.placement(uid) != node:
+                    continue  # not counted there: evicting it frees nothing we track
+                known = cluster.state.pod(uid) if isinstance(cluster, SharedCluster) else None
+                found = known if known is not None else sent.get(uid)
+                if found is not None:
+                    here.append(found)
+            counted[node] = here
+    return snapshot, counted
+
+
+def _log_dropped(pod: Pod, refinement: Refinement) -> None:
+    if not refinement.dropped or not log.isEnabledFor(logging.DEBUG):
+        return
+    for node, why in refinement.dropped.items():
+        unresolvable = node in refinement.unresolvable
+        log.debug(
+            "preempt %s: dropped candidate %s%s: %s",
+            pod.key,
+            node,
+            " (unresolvable)" if unresolvable else "",
+            why,
+            extra={"pod": pod.key, "node": node, "unresolvable": unresolvable, "why": why},
+        )
 
 
 def _lookup(extender: Extender, uids: Sequence[str]) -> list[Pod] | None:

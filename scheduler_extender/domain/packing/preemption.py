@@ -1,13 +1,21 @@
 """Refining kube-scheduler's preemption candidates (the extender's ``preempt`` verb).
 
 kube-scheduler proposes, per candidate node, the victims whose eviction would
-let the preemptor fit there. The extender may only drop candidates (and must
-return at least one victim for each node it keeps), so this is what it does,
-in order:
+let the preemptor fit there by *its* accounting. The extender may only drop
+candidates (and must return at least one victim for each node it keeps); a
+node missing from the answer is no longer a candidate, and when none is left
+nothing is preempted. This is what it drops, in order:
 
-1. **The preemptor's own plan.** If an active packing plan reserved nodes for
-   the preemptor, only those candidates are kept (any other node would be
-   refused by our filter once the victims are gone).
+1. **Our own filter, once the victims are gone.** A candidate is dropped if
+   the extender's filter would still refuse the preemptor there after the
+   evictions (``what_if.py`` runs the filter itself on the freed nodes):
+   GPUs (or other requests) still short by the extender's accounting, the
+   node at ``max_agent_replicas_per_node`` for the preemptor's agent, room
+   held by a packing plan for other pods, a plan that reserved other nodes
+   for the preemptor, or a node the cache does not know. Only victims the
+   snapshot counts on that node give back room.
+   Capacity below the request and another node reserved for the preemptor
+   are *unresolvable*: no eviction there could ever help.
 2. **Pods a plan is placing.** A candidate is dropped if one of its victims
    is a pod an active plan is placing: the pod a reservation is for, or a
    replacement of a moved pod on its reserved node.
@@ -21,7 +29,8 @@ in order:
 Victim lists are never shortened: kube-scheduler already chose the fewest
 victims per node, and fewer could leave the preemptor without room. Victims
 the cache does not know (UIDs it has not seen yet) make a candidate
-unassessable: it is kept by rules 2-3 but never counts as move-only.
+unassessable by rules 2-3 (kept, but never move-only); they free nothing in
+rule 1, since the extender's accounting never counted them.
 """
 
 from __future__ import annotations
@@ -32,29 +41,42 @@ from dataclasses import dataclass
 import numpy as np
 
 from scheduler_extender.domain.cluster import Snapshot
+from scheduler_extender.domain.filtering import FilterRules
 from scheduler_extender.domain.objects import Pod
 from scheduler_extender.domain.packing.problem import IntArray
 from scheduler_extender.domain.packing.reservations import Reservation
+from scheduler_extender.domain.packing.what_if import rejected_after_eviction
 
 
 @dataclass(frozen=True, slots=True)
 class Refinement:
     kept: tuple[str, ...]
     dropped: Mapping[str, str]  # node -> why
+    unresolvable: frozenset[str] = frozenset()  # dropped nodes no eviction could ever fix
 
 
 def refine_candidates(
     preemptor: Pod,
     candidates: Mapping[str, Sequence[Pod] | None],
     snapshot: Snapshot,
+    *,
+    rules: FilterRules,
+    counted: Mapping[str, Sequence[Pod]],
 ) -> Refinement:
-    """Which candidate nodes to keep; ``None`` victims: some UIDs were unknown."""
+    """Which candidate nodes to keep.
+
+    ``candidates``: node -> victims, ``None`` when some UIDs were unknown.
+    ``counted``: node -> those of its victims the snapshot counts on it, as
+    it counts them (a node absent here gets no room back).
+    """
     book = snapshot.reservations
     dropped: dict[str, str] = {}
-    planned = {r.node for r in book.reservations if r.matches(preemptor)}
-    for node in candidates:
-        if planned and node not in planned:
-            dropped[node] = "a packing plan reserved another node for this pod"
+    unresolvable: set[str] = set()
+    evicted = {node: counted.get(node, ()) for node in candidates}
+    for node, rejection in rejected_after_eviction(preemptor, evicted, snapshot, rules).items():
+        dropped[node] = f"after the evictions: {rejection.message}"
+        if rejection.unresolvable:
+            unresolvable.add(node)
     for node, victims in candidates.items():
         if node in dropped or victims is None:
             continue
@@ -67,7 +89,8 @@ def refine_candidates(
         for node in remaining:
             if node not in movable:
                 dropped[node] = "its victims could not be re-placed; another node needs only moves"
-    return Refinement(tuple(n for n in candidates if n not in dropped), dropped)
+    kept = tuple(n for n in candidates if n not in dropped)
+    return Refinement(kept, dropped, frozenset(unresolvable))
 
 
 def _placing(reservation: Reservation, victim: Pod, node: str) -> bool:
