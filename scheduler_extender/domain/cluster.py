@@ -9,6 +9,11 @@ A pod counts against a node when the watch says it is bound there (and it is
 not terminal), or when we bound it ourselves and the watch has not caught up
 yet ("assumed"). An assumption that no watch event confirms within its
 deadline expires, so a lost bind never leaks capacity for long.
+
+A pod that preemption nominated to a node (``status.nominatedNodeName``) and
+that is not bound yet counts nowhere, but snapshots list it under that node:
+kube-scheduler holds its room there against pods of lower or equal priority
+(see ``domain/filtering.py``).
 """
 
 from __future__ import annotations
@@ -48,6 +53,23 @@ class NodeState:
 
 
 @dataclass(frozen=True, slots=True)
+class NominatedPod:
+    """What a nominated, not yet bound pod holds on its node: the filter reads no more."""
+
+    uid: str
+    priority: int
+    requests: Resources
+    agent: str | None = None
+
+    @staticmethod
+    def of(pod: Pod) -> NominatedPod:
+        return NominatedPod(pod.uid, pod.priority, pod.requests, pod.agent)
+
+
+_NO_NOMINATIONS: Mapping[str, tuple[NominatedPod, ...]] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """An immutable view of the cluster used to answer one request."""
 
@@ -58,6 +80,10 @@ class Snapshot:
     synced: bool = True
     # Room a packing plan holds for its pods (see domain/packing/reservations.py).
     reservations: ReservationBook = EMPTY_BOOK
+    # node -> pods nominated to it; only nodes that have some.
+    nominated: Mapping[str, tuple[NominatedPod, ...]] = field(
+        default_factory=lambda: _NO_NOMINATIONS
+    )
 
     def get(self, name: str) -> NodeState | None:
         return self.nodes.get(name)
@@ -80,6 +106,7 @@ class Snapshot:
             self.version,
             self.synced,
             self.reservations,
+            self.nominated,
         )
 
 
@@ -152,6 +179,10 @@ class ClusterState:
         self._placed: dict[str, tuple[str, Pod]] = {}  # uid -> (node, pod as accounted)
         self._agent_replicas: Counter[str] = Counter()
         self._agent_nodes: dict[str, Counter[str]] = {}  # agent -> node -> replicas
+        self._nominations: dict[str, str] = {}  # uid -> node, of pods counted as nominated
+        self._nominated: dict[str, dict[str, NominatedPod]] = {}  # node -> uid -> pod
+        self._frozen_nominated: dict[str, tuple[NominatedPod, ...]] = {}
+        self._dirty_nominated: set[str] = set()
         self._frozen: dict[str, NodeState] = {}
         self._columns = ColumnBuilder()
         self._dirty: set[str] = set()
@@ -268,7 +299,12 @@ class ClusterState:
 
     # -- snapshots ---------------------------------------------------------
     def snapshot(self) -> Snapshot:
-        if not self._dirty and not self._dirty_agents and self._snapshot.version == self._version:
+        if (
+            not self._dirty
+            and not self._dirty_agents
+            and not self._dirty_nominated
+            and self._snapshot.version == self._version
+        ):
             return self._snapshot
         for name in self._dirty:
             self._frozen[name] = self._nodes[name].freeze()
@@ -281,6 +317,7 @@ class ClusterState:
             )
         for agent in self._dirty_agents:
             self._columns.set_agent(agent, self._agent_nodes.get(agent, {}))
+        self._freeze_nominated()
         self._dirty.clear()
         self._dirty_agents.clear()
         self._snapshot = Snapshot(
@@ -289,6 +326,7 @@ class ClusterState:
             agent_replicas=MappingProxyType(dict(self._agent_replicas)),
             version=self._version,
             synced=self.synced,
+            nominated=MappingProxyType(dict(self._frozen_nominated)),
         )
         return self._snapshot
 
@@ -325,7 +363,37 @@ class ClusterState:
         if new is not None:
             self._placed[uid] = new
             self._count(new[0], new[1], +1)
+        self._renominate(uid)
         self._version += 1
+
+    def _renominate(self, uid: str) -> None:
+        """List the pod under its nominated node while it is not accounted anywhere.
+
+        A pod we bound (assumed) is no longer nominated, as kube-scheduler drops
+        the nomination of a pod it assumes; if the bind fails it is again.
+        """
+        old = self._nominations.pop(uid, None)
+        if old is not None:
+            entries = self._nominated[old]
+            del entries[uid]
+            if not entries:
+                del self._nominated[old]
+            self._dirty_nominated.add(old)
+        pod = self._pods.get(uid)
+        if pod is not None and pod.nominated and uid not in self._placed:
+            node = pod.nominated_node_name
+            self._nominations[uid] = node
+            self._nominated.setdefault(node, {})[uid] = NominatedPod.of(pod)
+            self._dirty_nominated.add(node)
+
+    def _freeze_nominated(self) -> None:
+        for node in self._dirty_nominated:
+            entries = self._nominated.get(node)
+            if entries:
+                self._frozen_nominated[node] = tuple(entries.values())
+            else:
+                self._frozen_nominated.pop(node, None)
+        self._dirty_nominated.clear()
 
     def _count(self, node_name: str, pod: Pod, sign: int) -> None:
         if pod.agent:

@@ -7,11 +7,17 @@ could, e.g. the node's total capacity is below the request.
 Candidates are tested all at once on the snapshot's columns. Rejections are
 grouped by cause, so a call that rejects thousands of nodes builds a handful
 of messages, as kube-scheduler's own plugins do ("Insufficient nvidia.com/gpu").
+
+Pods nominated to a node (preemption made room for them there) and not bound
+yet count as running on it for pods of lower or equal priority, as in
+kube-scheduler's RunFilterPluginsWithNominatedPods: a pod must not take the
+room freed for a pod it would itself have to yield to. That holds for every
+per-node count as well, so they count against the agent replica limit too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from itertools import compress
@@ -19,6 +25,7 @@ from itertools import compress
 import numpy as np
 
 from scheduler_extender.domain.cluster import Snapshot
+from scheduler_extender.domain.columns import IntArray
 from scheduler_extender.domain.objects import Pod
 
 
@@ -53,6 +60,50 @@ class FilterOutcome:
 _UNKNOWN = Rejection(Reason.UNKNOWN_NODE, "node is not in the extender's cache", False)
 
 
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """What pods nominated ahead of the filtered pod hold, per row of the columns."""
+
+    amounts: Mapping[str, IntArray]  # resource -> per-row amount
+    agents: IntArray  # per-row replicas of the filtered pod's agent
+
+    def amount(self, resource: str, rows: IntArray) -> IntArray | int:
+        column = self.amounts.get(resource)
+        return column[rows] if column is not None else 0
+
+    def at(self, resource: str, row: int) -> int:
+        column = self.amounts.get(resource)
+        return int(column[row]) if column is not None else 0
+
+
+def _held_by_nominated(pod: Pod, snapshot: Snapshot, resources: Collection[str]) -> _Held | None:
+    """Nominated pods ``pod`` yields to: priority at least its own, not itself.
+
+    Walks the (few) nodes with nominated pods rather than the candidates; None
+    when no nominated pod is ahead of ``pod``.
+    """
+    if not snapshot.nominated:
+        return None  # the usual case, and all it costs
+    size = snapshot.columns.size
+    amounts: dict[str, IntArray] = {}
+    agents = np.zeros(size, dtype=np.int64)
+    found = False
+    for name, nominated in snapshot.nominated.items():
+        row = snapshot.columns.rows.get(name)
+        if row is None:
+            continue  # an unknown node is rejected anyway
+        for other in nominated:
+            if other.uid == pod.uid or other.priority < pod.priority:
+                continue
+            found = True
+            for resource in resources:
+                if amount := other.requests.get(resource):
+                    amounts.setdefault(resource, np.zeros(size, dtype=np.int64))[row] += amount
+            if pod.agent and other.agent == pod.agent:
+                agents[row] += 1
+    return _Held(amounts, agents) if found else None
+
+
 def filter_nodes(
     pod: Pod, names: Iterable[str], snapshot: Snapshot, rules: FilterRules
 ) -> FilterOutcome:
@@ -63,10 +114,13 @@ def filter_nodes(
     known = rows >= 0
     rows = np.where(known, rows, 0)
     requested = sorted((r, a) for r, a in pod.requests.amounts.items() if a > 0)
+    held = _held_by_nominated(pod, snapshot, [r for r, _ in requested])
     # One bit per cause; a node's code says everything that is wrong with it.
     code = np.where(known, 0, 1).astype(np.int64)
     for i, (resource, amount) in enumerate(requested):
         free = columns.free_of(resource, rows)
+        if held is not None:
+            free = free - held.amount(resource, rows)
         total = columns.allocatable_of(resource, rows)
         short = free < amount
         # free exceeds total only where a node sets no limit (pods): never "never".
@@ -74,7 +128,10 @@ def filter_nodes(
         code |= np.where(short & (total < amount), 1 << (2 * i + 2), 0)
     limit = rules.max_agent_replicas_per_node
     if limit and pod.agent:
-        at_limit = columns.agent_counts(pod.agent, rows) >= limit
+        placed = columns.agent_counts(pod.agent, rows)
+        if held is not None:
+            placed = placed + held.agents[rows]
+        at_limit = placed >= limit
         code |= np.where(at_limit, 1 << (2 * len(requested) + 1), 0)
     code[~known] = 1  # an unknown node has no other problems worth telling
     passed = list(compress(unique, (code == 0).tolist()))
@@ -82,10 +139,23 @@ def filter_nodes(
     rejections = {int(c): _explain(int(c), pod, requested, limit) for c in np.unique(code[failing])}
     failed = {unique[i]: rejections[int(code[i])] for i in failing}
     if snapshot.reservations:  # a packing plan holds room: see domain/packing/reservations.py
-        blocked = snapshot.reservations.blocked(pod, passed, lambda n, r: snapshot.nodes[n].free(r))
+        blocked = _reserved(pod, passed, snapshot, held)
         passed = [name for name in passed if name not in blocked]
         failed.update((n, Rejection(Reason.RESERVED, m, False)) for n, m in blocked.items())
     return FilterOutcome(passed, failed)
+
+
+def _reserved(
+    pod: Pod, passed: list[str], snapshot: Snapshot, held: _Held | None
+) -> dict[str, str]:
+    """Nodes among ``passed`` that a packing plan's reservations close to ``pod``."""
+
+    def free_of(name: str, resource: str) -> int:
+        # Room held for nominated pods is not there for a reservation either.
+        taken = held.at(resource, snapshot.columns.rows[name]) if held is not None else 0
+        return snapshot.nodes[name].free(resource) - taken
+
+    return snapshot.reservations.blocked(pod, passed, free_of)
 
 
 def check_node(pod: Pod, name: str, snapshot: Snapshot, rules: FilterRules) -> Rejection | None:

@@ -15,6 +15,10 @@ class TaintEffect(StrEnum):
     NO_EXECUTE = "NoExecute"
 
 
+# The taint the node lifecycle controller puts on a cordoned node.
+UNSCHEDULABLE_TAINT_KEY = "node.kubernetes.io/unschedulable"
+
+
 @dataclass(frozen=True, slots=True)
 class Taint:
     key: str
@@ -98,6 +102,9 @@ class Pod:
     uid: str
     requests: Resources = EMPTY
     node_name: str = ""
+    # status.nominatedNodeName: where preemption made room for this pod. Until
+    # it is bound, kube-scheduler holds that room against pods of no higher priority.
+    nominated_node_name: str = ""
     scheduler_name: str = "default-scheduler"
     phase: str = "Pending"
     priority: int = 0
@@ -127,10 +134,17 @@ class Pod:
         """Whether the pod counts against its node's capacity."""
         return bool(self.node_name) and not self.terminal
 
+    @property
+    def nominated(self) -> bool:
+        """Whether the pod waits for room preemption made on its nominated node."""
+        return bool(self.nominated_node_name) and not self.node_name and not self.terminal
+
+    def tolerates(self, taint: Taint) -> bool:
+        return any(t.tolerates(taint) for t in self.tolerations)
+
     def tolerates_all(self, taints: tuple[Taint, ...]) -> bool:
         return all(
-            taint.effect == TaintEffect.PREFER_NO_SCHEDULE
-            or any(t.tolerates(taint) for t in self.tolerations)
+            taint.effect == TaintEffect.PREFER_NO_SCHEDULE or self.tolerates(taint)
             for taint in taints
         )
 
@@ -151,4 +165,16 @@ class Node:
 
     def admits(self, pod: Pod) -> bool:
         """Static eligibility: cordon, taints, selector and affinity (not capacity)."""
-        return not self.unschedulable and pod.tolerates_all(self.taints) and pod.selects(self)
+        return self.open_to(pod) and pod.tolerates_all(self.taints) and pod.selects(self)
+
+    def open_to(self, pod: Pod) -> bool:
+        """The NodeUnschedulable filter: a cordon bars pods that do not tolerate it.
+
+        kube-scheduler reads a toleration of the cordon taint as a toleration of
+        ``spec.unschedulable`` itself, whether or not the taint is on the node yet
+        (DaemonSet pods carry one, so they still land on cordoned nodes).
+        """
+        return not self.unschedulable or pod.tolerates(_CORDON)
+
+
+_CORDON = Taint(UNSCHEDULABLE_TAINT_KEY, "", TaintEffect.NO_SCHEDULE)

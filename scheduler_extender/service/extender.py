@@ -103,7 +103,21 @@ class Extender:
         if self.cluster.placement(pod.uid) is not None:
             return True
         current = self.cluster.find_pod(pod.namespace, pod.name)
-        return current is not None and (current.uid != pod.uid or current.terminal)
+        if current is None:
+            return False  # not watched yet: only its bind or the wait's end settle it
+        if current.uid != pod.uid or current.terminal:
+            return True  # gone
+        if current.nominated and current.nominated_node_name != pod.nominated_node_name:
+            # Nominated since we filtered it: kube-scheduler names the node it chose
+            # before a PreBind that will take time (NominatedNodeNameForExpectation, on
+            # by default since 1.35). Count the pod there as if bound; its bind to that
+            # node finds the assumption in place. (A nomination it already had came
+            # from an earlier preemption and says nothing about this cycle.)
+            with self.cluster.locked():
+                if self.cluster.placement(pod.uid) is None:
+                    self.cluster.assume_locked(current, current.nominated_node_name)
+            return True
+        return False
 
     def prioritize(
         self,

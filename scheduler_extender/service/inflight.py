@@ -16,6 +16,11 @@ the watch shows N bound or gone, N itself is filtered again, or a bounded wait
 ran out (N failed after filter, e.g. in Reserve or Permit, and nothing will
 come). The wait stays below kube-scheduler's ``httpTimeout`` for the filter.
 
+Since 1.35 kube-scheduler also writes the chosen node into N's
+``status.nominatedNodeName`` before a PreBind that will take time
+(NominatedNodeNameForExpectation): the watch then settles N within
+milliseconds, and the extender counts N on that node until its bind.
+
 Nothing waits when binds keep up, which is the usual case; the wait costs
 throughput only where the window is real.
 """
@@ -38,7 +43,7 @@ class Settled(StrEnum):
     NONE = "none"  # nothing was in flight
     SAME_POD = "same_pod"  # the in-flight pod itself is filtered again
     BIND = "bind"  # its bind reached us
-    WATCH = "watch"  # the watch shows it bound or gone
+    WATCH = "watch"  # the watch shows it bound, nominated to its node, or gone
     TIMEOUT = "timeout"  # nothing came in time: it failed after our filter
 
 

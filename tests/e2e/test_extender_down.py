@@ -84,18 +84,24 @@ def test_a_refusal_is_not_overridden_and_the_pod_schedules_once_its_reason_is_go
     )
     assert "replicas of agent 'solo'" in failures[0]["message"], failures[0]["message"]
     time.sleep(5.0)  # kube-scheduler retries; nothing binds it past the extender
-    pods = {p.metadata.name: p for p in list_pods(api, namespace)}
-    assert not pods["gpu-extra"].spec.node_name
+    pods = {p["metadata"]["name"]: p for p in list_pods(api, namespace)}
+    assert not pods["gpu-extra"]["spec"].get("nodeName")
 
-    freed = pods["gpu-0"].spec.node_name
+    freed = pods["gpu-0"]["spec"]["nodeName"]
     client.CoreV1Api(api).delete_namespaced_pod("gpu-0", namespace, grace_period_seconds=0)
     wait_for(
         "the third replica bound where the limit now allows it",
-        lambda: next(
-            (p.spec.node_name for p in list_pods(api, namespace) if p.metadata.name == "gpu-extra"),
-            None,
-        )
-        == freed,
+        lambda: (
+            next(
+                (
+                    p["spec"].get("nodeName")
+                    for p in list_pods(api, namespace)
+                    if p["metadata"]["name"] == "gpu-extra"
+                ),
+                None,
+            )
+            == freed
+        ),
         timeout=120,
         interval=0.5,
     )
@@ -110,14 +116,16 @@ def test_a_bind_for_another_schedulers_pod_is_refused(
     workload.create_pods(api, [foreign])
     pod = wait_for(
         "the pod in the API server",
-        lambda: next((p for p in list_pods(api, namespace) if p.metadata.name == "foreign"), None),
+        lambda: next(
+            (p for p in list_pods(api, namespace) if p["metadata"]["name"] == "foreign"), None
+        ),
     )
     reply = httpx.post(
         f"{cluster.extender_endpoint.url}/scheduler/bind",
         json={
             "PodName": "foreign",
             "PodNamespace": namespace,
-            "PodUID": pod.metadata.uid,
+            "PodUID": pod["metadata"]["uid"],
             "Node": node_pool.node_names[0],
         },
         timeout=10.0,

@@ -366,11 +366,11 @@ def test_a_plan_interrupted_half_way_loses_no_pod_and_the_next_plan_starts_from_
         killed_at = time.monotonic()
         cluster.stop_extender()  # reaps it
         time.sleep(1.0)  # a bind the killed process had already sent may still land
-        while_down = {p.metadata.uid for p in bound(live(api, namespace))}
+        while_down = {p["metadata"]["uid"] for p in bound(live(api, namespace))}
         time.sleep(4.0)
         # kube-scheduler keeps trying the evicted pod's replacement; nothing binds it
         # past the extender, and nothing is over-allocated.
-        assert {p.metadata.uid for p in bound(live(api, namespace))} == while_down
+        assert {p["metadata"]["uid"] for p in bound(live(api, namespace))} == while_down
         assert overallocated(api) == {}
 
         restarted = time.monotonic()

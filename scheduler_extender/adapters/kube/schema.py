@@ -8,6 +8,7 @@ Unknown fields are ignored: these are views, not full API types.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from decimal import Decimal
 from functools import lru_cache
 from typing import Annotated, Any
@@ -24,9 +25,10 @@ from scheduler_extender.domain.objects import (
     Taint,
     Toleration,
 )
-from scheduler_extender.domain.resources import CPU, PODS, Resources
+from scheduler_extender.domain.resources import CPU, MEMORY, PODS, Resources
 
 _MAX_QUANTITY = Decimal(2**62)
+_HUGEPAGES_PREFIX = "hugepages-"
 
 
 @lru_cache(maxsize=4096)
@@ -139,6 +141,8 @@ class PodSpec(_View):
     containers: list[Container] = Field(default_factory=list)
     init_containers: list[Container] = Field(default_factory=list, alias="initContainers")
     overhead: dict[str, Quantity] = Field(default_factory=dict)
+    # Pod-level resources (KEP-2837), a budget shared by all containers.
+    resources: ResourceRequirements | None = None
     priority: int | None = None
     node_selector: dict[str, str] = Field(default_factory=dict, alias="nodeSelector")
     affinity: Affinity | None = None
@@ -150,6 +154,7 @@ class PodSpec(_View):
 
 class PodStatus(_View):
     phase: str = "Pending"
+    nominated_node_name: str = Field(default="", alias="nominatedNodeName")
 
 
 class PodView(_View):
@@ -160,31 +165,12 @@ class PodView(_View):
     def requests(self) -> Resources:
         """Effective requests, computed the way kube-scheduler does.
 
-        Sum over app containers (and restartable init "sidecars"), at least the
-        largest plain init container, plus the pod overhead.
+        The containers' aggregate, with the pod-level requests in its place for
+        the resources those cover, plus the pod overhead.
         """
-        total: dict[str, Decimal] = {}
-        sidecars: dict[str, Decimal] = {}
-        init_peak: dict[str, Decimal] = {}
-        for container in self.spec.init_containers:
-            effective = container.resources.effective()
-            if container.restart_policy == "Always":
-                for name, value in effective.items():
-                    sidecars[name] = sidecars.get(name, Decimal(0)) + value
-            else:
-                for name, value in effective.items():
-                    init_peak[name] = max(
-                        init_peak.get(name, Decimal(0)), value + sidecars.get(name, Decimal(0))
-                    )
-        for container in self.spec.containers:
-            for name, value in container.resources.effective().items():
-                total[name] = total.get(name, Decimal(0)) + value
-        for name, value in sidecars.items():
-            total[name] = total.get(name, Decimal(0)) + value
-        for name, value in init_peak.items():
-            total[name] = max(total.get(name, Decimal(0)), value)
-        for name, value in self.spec.overhead.items():
-            total[name] = total.get(name, Decimal(0)) + value
+        total = _container_requests(self.spec)
+        total.update(_pod_level_requests(self.spec.resources, total))
+        _add(total, self.spec.overhead)
         amounts = {name: to_units(name, value) for name, value in total.items()}
         amounts[PODS] = 1
         return Resources.of(amounts)
@@ -200,6 +186,7 @@ class PodView(_View):
             uid=meta.uid,
             requests=self.requests(),
             node_name=spec.node_name,
+            nominated_node_name=self.status.nominated_node_name,
             scheduler_name=spec.scheduler_name,
             phase=self.status.phase,
             priority=spec.priority or 0,
@@ -221,6 +208,67 @@ class PodView(_View):
             deleting=meta.deletion_timestamp is not None,
             agent=meta.labels.get(agent_label) or None,
         )
+
+
+def _container_requests(spec: PodSpec) -> dict[str, Decimal]:
+    """Sum over app containers (and restartable init "sidecars"), at least the
+    largest plain init container (with the sidecars started before it)."""
+    total: dict[str, Decimal] = {}
+    sidecars: dict[str, Decimal] = {}
+    init_peak: dict[str, Decimal] = {}
+    for container in spec.init_containers:
+        effective = container.resources.effective()
+        if container.restart_policy == "Always":
+            _add(sidecars, effective)
+        else:
+            for name, value in effective.items():
+                init_peak[name] = max(
+                    init_peak.get(name, Decimal(0)), value + sidecars.get(name, Decimal(0))
+                )
+    for container in spec.containers:
+        _add(total, container.resources.effective())
+    _add(total, sidecars)
+    for name, value in init_peak.items():
+        total[name] = max(total.get(name, Decimal(0)), value)
+    return total
+
+
+def _add(into: dict[str, Decimal], amounts: Mapping[str, Decimal]) -> None:
+    for name, value in amounts.items():
+        into[name] = into.get(name, Decimal(0)) + value
+
+
+def _is_pod_level_resource(name: str) -> bool:
+    """Resources ``spec.resources`` may set: cpu, memory and hugepages-<size>.
+
+    Anything else (nvidia.com/gpu, other extended resources) is only ever
+    requested by containers.
+    """
+    return name in (CPU, MEMORY) or name.startswith(_HUGEPAGES_PREFIX)
+
+
+def _pod_level_requests(
+    level: ResourceRequirements | None, containers: Mapping[str, Decimal]
+) -> dict[str, Decimal]:
+    """The pod-level requests that replace the containers' aggregate, per resource.
+
+    Objects from the API server are already defaulted; the rules below repeat
+    that defaulting for objects that are not (tests, files), so both agree.
+    A pod-level limit without a request stands for the request, except for
+    cpu and memory that containers request: defaulting then copies the
+    containers' aggregate, which changes nothing. (Hugepages cannot be
+    overcommitted: there the limit is the request either way.)
+    """
+    if level is None:
+        return {}
+    requests = {n: v for n, v in level.requests.items() if _is_pod_level_resource(n)}
+    for name, limit in level.limits.items():
+        if name in requests or not _is_pod_level_resource(name):
+            continue
+        if name in containers and not name.startswith(_HUGEPAGES_PREFIX):
+            continue
+        requests[name] = limit
+    return requests
 
 
 def _term(term: NodeSelectorTerm) -> SelectorTerm:

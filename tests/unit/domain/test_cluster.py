@@ -202,3 +202,60 @@ def test_new_nodes_get_rows_in_name_order_whatever_the_event_order() -> None:
         state.upsert_node(node(name, 8))
     rows = state.snapshot().columns.rows
     assert sorted(rows, key=rows.__getitem__) == names
+
+
+def nominated_uids(state: ClusterState) -> dict[str, set[str]]:
+    return {n: {p.uid for p in pods} for n, pods in state.snapshot().nominated.items()}
+
+
+def test_nominated_pods_are_listed_under_their_node_until_bound() -> None:
+    state = ClusterState()
+    state.upsert_node(node("a", 8))
+    p = dataclasses.replace(pod("p", 4, priority=10), nominated_node_name="a")
+    state.upsert_pod(p)
+    assert nominated_uids(state) == {"a": {p.uid}}
+    entry = state.snapshot().nominated["a"][0]
+    assert (entry.priority, entry.requests) == (10, p.requests)
+    assert gpus_free(state, "a") == 8  # held for it by the filter, not accounted
+    state.upsert_pod(dataclasses.replace(p, node_name="a"))
+    assert nominated_uids(state) == {}
+    assert gpus_free(state, "a") == 4
+
+
+def test_a_nomination_moves_and_ends_with_the_pod() -> None:
+    state = ClusterState()
+    p = dataclasses.replace(pod("p", 1), nominated_node_name="a")
+    state.upsert_pod(p)
+    state.upsert_pod(dataclasses.replace(p, nominated_node_name="b"))
+    assert nominated_uids(state) == {"b": {p.uid}}
+    state.upsert_pod(dataclasses.replace(p, nominated_node_name="b", phase="Failed"))
+    assert nominated_uids(state) == {}
+    q = dataclasses.replace(pod("q", 1), nominated_node_name="b")
+    state.upsert_pod(q)
+    state.delete_pod(q.uid)
+    assert nominated_uids(state) == {}
+
+
+def test_a_pod_we_bound_is_not_nominated_until_the_bind_fails() -> None:
+    state = ClusterState()
+    state.upsert_node(node("a", 8))
+    state.upsert_node(node("b", 8))
+    p = dataclasses.replace(pod("p", 2), nominated_node_name="a")
+    state.upsert_pod(p)
+    state.assume(p, "b", deadline=10.0)
+    assert nominated_uids(state) == {}  # counted once, on b
+    state.forget(p.uid)
+    assert nominated_uids(state) == {"a": {p.uid}}
+
+
+def test_snapshots_rebuild_only_the_nodes_whose_nominations_changed() -> None:
+    state = ClusterState()
+    first = dataclasses.replace(pod("p", 1), nominated_node_name="a")
+    state.upsert_pod(first)
+    before = state.snapshot()
+    assert state.snapshot() is before
+    state.upsert_pod(dataclasses.replace(pod("q", 1), nominated_node_name="b"))
+    after = state.snapshot()
+    assert after.nominated["a"] is before.nominated["a"]  # untouched node: same tuple
+    assert set(after.nominated) == {"a", "b"}
+    assert set(before.nominated) == {"a"}  # the old view did not change

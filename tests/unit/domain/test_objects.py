@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from scheduler_extender.domain.objects import Requirement, SelectorTerm, Taint, Toleration
@@ -51,3 +53,23 @@ def test_node_admits_checks_taints_selector_and_affinity() -> None:
     assert labelled.admits(dataclasses.replace(p, required_affinity=(term,)))
     assert not labelled.admits(dataclasses.replace(p, required_affinity=(name_term,)))
     assert not labelled.admits(dataclasses.replace(p, node_selector={"zone": "z2"}))
+
+
+@pytest.mark.parametrize(
+    ("toleration", "admitted"),
+    [
+        (None, False),
+        (Toleration("node.kubernetes.io/unschedulable", "Exists", effect="NoSchedule"), True),
+        (Toleration("node.kubernetes.io/unschedulable", "Equal", ""), True),
+        (Toleration(operator="Exists"), True),  # tolerates everything
+        (Toleration("node.kubernetes.io/unschedulable", "Exists", effect="NoExecute"), False),
+        (Toleration("other", "Exists"), False),
+    ],
+)
+def test_a_cordoned_node_admits_pods_that_tolerate_the_cordon(
+    toleration: Toleration | None, admitted: bool
+) -> None:
+    cordoned = dataclasses.replace(node("c"), unschedulable=True)
+    p = dataclasses.replace(pod("p"), tolerations=(toleration,) if toleration else ())
+    assert cordoned.admits(p) is admitted
+    assert dataclasses.replace(cordoned, unschedulable=False).admits(p)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import replace
 
 from scheduler_extender.domain.filtering import FilterRules
 from scheduler_extender.domain.objects import Pod
@@ -116,3 +117,35 @@ def test_pods_of_other_schedulers_are_never_in_flight() -> None:
         return await h.extender.in_flight.settle(B, never)
 
     assert asyncio.run(scenario()).settled is Settled.NONE
+
+
+def test_a_nomination_written_after_our_filter_settles_the_pod_on_its_node() -> None:
+    h = agent_limit_harness(timeout=5.0)
+
+    async def scenario() -> list[str]:
+        await h.extender.filter(A, ["n1", "n2"])
+        # kube-scheduler chose n1 and, before its slow PreBind, nominated A there.
+        with h.cluster.locked():
+            h.cluster.state.upsert_pod(replace(A, nominated_node_name="n1"))
+            h.cluster.publish_locked()
+        return (await h.extender.filter(B, ["n1", "n2"])).passed
+
+    assert asyncio.run(scenario()) == ["n2"]
+    assert h.cluster.placement(A.uid) == "n1"
+    # A's bind then finds its room held, and binds.
+    assert asyncio.run(h.extender.bind(BindRequest("default", "a", A.uid, "n1"))) == "bound"
+
+
+def test_a_nomination_the_pod_already_had_is_no_answer() -> None:
+    h = agent_limit_harness(timeout=0.2)
+    preemptor = replace(A, nominated_node_name="n1")  # from an earlier preemption
+    with h.cluster.locked():
+        h.cluster.state.upsert_pod(preemptor)
+        h.cluster.publish_locked()
+
+    async def scenario() -> Waited:
+        await h.extender.filter(preemptor, ["n1", "n2"])
+        return await h.extender.in_flight.settle(B, h.extender._settled_by_watch)
+
+    assert asyncio.run(scenario()).settled is Settled.TIMEOUT
+    assert h.cluster.placement(A.uid) is None

@@ -65,3 +65,14 @@ def test_invalid_quantities_are_validation_errors(bad: str) -> None:
     raw["status"]["allocatable"]["cpu"] = bad
     with pytest.raises(ValidationError, match="cpu"):
         node_from_json(raw)
+
+
+def test_nominated_node_name_is_read_from_the_status() -> None:
+    raw = pod_json("p", 1)
+    assert pod_from_json(raw, AGENT_LABEL).nominated_node_name == ""
+    raw["status"]["nominatedNodeName"] = "n1"
+    p = pod_from_json(raw, AGENT_LABEL)
+    assert p.nominated_node_name == "n1"
+    assert p.nominated
+    raw["spec"]["nodeName"] = "n2"
+    assert not pod_from_json(raw, AGENT_LABEL).nominated  # bound: the nomination is spent
