@@ -70,10 +70,27 @@ def scenarios(runs: int) -> list[Scenario]:
                 "tests/e2e/test_leader_failover.py",
                 "tests/integration/test_prometheus_outage_and_correction.py",
             ),
-            "kube-apiserver restarted mid-scheduling, extender killed and restarted: scheduling "
-            "continues, no pod bound twice or over-allocated; controller leader killed (SIGKILL): "
+            "kube-apiserver restarted mid-scheduling, extender killed and restarted: nothing is "
+            "bound while it is down, scheduling continues after, no pod bound twice or "
+            "over-allocated; controller leader killed (SIGKILL): "
             "the standby takes the Lease within its duration; Prometheus stopped: scoring goes on",
             runs=runs,
+        ),
+        Scenario(
+            "Binds nothing can override",
+            ("tests/e2e/test_extender_down.py",),
+            "the shipped, non-ignorable extender: down, GPU pods wait with a FailedScheduling "
+            "event naming it and are bound soon after its restart; an agent-limit refusal keeps "
+            "the pod Pending until the limit allows it; a bind for another scheduler's pod refused",
+            runs=runs,
+        ),
+        Scenario(
+            "Burst with PreBind volumes",
+            ("tests/e2e/test_burst_prebind.py",),
+            "300 replicas of one agent created at once, max 1 per node, on 300 nodes, each pod "
+            "with a WaitForFirstConsumer local volume bound in PreBind: no node holds two, no "
+            "bind refused (without the in-flight wait, in one control run: 1 node held two, "
+            "2 binds refused)",
         ),
         Scenario(
             "Prometheus killed and restarted",

@@ -28,7 +28,7 @@ bench-e2e: install tools ## 1000 fake nodes, 2000 GPU pods: kube-scheduler alone
 	$(RUN) python -m benchmarks.bench_e2e
 
 .PHONY: kind-up
-kind-up: install tools image ## kind cluster (needs Docker): kwok, fake GPU nodes and the Helm chart
+kind-up: install tools image ## kind cluster (needs Docker): kwok, fake GPU nodes and the Helm chart (kube-scheduler pods with the extender beside them)
 	@command -v $(KIND) >/dev/null 2>&1 || { echo "error: kind is not on PATH (go install sigs.k8s.io/kind@latest); it needs Docker" >&2; exit 1; }
 	@mkdir -p $(dir $(KIND_KUBECONFIG))
 	$(KIND) create cluster --name $(KIND_CLUSTER) --config kind-config.yaml --kubeconfig $(KIND_KUBECONFIG) $(if $(KIND_NODE_IMAGE),--image $(KIND_NODE_IMAGE))
@@ -41,6 +41,7 @@ kind-up: install tools image ## kind cluster (needs Docker): kwok, fake GPU node
 	  --set image.repository=$(firstword $(subst :, ,$(KIND_IMAGE))) --set image.tag=$(lastword $(subst :, ,$(KIND_IMAGE)))
 	$(RUN) scheduler-extender fake-nodes --kubeconfig $(KIND_KUBECONFIG) --count $(KIND_NODES)
 	@echo "kind cluster $(KIND_CLUSTER) is up: export KUBECONFIG=$(KIND_KUBECONFIG); pods opt in with schedulerName gpu-scheduler"
+	@echo "the extender runs beside kube-scheduler: kubectl -n scheduler-extender logs deploy/scheduler-extender-scheduler -c extender"
 
 .PHONY: kind-down
 kind-down: ## delete the kind cluster of kind-up

@@ -3,12 +3,16 @@
 - Every rendering (default values and each ci/ file) is applied with server-side dry-run, after
   the AgentAutoscaler CRD and the prometheus-operator and cert-manager CRDs (from their Go modules,
   cached by ``go mod download`` outside the repository) are installed.
-- A real ``helm install`` of the chart with monitoring on; the API server then holds its objects.
-- RBAC: ``kubectl auth can-i --as=system:serviceaccount:NS:SA`` for what each component needs, and
-  a list of dangerous requests that must be denied.
-- The secondary scheduler's KubeSchedulerConfiguration, as installed, runs in the real
-  kube-scheduler binary with the scheduler's own ServiceAccount token (so the chart's RBAC), and
-  places a GPU pod through the extender.
+- A real ``helm install`` of the chart with monitoring on; the API server then holds its objects:
+  the scheduler pods (kube-scheduler with the extender as a second container), no extender
+  Deployment, no Service of the extender's webhooks.
+- RBAC: ``kubectl auth can-i --as=system:serviceaccount:NS:SA`` for what each pod needs (the
+  scheduler pods' one account serves kube-scheduler and the extender), and a list of dangerous
+  requests that must be denied.
+- The secondary scheduler's KubeSchedulerConfiguration, as installed (the extender on loopback,
+  not ignorable), runs in the real kube-scheduler binary with the scheduler pods' ServiceAccount
+  token (so the chart's RBAC), and places a GPU pod through the extender; the extender, with the
+  same token, binds and takes the packer's Lease.
 - The CRD's validation and printer columns, as the API server applies them.
 """
 
@@ -36,7 +40,7 @@ from scheduler_extender.devcluster import schedconfig
 from scheduler_extender.devcluster.cluster import LocalCluster
 from scheduler_extender.devcluster.processes import ManagedProcess, free_port
 from scheduler_extender.devcluster.tools import Tools
-from tests.e2e.helpers import NodePool, extender_decisions, verb_total, wait_for
+from tests.e2e.helpers import NodePool, extender_decisions, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "scheduler-extender"
@@ -143,8 +147,9 @@ def test_rendered_manifests_pass_server_side_dry_run(
     assert result.stdout.count("serverside-applied") == rendered.count("\nkind: "), result.stdout
     if values is not None and values.name == "monitoring-values.yaml":
         assert {"ServiceMonitor", "PrometheusRule"} <= kinds
-    if values is not None and values.name == "tls-values.yaml":
-        assert "Certificate" in kinds
+    if values is not None and values.name == "networkpolicy-values.yaml":
+        assert "NetworkPolicy" in kinds
+    assert "Certificate" not in kinds  # nothing to secure: the extender is on the pods' loopback
 
 
 @pytest.fixture
@@ -171,12 +176,36 @@ def test_helm_install_creates_every_object(cluster: LocalCluster, release: dict[
         "servicemonitors,prometheusrules,poddisruptionbudgets",
         "-n", ns, "-l", f"app.kubernetes.io/instance={name}", "-o", "json",
     )  # fmt: skip
-    objects = {(o["kind"], o["metadata"]["name"]) for o in json.loads(listed.stdout)["items"]}
-    for component in ("extender", "scheduler", "controller"):
-        assert ("Deployment", f"{name}-scheduler-extender-{component}") in objects
-        assert ("ServiceAccount", f"{name}-scheduler-extender-{component}") in objects
-    assert ("Service", f"{name}-scheduler-extender") in objects
-    assert ("PrometheusRule", f"{name}-scheduler-extender") in objects
+    items = json.loads(listed.stdout)["items"]
+    objects = {(o["kind"], o["metadata"]["name"]) for o in items}
+    prefix = f"{name}-scheduler-extender"
+    for component in ("scheduler", "controller"):
+        assert ("Deployment", f"{prefix}-{component}") in objects
+        assert ("ServiceAccount", f"{prefix}-{component}") in objects
+    # The extender is a container of the scheduler pods, not a Deployment of its own, and has no
+    # account of its own; no Service carries its webhooks.
+    assert ("Deployment", f"{prefix}-extender") not in objects
+    assert ("ServiceAccount", f"{prefix}-extender") not in objects
+    assert ("Service", prefix) not in objects
+    (scheduler,) = [
+        o
+        for o in items
+        if (o["kind"], o["metadata"]["name"]) == ("Deployment", f"{prefix}-scheduler")
+    ]
+    assert scheduler["spec"]["replicas"] == 2
+    pod = scheduler["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["containers"]] == ["kube-scheduler", "extender"]
+    (extender,) = [c for c in pod["containers"] if c["name"] == "extender"]
+    assert {e["name"]: e.get("value") for e in extender["env"]}["SCHEDULER_EXTENDER_HOST"] == (
+        "127.0.0.1"
+    )
+    (metrics,) = [
+        o for o in items if (o["kind"], o["metadata"]["name"]) == ("Service", f"{prefix}-extender")
+    ]
+    assert [p["name"] for p in metrics["spec"]["ports"]] == ["metrics"]
+    assert metrics["spec"]["selector"] == scheduler["spec"]["selector"]["matchLabels"]
+    assert ("PodDisruptionBudget", f"{prefix}-scheduler") in objects
+    assert ("PrometheusRule", prefix) in objects
     monitors = {n for kind, n in objects if kind == "ServiceMonitor"}
     assert len(monitors) == 3  # extender, scheduler, controller
     dashboards = [n for kind, n in objects if kind == "ConfigMap" and "-dashboard-" in n]
@@ -206,29 +235,29 @@ def test_rbac_allows_what_each_component_needs_and_nothing_dangerous(
     cluster: LocalCluster, release: dict[str, str]
 ) -> None:
     ns, name = release["namespace"], release["name"]
-    extender, scheduler, controller = (
-        f"{name}-scheduler-extender-{c}" for c in ("extender", "scheduler", "controller")
-    )
+    scheduler, controller = (f"{name}-scheduler-extender-{c}" for c in ("scheduler", "controller"))
+    packer_lease = f"{name}-scheduler-extender-extender"
     elsewhere = "kube-system"
+    # The scheduler pods' one account: what kube-scheduler needs and what the extender beside it
+    # needs.
     needed = {
-        extender: [
-            ("get", "nodes"), ("list", "nodes"), ("watch", "nodes"),
-            ("list", "pods", "-A"), ("watch", "pods", "-A"), ("get", "pods", "-n", elsewhere),
-            ("patch", "pods", "-n", elsewhere),
-            ("create", "pods", "--subresource=binding", "-n", elsewhere), ("create", "pods", "--subresource=eviction", "-n", elsewhere),
-            ("list", "poddisruptionbudgets.policy", "-A"), ("watch", "poddisruptionbudgets.policy", "-A"),
-            ("create", "events", "-n", elsewhere),  # the packer records its plans on the pods
-            ("create", "leases.coordination.k8s.io", "-n", ns),
-            ("get", f"leases.coordination.k8s.io/{extender}", "-n", ns),
-            ("update", f"leases.coordination.k8s.io/{extender}", "-n", ns),
-        ],
         scheduler: [
+            # kube-scheduler
             ("list", "nodes"), ("watch", "pods", "-A"), ("create", "pods", "--subresource=binding", "-n", elsewhere),
             ("patch", "pods", "--subresource=status", "-n", elsewhere),
             ("get", "configmaps/extension-apiserver-authentication", "-n", "kube-system"),
             ("create", "leases.coordination.k8s.io", "-n", ns),
             ("get", f"leases.coordination.k8s.io/{scheduler}", "-n", ns),
             ("update", f"leases.coordination.k8s.io/{scheduler}", "-n", ns),
+            # the extender
+            ("get", "nodes"), ("list", "nodes"), ("watch", "nodes"),
+            ("list", "pods", "-A"), ("watch", "pods", "-A"), ("get", "pods", "-n", elsewhere),
+            ("patch", "pods", "-n", elsewhere),
+            ("create", "pods", "--subresource=binding", "-n", elsewhere), ("create", "pods", "--subresource=eviction", "-n", elsewhere),
+            ("list", "poddisruptionbudgets.policy", "-A"), ("watch", "poddisruptionbudgets.policy", "-A"),
+            ("create", "events", "-n", elsewhere),  # the packer records its plans on the pods
+            ("get", f"leases.coordination.k8s.io/{packer_lease}", "-n", ns),
+            ("update", f"leases.coordination.k8s.io/{packer_lease}", "-n", ns),
         ],
         controller: [
             ("list", "agentautoscalers.scheduler-extender.io", "-A"),
@@ -258,14 +287,22 @@ def test_rbac_allows_what_each_component_needs_and_nothing_dangerous(
         assert denied == [], f"{account} may not {denied}"
         allowed = [r for r in dangerous if can_i(cluster, account, ns, *r)]
         assert allowed == [], f"{account} may {allowed}"
-    # Only kube-scheduler deletes pods (preemption); the extender and the controller never do.
-    for account in (extender, controller):
-        assert not can_i(cluster, account, ns, "delete", "pods", "-n", elsewhere)
+    # The extender account is gone: nothing is bound to a name no pod runs as.
+    assert not can_i(cluster, f"{name}-scheduler-extender-extender", ns, "list", "nodes")
+    # Only kube-scheduler deletes pods (preemption); the controller never does.
+    assert not can_i(cluster, controller, ns, "delete", "pods", "-n", elsewhere)
     assert not can_i(
-        cluster, extender, ns, "update", "deployments.apps", "--subresource=scale", "-n", elsewhere
+        cluster, scheduler, ns, "update", "deployments.apps", "--subresource=scale", "-n", elsewhere
     )
     assert not can_i(
         cluster, controller, ns, "create", "pods", "--subresource=binding", "-n", elsewhere
+    )
+    # Each pod renews only its own Leases, not each other's.
+    assert not can_i(
+        cluster, controller, ns, "update", f"leases.coordination.k8s.io/{packer_lease}", "-n", ns
+    )
+    assert not can_i(
+        cluster, scheduler, ns, "update", f"leases.coordination.k8s.io/{controller}", "-n", ns
     )
 
 
@@ -289,30 +326,68 @@ def token_kubeconfig(cluster: LocalCluster, account: str, namespace: str, path: 
     return path
 
 
-def test_the_installed_scheduler_config_runs_in_kube_scheduler_with_the_chart_rbac(
+# What the local run decides for the extender process itself: its address (the cluster's port on
+# 127.0.0.1) and that it serves no separate probe port.
+LOCAL_EXTENDER_SETTINGS = {
+    "SCHEDULER_EXTENDER_HOST",
+    "SCHEDULER_EXTENDER_PORT",
+    "SCHEDULER_EXTENDER_PROBE_PORT",
+    "SCHEDULER_EXTENDER_PROBE_HOST",
+}
+
+
+def chart_extender_env(cluster: LocalCluster, name: str, namespace: str) -> dict[str, str]:
+    """The environment of the installed scheduler pods' extender container (its literal values)."""
+    deployment = json.loads(
+        cluster.kubectl(
+            "get", "deployment", f"{name}-scheduler-extender-scheduler", "-n", namespace,
+            "-o", "json",
+        ).stdout
+    )  # fmt: skip
+    (container,) = [
+        c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "extender"
+    ]
+    return {e["name"]: e["value"] for e in container["env"] if "value" in e}
+
+
+def test_the_installed_scheduler_pod_schedules_with_the_chart_rbac(
     tools: Tools,
-    cluster: LocalCluster,
+    reconfigurable_cluster: LocalCluster,
     api: client.ApiClient,
     release: dict[str, str],
     node_pool: NodePool,
     tmp_path: Path,
 ) -> None:
+    """The scheduler pod as installed: kube-scheduler with the installed configuration and the
+    extender with the installed container's settings (its scheduler name among them: it refuses
+    to bind pods of another scheduler, and the refusal holds), both as the pods' ServiceAccount."""
+    cluster = reconfigurable_cluster
     ns, name = release["namespace"], release["name"]
     configmap = json.loads(
         cluster.kubectl("get", "configmap", f"{name}-scheduler-extender-scheduler", "-n", ns, "-o", "json").stdout
     )  # fmt: skip
     config = yaml.safe_load(configmap["data"]["scheduler-config.yaml"])
     (extender,) = config["extenders"]
-    assert extender["urlPrefix"] == f"http://{name}-scheduler-extender.{ns}.svc:8888/scheduler"
+    # The extender container beside kube-scheduler, on the pod's loopback; a binder whose errors
+    # kube-scheduler may not skip.
+    assert extender["urlPrefix"] == "http://127.0.0.1:8888/scheduler"
+    assert extender["ignorable"] is False
     # The chart's configuration, as installed, with only what differs on this machine: the
-    # extender's address (the Service has no endpoints here) and the in-cluster credentials.
+    # extender's port (the session's extender on 127.0.0.1) and the in-cluster credentials.
     extender["urlPrefix"] = schedconfig.with_extender_address(
         extender["urlPrefix"], cluster.extender_endpoint.url
     )
     account = f"{name}-scheduler-extender-scheduler"
-    config["clientConnection"] = {
-        "kubeconfig": str(token_kubeconfig(cluster, account, ns, tmp_path / "kubeconfig"))
-    }
+    kubeconfig = token_kubeconfig(cluster, account, ns, tmp_path / "kubeconfig")
+    config["clientConnection"] = {"kubeconfig": str(kubeconfig)}
+    env = chart_extender_env(cluster, name, ns)
+    assert env["SCHEDULER_EXTENDER_HOST"] == "127.0.0.1"
+    assert env["SCHEDULER_EXTENDER_SCHEDULER_NAME"] == release["scheduler"]
+    # The last --kubeconfig wins: the extender runs as the pods' ServiceAccount.
+    cluster.start_extender(
+        env={k: v for k, v in env.items() if k not in LOCAL_EXTENDER_SETTINGS},
+        args=["--kubeconfig", str(kubeconfig)],
+    )
     source = tmp_path / "scheduler-config.yaml"
     source.write_text(yaml.safe_dump(config))
 
@@ -342,7 +417,7 @@ def test_the_installed_scheduler_config_runs_in_kube_scheduler_with_the_chart_rb
         # The Lease is the chart's, "<fullname>-scheduler" in the release namespace.
         wait_for("the scheduler to take its Lease", lambda: _lease_holder(api, ns, account))
         node_pool.add(2, gpus=4)
-        before = verb_total(extender_decisions(cluster.extender_endpoint.metrics_url), "bind")
+        before = extender_decisions(cluster.extender_endpoint.metrics_url)[("bind", "bound")]
         pod = node_pool.pod("via-chart-scheduler", namespace=ns, gpus=2)
         pod["spec"]["schedulerName"] = release["scheduler"]
         client.CoreV1Api(api).create_namespaced_pod(ns, pod)
@@ -354,12 +429,21 @@ def test_the_installed_scheduler_config_runs_in_kube_scheduler_with_the_chart_rb
             timeout=60,
         )
         assert node in node_pool.node_names
-        after = verb_total(extender_decisions(cluster.extender_endpoint.metrics_url), "bind")
-        assert after > before, "the extender's bind verb was not called"
+        # The extender bound it (kube-scheduler's DefaultBinder never does for a managed pod).
+        wait_for(
+            "the extender to count its bind",
+            lambda: (
+                extender_decisions(cluster.extender_endpoint.metrics_url)[("bind", "bound")]
+                == before + 1
+            ),
+            timeout=10,
+        )
     finally:
         process.stop()
     log = (tmp_path / "kube-scheduler.log").read_text()
     assert "forbidden" not in log.lower(), "kube-scheduler hit RBAC denials with the chart's roles"
+    extender_log = cluster.logs["extender"].read_text()
+    assert "forbidden" not in extender_log.lower(), "the extender hit RBAC denials"
 
 
 def _lease_holder(api: client.ApiClient, namespace: str, lease: str) -> str | None:
@@ -589,10 +673,28 @@ def test_the_extender_schedules_with_the_chart_rbac_not_system_masters(
 ) -> None:
     cluster = reconfigurable_cluster
     ns, name = release["namespace"], release["name"]
-    account = f"{name}-scheduler-extender-extender"
+    # The extender container runs as the scheduler pods' ServiceAccount.
+    account = f"{name}-scheduler-extender-scheduler"
     kubeconfig = token_kubeconfig(cluster, account, ns, tmp_path / "extender-kubeconfig")
+    # The chart's packer settings (in dry run): its Lease, in the release namespace (which a pod
+    # gets from its own namespace), with the pod's name as identity.
+    lease = chart_extender_env(cluster, name, ns)["SCHEDULER_EXTENDER_PACKER__LEASE_NAME"]
+    identity = f"{name}-scheduler-extender-scheduler-0"
     # The last --kubeconfig wins: the extender runs as the chart's ServiceAccount.
-    cluster.start_extender(args=["--kubeconfig", str(kubeconfig)])
+    cluster.start_extender(
+        env={
+            "SCHEDULER_EXTENDER_PACKER__ENABLED": "true",
+            "SCHEDULER_EXTENDER_PACKER__LEASE_NAME": lease,
+            "SCHEDULER_EXTENDER_PACKER__LEASE_NAMESPACE": ns,
+            "SCHEDULER_EXTENDER_PACKER__IDENTITY": identity,
+        },
+        args=["--kubeconfig", str(kubeconfig)],
+    )
+    wait_for(
+        "the extender's packer to take its Lease with the chart's RBAC",
+        lambda: _lease_holder(api, ns, lease) == identity,
+        timeout=60,
+    )
     node_pool.add(2, gpus=4)
     before = extender_decisions(cluster.extender_endpoint.metrics_url)[("bind", "bound")]
     pod = node_pool.pod("bound-under-chart-rbac", namespace=ns, gpus=1)

@@ -97,75 +97,28 @@ The kube-scheduler image: by default the cluster's own version, with vendor suff
 {{- if and .Values.controller.enabled .Values.prometheus.url }}true{{ end }}
 {{- end }}
 
-{{/* TLS Secrets: the server's (with ca.crt) and the client's. */}}
-{{- define "scheduler-extender.tlsSecretName" -}}
-{{- default (printf "%s-tls" (include "scheduler-extender.componentName" (list . "extender"))) .Values.tls.secretName }}
+{{/*
+The headless Service of the extender containers' "metrics" port (/healthz, /readyz, /metrics), for the
+ServiceMonitor and the helm test. The webhooks are not behind any Service: kube-scheduler calls the
+extender of its own pod on loopback.
+*/}}
+{{- define "scheduler-extender.extenderServiceName" -}}
+{{- include "scheduler-extender.componentName" (list . "extender") }}
 {{- end }}
 
-{{- define "scheduler-extender.clientTlsSecretName" -}}
-{{- default (printf "%s-client-tls" (include "scheduler-extender.componentName" (list . "extender"))) .Values.tls.clientAuth.secretName }}
-{{- end }}
+{{/* kube-scheduler's secure port (/healthz, /readyz, /metrics) in the scheduler pods. */}}
+{{- define "scheduler-extender.schedulerSecurePort" -}}10259{{- end }}
 
 {{/*
-The extender Service is the chart's public endpoint and carries the plain "<fullname>": release
-"scheduler-extender" in namespace "scheduler-extender" serves at the urlPrefix of deploy/scheduler-config.yaml.
+The URL prefix kube-scheduler calls: the extender container beside it, on loopback, plus
+extender.urlPrefix. Also checks that the pod's three ports differ.
 */}}
-{{- define "scheduler-extender.serviceName" -}}
-{{- include "scheduler-extender.fullname" . }}
-{{- end }}
-
-{{/* The extender Service's in-cluster DNS name (what its certificate is issued for). */}}
-{{- define "scheduler-extender.serviceHost" -}}
-{{- printf "%s.%s.svc" (include "scheduler-extender.serviceName" .) .Release.Namespace }}
-{{- end }}
-
-{{- define "scheduler-extender.scheme" -}}
-{{- ternary "https" "http" .Values.tls.enabled }}
-{{- end }}
-
-{{/* The URL prefix the scheduler calls: the extender Service plus extender.urlPrefix. */}}
 {{- define "scheduler-extender.url" -}}
-{{- printf "%s://%s:%d/%s" (include "scheduler-extender.scheme" .) (include "scheduler-extender.serviceHost" .) (int .Values.extender.port) (trimPrefix "/" .Values.extender.urlPrefix) | trimSuffix "/" }}
+{{- $ports := list (int .Values.extender.port) (int .Values.extender.probePort) (int (include "scheduler-extender.schedulerSecurePort" .)) }}
+{{- if ne (len (uniq $ports)) 3 }}
+{{- fail (printf "extender.port (%d), extender.probePort (%d) and kube-scheduler's secure port (%s) share the scheduler pod's network: they must differ" (int .Values.extender.port) (int .Values.extender.probePort) (include "scheduler-extender.schedulerSecurePort" .)) }}
 {{- end }}
-
-{{/* Where TLS material is mounted in the pods. */}}
-{{- define "scheduler-extender.tlsDir" -}}/etc/scheduler-extender/tls{{- end }}
-{{- define "scheduler-extender.clientTlsDir" -}}/etc/scheduler-extender/client-tls{{- end }}
-
-{{/*
-Whether the extender also serves /healthz, /readyz and /metrics over plain HTTP on extender.probePort
-(the "probes" port): only when its own port requires client certificates, which kubelet's httpGet
-probes and a plain Prometheus scrape cannot present. "true" or empty.
-*/}}
-{{- define "scheduler-extender.probePortEnabled" -}}
-{{- if and .Values.tls.enabled .Values.tls.clientAuth.enabled }}
-{{- if eq (int .Values.extender.probePort) (int .Values.extender.port) }}
-{{- fail "extender.probePort must differ from extender.port" }}
-{{- end -}}
-true
-{{- end }}
-{{- end }}
-
-{{/*
-An HTTP(S) GET of the extender's path as a Python one-liner, for the helm test pod, which (unlike an
-httpGet probe) can present a client certificate. Call with
-(dict "url" URL "ca" CAFILE "cert" CERTFILE "key" KEYFILE "checkHostname" BOOL).
-*/}}
-{{- define "scheduler-extender.pythonGet" -}}
-{{- $lines := list "import ssl, urllib.request" }}
-{{- if .ca }}
-{{- $lines = append $lines (printf "ctx = ssl.create_default_context(cafile=%q)" .ca) }}
-{{- if not .checkHostname }}
-{{- $lines = append $lines "ctx.check_hostname = False" }}
-{{- end }}
-{{- if .cert }}
-{{- $lines = append $lines (printf "ctx.load_cert_chain(%q, %q)" .cert .key) }}
-{{- end }}
-{{- $lines = append $lines (printf "urllib.request.urlopen(%q, context=ctx, timeout=5)" .url) }}
-{{- else }}
-{{- $lines = append $lines (printf "urllib.request.urlopen(%q, timeout=5)" .url) }}
-{{- end }}
-{{- join "; " $lines }}
+{{- printf "http://127.0.0.1:%d/%s" (int .Values.extender.port) (trimPrefix "/" .Values.extender.urlPrefix) | trimSuffix "/" }}
 {{- end }}
 
 {{/*

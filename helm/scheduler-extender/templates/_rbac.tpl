@@ -1,9 +1,16 @@
 {{/*
 A component's leader-election Role: create Leases (RBAC cannot scope create by name) and read and
-renew only the component's own Lease, "<fullname>-<component>". Call with (list $ "component").
+renew only the component's own Lease, "<fullname>-<component>", and the further Leases its pod
+elects on, "<fullname>-<name>" each. Call with (list $ "component") or (list $ "component" (list "name" ...)).
 */}}
 {{- define "scheduler-extender.leaseRole" -}}
 {{- $ := index . 0 -}}
+{{- $leases := list (include "scheduler-extender.componentName" (list $ (index . 1))) }}
+{{- if gt (len .) 2 }}
+{{- range (index . 2) }}
+{{- $leases = append $leases (include "scheduler-extender.componentName" (list $ .)) }}
+{{- end }}
+{{- end }}
 apiVersion: rbac.authorization.k8s.io/v1
 kind: Role
 metadata:
@@ -17,7 +24,7 @@ rules:
     verbs: [create]
   - apiGroups: [coordination.k8s.io]
     resources: [leases]
-    resourceNames: [{{ include "scheduler-extender.componentName" . }}]
+    resourceNames: [{{ join ", " $leases }}]
     verbs: [get, update]
 {{- end }}
 

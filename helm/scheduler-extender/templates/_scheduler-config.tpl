@@ -2,6 +2,11 @@
 The secondary scheduler's KubeSchedulerConfiguration. deploy/scheduler-config.yaml carries the same
 extenders entry for the local control plane; tests/unit/chart/test_scheduler_config.py keeps the two
 in agreement and feeds this one to the real kube-scheduler binary.
+kube-scheduler calls the extender container of its own pod on loopback, in plain HTTP (the traffic
+never leaves the pod). The extender binds, so its entry is never ignorable: kube-scheduler skips an
+ignorable binder's error and binds the pod with its DefaultBinder, which would void the extender's
+refusals. Not ignorable, an extender that is down or fails makes the GPU pod's attempt fail (a
+FailedScheduling event names the extender's URL) and kube-scheduler retries it after its backoff.
 */}}
 {{- define "scheduler-extender.schedulerConfig" -}}
 {{- $ext := .Values.scheduler.extender -}}
@@ -27,17 +32,8 @@ extenders:
     weight: {{ $ext.weight }}
     httpTimeout: {{ $ext.httpTimeout }}
     nodeCacheCapable: {{ $ext.nodeCacheCapable }}
-    ignorable: {{ $ext.ignorable }}
+    ignorable: false
     managedResources:
       {{- toYaml $ext.managedResources | nindent 6 }}
-    enableHTTPS: {{ .Values.tls.enabled }}
-    {{- if .Values.tls.enabled }}
-    tlsConfig:
-      serverName: {{ include "scheduler-extender.serviceHost" . }}
-      caFile: {{ include "scheduler-extender.tlsDir" . }}/ca.crt
-      {{- if .Values.tls.clientAuth.enabled }}
-      certFile: {{ include "scheduler-extender.clientTlsDir" . }}/tls.crt
-      keyFile: {{ include "scheduler-extender.clientTlsDir" . }}/tls.key
-      {{- end }}
-    {{- end }}
+    enableHTTPS: false
 {{- end }}

@@ -18,7 +18,9 @@ from tests.unit.chart.conftest import (
 
 def test_the_ci_values_cover_the_required_scenarios() -> None:
     names = {p.name.removesuffix("-values.yaml") for p in CI_VALUES}
-    assert {"minimal", "tls", "monitoring", "networkpolicy"} <= names
+    assert {"minimal", "monitoring", "networkpolicy"} <= names
+    # The standalone extender and its TLS setups are gone from the chart.
+    assert not {n for n in names if n.startswith("tls")}
 
 
 @pytest.mark.parametrize("values", [None, *CI_VALUES], ids=lambda p: p.name if p else "default")

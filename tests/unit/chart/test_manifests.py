@@ -119,60 +119,181 @@ def test_containers_run_unprivileged(render: Render) -> None:
                 assert not sc.get("privileged")
 
 
-def test_the_extender_defaults(render: Render) -> None:
+def container(manifest: Manifest, name: str) -> dict[str, Any]:
+    (found,) = [c for c in containers(manifest) if c["name"] == name]
+    return found
+
+
+def scheduler_pod(manifests: list[Manifest]) -> Manifest:
+    return component(manifests, "Deployment", "scheduler")
+
+
+def extender_of(manifests: list[Manifest]) -> dict[str, Any]:
+    return container(scheduler_pod(manifests), "extender")
+
+
+def test_the_extender_is_a_container_of_the_scheduler_pods(render: Render) -> None:
     manifests = render()
-    deployment = component(manifests, "Deployment", "extender")
+    deployment = scheduler_pod(manifests)
     assert deployment["spec"]["replicas"] == 2
-    (container,) = containers(deployment)
-    assert container["args"] == ["serve"]
-    assert container["image"] == "scheduler-extender:0.1.0"
-    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert container["resources"]["requests"]
-    assert container["resources"]["limits"]
-    env = env_of(container)
-    assert env["SCHEDULER_EXTENDER_HOST"] == "0.0.0.0"
-    assert env["SCHEDULER_EXTENDER_PORT"] == "8888"
+    assert [c["name"] for c in containers(deployment)] == ["kube-scheduler", "extender"]
+    # No Deployment of its own: the scheduler pods are the only ones running the extender.
+    assert [d["metadata"]["name"] for d in find(manifests, "Deployment")] == [
+        "rel-scheduler-extender-scheduler"
+    ]
+    # Nor certificates: kube-scheduler and the extender talk over the pod's loopback.
+    assert find(render(api_versions=ALL_APIS), "Certificate") == []
+    extender = extender_of(manifests)
+    assert extender["args"] == ["serve"]
+    assert extender["image"] == "scheduler-extender:0.1.0"
+    assert extender["resources"]["requests"]
+    assert extender["resources"]["limits"]
+    env = env_of(extender)
     assert env["SCHEDULER_EXTENDER_GPU_RESOURCE"] == "nvidia.com/gpu"
+    assert env["SCHEDULER_EXTENDER_SCHEDULER_NAME"] == "gpu-scheduler"
     assert "SCHEDULER_EXTENDER_KUBECONFIG" not in env  # in-cluster configuration
+    assert not [e for e in env if e.startswith("SCHEDULER_EXTENDER_TLS_")]
+    # Both containers run as the pod's ServiceAccount, the scheduler's.
+    spec = deployment["spec"]["template"]["spec"]
+    assert spec["serviceAccountName"] == "rel-scheduler-extender-scheduler"
+    # Each container has its own scratch /tmp.
+    mounts = {c["name"]: {m["name"] for m in c["volumeMounts"]} for c in containers(deployment)}
+    assert mounts == {"kube-scheduler": {"config", "tmp"}, "extender": {"extender-tmp"}}
+
+
+def test_the_webhooks_listen_on_loopback_and_the_probes_on_the_metrics_port(
+    render: Render,
+) -> None:
+    manifests = render()
+    extender = extender_of(manifests)
+    env = env_of(extender)
+    assert env["SCHEDULER_EXTENDER_HOST"] == "127.0.0.1"
+    assert env["SCHEDULER_EXTENDER_PORT"] == "8888"
+    assert env["SCHEDULER_EXTENDER_PROBE_HOST"] == "0.0.0.0"
+    assert env["SCHEDULER_EXTENDER_PROBE_PORT"] == "8081"
+    # Only the probe server's port is declared; the webhooks' is reachable from the pod alone.
+    assert extender["ports"] == [{"name": "metrics", "containerPort": 8081, "protocol": "TCP"}]
+    assert probes_of(extender) == {
+        "readinessProbe": {"path": "/readyz", "port": "metrics", "scheme": "HTTP"},
+        "livenessProbe": {"path": "/healthz", "port": "metrics", "scheme": "HTTP"},
+    }
+
+
+def scheduler_config(manifests: list[Manifest]) -> dict[str, Any]:
+    configmap = one(manifests, "ConfigMap", "rel-scheduler-extender-scheduler")
+    config: dict[str, Any] = yaml.safe_load(configmap["data"]["scheduler-config.yaml"])
+    return config
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [[], ["extender.port=9000", "extender.urlPrefix=/x/y", "extender.probePort=9100"]],
+    ids=["default", "moved"],
+)
+def test_kube_scheduler_calls_the_extender_beside_it_not_ignorable(
+    render: Render, settings: list[str]
+) -> None:
+    from urllib.parse import urlsplit
+
+    manifests = render(set_values=settings)
+    (entry,) = scheduler_config(manifests)["extenders"]
+    env = env_of(extender_of(manifests))
+    url = urlsplit(entry["urlPrefix"])
+    assert (url.scheme, url.hostname, url.port) == (
+        "http", env["SCHEDULER_EXTENDER_HOST"], int(env["SCHEDULER_EXTENDER_PORT"])
+    )  # fmt: skip
+    assert url.path == env["SCHEDULER_EXTENDER_URL_PREFIX"]
+    assert entry["enableHTTPS"] is False
+    assert "tlsConfig" not in entry
+    assert entry["bindVerb"] == "bind"
+    assert entry["ignorable"] is False  # a binder's errors must not be skipped
+
+
+def test_no_service_exposes_the_webhooks(render: Render) -> None:
+    for manifests in everything(render):
+        pods = scheduler_pod(manifests)
+        extender_port = int(env_of(extender_of(manifests))["SCHEDULER_EXTENDER_PORT"])
+        declared = {p["name"]: p["containerPort"] for c in containers(pods) for p in c["ports"]}
+        assert extender_port not in declared.values()
+        for service in find(manifests, "Service"):
+            if service["spec"]["selector"] != pods["spec"]["selector"]["matchLabels"]:
+                continue
+            targets = {port["targetPort"] for port in service["spec"]["ports"]}
+            assert targets <= {"metrics", "https"}, service["metadata"]["name"]
+            assert {declared[t] for t in targets} & {extender_port} == set()
+
+
+def test_the_extender_service_is_headless_on_the_scheduler_pods_metrics_port(
+    render: Render,
+) -> None:
+    manifests = render()
+    service = one(manifests, "Service", "rel-scheduler-extender-extender")
+    assert service["spec"]["clusterIP"] == "None"
+    assert (
+        service["spec"]["selector"] == scheduler_pod(manifests)["spec"]["selector"]["matchLabels"]
+    )
+    assert service["spec"]["ports"] == [
+        {"name": "metrics", "port": 8081, "targetPort": "metrics", "protocol": "TCP"}
+    ]
+    assert find(manifests, "Service", "rel-scheduler-extender") == []  # the old webhook Service
+
+
+def test_the_scheduler_pods_spread_and_keep_one_up(render: Render) -> None:
+    manifests = render()
+    deployment = scheduler_pod(manifests)
     spread = deployment["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
     (term,) = spread["preferredDuringSchedulingIgnoredDuringExecution"]
     assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
     assert (
         term["podAffinityTerm"]["labelSelector"]["matchLabels"]
-        == (deployment["spec"]["selector"]["matchLabels"])
+        == deployment["spec"]["selector"]["matchLabels"]
     )
     pdb = one(manifests, "PodDisruptionBudget")
+    assert pdb["metadata"]["name"] == "rel-scheduler-extender-scheduler"
     assert pdb["spec"]["selector"] == deployment["spec"]["selector"]
+    assert pdb["spec"]["maxUnavailable"] == 1
 
 
 def test_hard_anti_affinity_and_single_replica_without_pdb(render: Render) -> None:
-    hard = render(set_values=["extender.podAntiAffinity=hard"])
-    spec = component(hard, "Deployment", "extender")["spec"]["template"]["spec"]
+    hard = render(set_values=["scheduler.podAntiAffinity=hard"])
+    spec = scheduler_pod(hard)["spec"]["template"]["spec"]
     assert spec["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    own = render(set_json=['scheduler.affinity={"nodeAffinity":{}}'])
+    assert scheduler_pod(own)["spec"]["template"]["spec"]["affinity"] == {"nodeAffinity": {}}
     minimal = render(values=[CHART / "ci" / "minimal-values.yaml"])
+    assert scheduler_pod(minimal)["spec"]["replicas"] == 1
     assert find(minimal, "PodDisruptionBudget") == []
-    assert (
-        "affinity" not in component(minimal, "Deployment", "extender")["spec"]["template"]["spec"]
+    assert "affinity" not in scheduler_pod(minimal)["spec"]["template"]["spec"]
+    single = render(set_values=["scheduler.replicas=1"])
+    assert find(single, "PodDisruptionBudget") == []
+
+
+def test_the_scheduler_pod_settings_apply_to_the_extender(render: Render) -> None:
+    manifests = render(
+        set_values=[
+            "scheduler.priorityClassName=system-cluster-critical",
+            "scheduler.nodeSelector.pool=system",
+            "scheduler.podLabels.team=ml",
+        ],
+        set_json=['scheduler.tolerations=[{"key":"dedicated","operator":"Exists"}]'],
     )
-
-
-def test_service_selects_the_extender_pods(render: Render) -> None:
-    manifests = render()
-    service = one(manifests, "Service", "rel-scheduler-extender")
-    deployment = component(manifests, "Deployment", "extender")
-    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
-    assert service["spec"]["ports"][0]["port"] == 8888
+    template = scheduler_pod(manifests)["spec"]["template"]
+    assert template["spec"]["priorityClassName"] == "system-cluster-critical"
+    assert template["spec"]["nodeSelector"] == {"pool": "system"}
+    assert template["spec"]["tolerations"] == [{"key": "dedicated", "operator": "Exists"}]
+    assert template["metadata"]["labels"]["team"] == "ml"
 
 
 def test_extender_settings_become_environment_variables(render: Render) -> None:
     manifests = render(
-        set_values=["extender.settings.maxAgentReplicasPerNode=2"],
+        set_values=["extender.settings.maxAgentReplicasPerNode=2", "extender.extraEnv[0].name=X"],
         set_json=['extender.settings.scoreWeights={"gpu_binpack":2}'],
     )
-    env = env_of(containers(component(manifests, "Deployment", "extender"))[0])
+    env = env_of(extender_of(manifests))
     assert env["SCHEDULER_EXTENDER_MAX_AGENT_REPLICAS_PER_NODE"] == "2"
     assert yaml.safe_load(env["SCHEDULER_EXTENDER_SCORE_WEIGHTS"]) == {"gpu_binpack": 2}
+    assert "X" in env
+    assert "X" not in env_of(container(scheduler_pod(manifests), "kube-scheduler"))
 
 
 @pytest.mark.parametrize(
@@ -223,7 +344,7 @@ def test_packer_values_reach_the_service_settings(
 
     manifests = render(
         set_values=[
-            "extender.replicas=1",
+            "scheduler.replicas=1",
             "extender.packer.enabled=true",
             "extender.packer.dryRun=false",
             "extender.packer.timeLimit=2500ms",
@@ -231,13 +352,11 @@ def test_packer_values_reach_the_service_settings(
         ],
         set_json=['extender.packer.excludedNamespaces=["kube-system","batch"]'],
     )
-    (container,) = containers(component(manifests, "Deployment", "extender"))
-    for name, value in env_of(container).items():
+    extender = extender_of(manifests)
+    for name, value in env_of(extender).items():
         if name.startswith("SCHEDULER_EXTENDER_PACKER__"):
             monkeypatch.setenv(name, value)
-    (identity,) = [
-        e for e in container["env"] if e["name"] == "SCHEDULER_EXTENDER_PACKER__IDENTITY"
-    ]
+    (identity,) = [e for e in extender["env"] if e["name"] == "SCHEDULER_EXTENDER_PACKER__IDENTITY"]
     assert identity["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     monkeypatch.delenv("SCHEDULER_EXTENDER_PACKER__IDENTITY")
     packer = Settings().packer
@@ -251,18 +370,21 @@ def test_packer_values_reach_the_service_settings(
 
 def test_the_scheduler_runs_the_cluster_version_with_its_config(render: Render) -> None:
     manifests = render()
-    deployment = component(manifests, "Deployment", "scheduler")
-    (container,) = containers(deployment)
-    assert container["image"] == "registry.k8s.io/kube-scheduler:v1.36.4"
-    assert "--config=/etc/kubernetes/scheduler/scheduler-config.yaml" in container["command"]
-    assert container["livenessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    deployment = scheduler_pod(manifests)
+    scheduler = container(deployment, "kube-scheduler")
+    assert scheduler["image"] == "registry.k8s.io/kube-scheduler:v1.36.4"
+    assert "--config=/etc/kubernetes/scheduler/scheduler-config.yaml" in scheduler["command"]
+    assert "--secure-port=10259" in scheduler["command"]
+    assert container_ports(scheduler) == {"https": 10259}
+    assert scheduler["livenessProbe"]["httpGet"]["scheme"] == "HTTPS"
     volumes = deployment["spec"]["template"]["spec"]["volumes"]
     config = one(manifests, "ConfigMap", "rel-scheduler-extender-scheduler")
     assert {"name": "config", "configMap": {"name": config["metadata"]["name"]}} in volumes
+    assert not [v for v in volumes if "secret" in v]  # no TLS material: the extender is on loopback
     # A vendor build's version string still picks the upstream image of the same release.
     vendor = render(kube_version="v1.35.2-eks-1234567")
-    (container,) = containers(component(vendor, "Deployment", "scheduler"))
-    assert container["image"] == "registry.k8s.io/kube-scheduler:v1.35.2"
+    scheduler = container(scheduler_pod(vendor), "kube-scheduler")
+    assert scheduler["image"] == "registry.k8s.io/kube-scheduler:v1.35.2"
 
 
 def test_the_scheduler_rolls_when_its_config_changes(render: Render) -> None:
@@ -276,70 +398,16 @@ def test_the_scheduler_rolls_when_its_config_changes(render: Render) -> None:
     assert checksum(render()) != checksum(render(set_values=["scheduler.extender.weight=7"]))
 
 
-def test_helm_test_hook_calls_readyz_through_the_service(render: Render) -> None:
+def test_helm_test_hook_calls_readyz_on_the_metrics_port_of_the_extender_service(
+    render: Render,
+) -> None:
     manifests = render()
     pod = one(manifests, "Pod")
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
     command = " ".join(pod["spec"]["containers"][0]["command"])
-    assert "http://rel-scheduler-extender.ns.svc:8888/readyz" in command
+    assert "http://rel-scheduler-extender-extender.ns.svc:8081/readyz" in command
+    assert "volumes" not in pod["spec"]
     assert find(render(set_values=["tests.enabled=false"]), "Pod") == []
-
-
-def volume_secrets(workload: Manifest) -> dict[str, str]:
-    spec = (
-        workload["spec"]["template"]["spec"] if "template" in workload["spec"] else workload["spec"]
-    )
-    return {v["name"]: v["secret"]["secretName"] for v in spec.get("volumes", []) if "secret" in v}
-
-
-def test_tls_with_client_certificates(render: Render) -> None:
-    manifests = render(values=[CHART / "ci" / "tls-values.yaml"], api_versions=[CERT_MANAGER_API])
-    server, client = find(manifests, "Certificate")
-    assert server["spec"]["secretName"] == "rel-scheduler-extender-extender-tls"
-    assert "rel-scheduler-extender.ns.svc" in server["spec"]["dnsNames"]
-    assert "client auth" in client["spec"]["usages"]
-
-    extender = component(manifests, "Deployment", "extender")
-    (container,) = containers(extender)
-    env = env_of(container)
-    assert env["SCHEDULER_EXTENDER_TLS_CERT_FILE"].endswith("/tls.crt")
-    assert env["SCHEDULER_EXTENDER_TLS_CLIENT_CA_FILE"].endswith("/ca.crt")
-    assert volume_secrets(extender) == {"tls": server["spec"]["secretName"]}
-    assert (
-        "client auth" not in server["spec"]["usages"]
-    )  # nothing presents the server's certificate
-
-    scheduler = component(manifests, "Deployment", "scheduler")
-    assert set(volume_secrets(scheduler).values()) == {
-        server["spec"]["secretName"],
-        client["spec"]["secretName"],
-    }
-    config = yaml.safe_load(
-        one(manifests, "ConfigMap", "rel-scheduler-extender-scheduler")["data"][
-            "scheduler-config.yaml"
-        ]
-    )
-    (ext,) = config["extenders"]
-    assert ext["urlPrefix"] == "https://rel-scheduler-extender.ns.svc:8888/scheduler"
-    assert ext["enableHTTPS"] is True
-    assert ext["tlsConfig"]["serverName"] == "rel-scheduler-extender.ns.svc"
-    assert set(ext["tlsConfig"]) == {"serverName", "caFile", "certFile", "keyFile"}
-
-    test_pod = one(manifests, "Pod")
-    assert "load_cert_chain" in test_pod["spec"]["containers"][0]["command"][-1]
-
-
-def test_tls_from_an_existing_secret(render: Render) -> None:
-    manifests = render(values=[CHART / "ci" / "tls-secret-values.yaml"])
-    assert find(manifests, "Certificate") == []
-    (container,) = containers(component(manifests, "Deployment", "extender"))
-    assert container["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
-    assert volume_secrets(component(manifests, "Deployment", "extender")) == {
-        "tls": "extender-serving-tls"
-    }
-
-
-CLIENT_AUTH = CHART / "ci" / "tls-client-auth-values.yaml"
 
 
 def probes_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -350,149 +418,126 @@ def container_ports(container: dict[str, Any]) -> dict[str, int]:
     return {p["name"]: p["containerPort"] for p in container["ports"]}
 
 
-def service_ports(manifests: list[Manifest]) -> dict[str, tuple[int, str]]:
-    service = one(manifests, "Service", "rel-scheduler-extender")
-    return {p["name"]: (p["port"], p["targetPort"]) for p in service["spec"]["ports"]}
-
-
-@pytest.mark.parametrize(
-    "values",
-    [CLIENT_AUTH, CHART / "ci" / "tls-values.yaml"],
-    ids=["existing-secrets", "cert-manager"],
-)
-def test_client_certificates_move_probes_to_the_plain_http_probes_port(
-    render: Render, values: Path
-) -> None:
-    """httpGet probes cannot present a client certificate: they use the probes port instead."""
-    manifests = render(values=[values], api_versions=[CERT_MANAGER_API])
-    (container,) = containers(component(manifests, "Deployment", "extender"))
-    assert env_of(container)["SCHEDULER_EXTENDER_PROBE_PORT"] == "8081"
-    assert container_ports(container) == {"https": 8888, "probes": 8081}
-    assert probes_of(container) == {
-        "readinessProbe": {"path": "/readyz", "port": "probes", "scheme": "HTTP"},
-        "livenessProbe": {"path": "/healthz", "port": "probes", "scheme": "HTTP"},
-    }
-    assert service_ports(manifests) == {"https": (8888, "https"), "probes": (8081, "probes")}
-
-
-@pytest.mark.parametrize(
-    "values",
-    [[], [CHART / "ci" / "tls-secret-values.yaml"]],
-    ids=["http", "tls-without-client-certificates"],
-)
-def test_without_client_certificates_probes_use_the_extender_port(
-    render: Render, values: list[Path]
-) -> None:
-    manifests = render(values=values)
-    (container,) = containers(component(manifests, "Deployment", "extender"))
-    scheme = "https" if values else "http"
-    assert "SCHEDULER_EXTENDER_PROBE_PORT" not in env_of(container)
-    assert container_ports(container) == {scheme: 8888}
-    for probe in probes_of(container).values():
-        assert (probe["port"], probe["scheme"]) == (scheme, scheme.upper())
-    assert service_ports(manifests) == {scheme: (8888, scheme)}
-
-
-def test_the_probe_port_follows_its_value_and_must_differ_from_the_extender_port(
+def test_the_probe_port_follows_its_value_and_must_not_clash_in_the_pod(
     render: Render, helm: Any
 ) -> None:
     from tests.unit.chart.conftest import run_helm, template_args
 
-    manifests = render(values=[CLIENT_AUTH], set_values=["extender.probePort=9100"])
-    (container,) = containers(component(manifests, "Deployment", "extender"))
-    assert env_of(container)["SCHEDULER_EXTENDER_PROBE_PORT"] == "9100"
-    assert container_ports(container)["probes"] == 9100
-    assert service_ports(manifests)["probes"] == (9100, "probes")
+    manifests = render(set_values=["extender.probePort=9100"])
+    extender = extender_of(manifests)
+    assert env_of(extender)["SCHEDULER_EXTENDER_PROBE_PORT"] == "9100"
+    assert container_ports(extender) == {"metrics": 9100}
+    service = one(manifests, "Service", "rel-scheduler-extender-extender")
+    assert [(p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [(9100, "metrics")]
+    assert (
+        "extender-extender.ns.svc:9100/readyz"
+        in one(manifests, "Pod")["spec"]["containers"][0]["command"][-1]
+    )
 
-    clash = template_args(values=[CLIENT_AUTH], set_values=["extender.probePort=8888"])
-    result = run_helm(helm, *clash, check=False)
-    assert result.returncode != 0
-    assert "extender.probePort must differ from extender.port" in result.stderr
-    # Without client certificates the probe port is unused, so it cannot clash.
-    render(set_values=["extender.probePort=8888"])
+    # The two containers share the pod's network: the extender's two ports and kube-scheduler's
+    # secure port must differ.
+    for clash in ("extender.probePort=8888", "extender.probePort=10259", "extender.port=10259"):
+        result = run_helm(helm, *template_args(set_values=[clash]), check=False)
+        assert result.returncode != 0, clash
+        assert "must differ" in result.stderr, result.stderr
 
 
-def test_the_service_reads_the_probe_port_the_chart_sets(
+def test_the_service_reads_the_addresses_the_chart_sets(
     render: Render, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from scheduler_extender.config import Settings
 
-    (container,) = containers(component(render(values=[CLIENT_AUTH]), "Deployment", "extender"))
-    monkeypatch.setenv(
-        "SCHEDULER_EXTENDER_PROBE_PORT", env_of(container)["SCHEDULER_EXTENDER_PROBE_PORT"]
+    extender = extender_of(render())
+    for name, value in env_of(extender).items():
+        if name.startswith("SCHEDULER_EXTENDER_") and "__" not in name:
+            monkeypatch.setenv(name, value)
+    settings = Settings()
+    assert (settings.host, settings.port) == ("127.0.0.1", 8888)
+    assert (settings.probe_host, settings.probe_port) == (
+        "0.0.0.0",
+        container_ports(extender)["metrics"],
     )
-    assert Settings().probe_port == container_ports(container)["probes"]
+    assert settings.url_prefix == "/scheduler"
+    assert settings.tls_cert_file is None
+    assert settings.tls_client_ca_file is None
 
 
 def test_the_probe_port_serves_every_path_the_chart_asks_of_it(render: Render) -> None:
-    """The paths of the httpGet probes and of the ServiceMonitor exist on the service's probe app."""
+    """The paths of the httpGet probes, the ServiceMonitor and the helm test exist on the
+    service's probe app."""
     from fastapi.testclient import TestClient
 
     from scheduler_extender.adapters.metrics import Metrics
     from scheduler_extender.api.app import create_probe_app
 
-    manifests = render(values=[CLIENT_AUTH], api_versions=[MONITORING_API])
-    (container,) = containers(component(manifests, "Deployment", "extender"))
+    manifests = render(set_values=["serviceMonitor.enabled=true"], api_versions=[MONITORING_API])
+    extender = extender_of(manifests)
     (endpoint,) = component(manifests, "ServiceMonitor", "extender")["spec"]["endpoints"]
-    paths = {probe["path"] for probe in probes_of(container).values()} | {endpoint["path"]}
+    paths = {probe["path"] for probe in probes_of(extender).values()} | {endpoint["path"]}
+    assert "/readyz" in one(manifests, "Pod")["spec"]["containers"][0]["command"][-1]
     assert paths == {"/healthz", "/readyz", "/metrics"}
     with TestClient(create_probe_app(Metrics(), {})) as client:
         for path in sorted(paths):
             assert client.get(path).status_code == 200, path
 
 
-def test_cert_manager_is_required_when_asked_for(helm: Any) -> None:
+@pytest.mark.parametrize(
+    ("setting", "where", "key"),
+    [
+        ("tls.enabled=true", "", "tls"),
+        ("clusterDomain=example.org", "", "clusterDomain"),
+        ("extender.replicas=2", "/extender", "replicas"),
+        ("extender.podAntiAffinity=soft", "/extender", "podAntiAffinity"),
+        ("extender.serviceAccount.create=true", "/extender", "serviceAccount"),
+        ("extender.service.type=NodePort", "/extender/service", "type"),
+        ("scheduler.extender.ignorable=true", "/scheduler/extender", "ignorable"),
+    ],
+)
+def test_values_of_the_standalone_extender_are_refused(
+    helm: Any, setting: str, where: str, key: str
+) -> None:
+    """The standalone Deployment, its TLS and an ignorable binder are gone; their values are
+    errors rather than silently ignored."""
     from tests.unit.chart.conftest import run_helm, template_args
 
-    args = template_args(values=[CHART / "ci" / "tls-values.yaml"])
-    result = run_helm(helm, *args, check=False)
-    assert result.returncode != 0
-    assert "cert-manager" in result.stderr
+    result = run_helm(helm, *template_args(set_values=[setting]), check=False)
+    assert result.returncode != 0, setting
+    assert f"at '{where}': additional properties '{key}' not allowed" in result.stderr, (
+        result.stderr
+    )
 
 
-def test_network_policy_admits_only_the_scheduler_prometheus_and_the_test(render: Render) -> None:
+def test_network_policy_admits_only_prometheus_and_the_test(render: Render) -> None:
     manifests = render(values=[CHART / "ci" / "networkpolicy-values.yaml"])
     policy = one(manifests, "NetworkPolicy")
-    extender = component(manifests, "Deployment", "extender")
-    scheduler = component(manifests, "Deployment", "scheduler")
+    scheduler = scheduler_pod(manifests)
+    assert policy["metadata"]["name"] == "rel-scheduler-extender-scheduler"
     assert (
-        policy["spec"]["podSelector"]["matchLabels"] == extender["spec"]["selector"]["matchLabels"]
+        policy["spec"]["podSelector"]["matchLabels"] == scheduler["spec"]["selector"]["matchLabels"]
     )
     assert policy["spec"]["policyTypes"] == ["Ingress"]
-    (rule,) = policy["spec"]["ingress"]
-    peers = rule["from"]
-    assert {"podSelector": {"matchLabels": scheduler["spec"]["selector"]["matchLabels"]}} in peers
-    prometheus = [p for p in peers if "namespaceSelector" in p]
-    assert prometheus == [
-        {
-            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
-            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
-        }
-    ]
-    assert len(peers) == 3  # scheduler, the helm test pod, Prometheus
-    assert find(render(), "NetworkPolicy") == []  # off by default
-
-
-def test_with_client_certificates_prometheus_may_reach_only_the_probes_port(
-    render: Render,
-) -> None:
-    manifests = render(values=[CHART / "ci" / "networkpolicy-values.yaml", CLIENT_AUTH])
-    scheduler = component(manifests, "Deployment", "scheduler")
-    extender, prometheus = one(manifests, "NetworkPolicy")["spec"]["ingress"]
-    assert extender["ports"] == [{"port": "https", "protocol": "TCP"}]
-    assert {"podSelector": {"matchLabels": scheduler["spec"]["selector"]["matchLabels"]}} in (
-        extender["from"]
-    )
-    assert not [p for p in extender["from"] if "namespaceSelector" in p]
-    assert prometheus == {
-        "from": [
-            {
-                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
-                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
-            }
-        ],
-        "ports": [{"port": "probes", "protocol": "TCP"}],
+    prometheus = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
     }
+    test_pod = one(manifests, "Pod")
+    metrics, https = policy["spec"]["ingress"]
+    assert metrics == {
+        "from": [
+            prometheus,
+            {"podSelector": {"matchLabels": {
+                k: v for k, v in test_pod["metadata"]["labels"].items()
+                if k in ("app.kubernetes.io/name", "app.kubernetes.io/instance",
+                         "app.kubernetes.io/component")
+            }}},
+        ],
+        "ports": [{"port": "metrics", "protocol": "TCP"}],
+    }  # fmt: skip
+    assert https == {"from": [prometheus], "ports": [{"port": "https", "protocol": "TCP"}]}
+    # The policy's named ports are the ones the containers declare.
+    declared = {p["name"] for c in containers(scheduler) for p in c["ports"]}
+    assert {"metrics", "https"} == declared
+    assert find(render(), "NetworkPolicy") == []  # off by default
 
 
 def test_monitoring_is_gated_on_the_operator_api(render: Render) -> None:
@@ -511,35 +556,26 @@ def test_monitoring_is_gated_on_the_operator_api(render: Render) -> None:
     assert find(render(api_versions=[MONITORING_API]), "ServiceMonitor") == []  # off by default
 
 
-@pytest.mark.parametrize(
-    ("tls", "port", "scheme"),
-    [
-        ("tls-secret-values.yaml", "https", "https"),
-        ("tls-client-auth-values.yaml", "probes", "http"),
-    ],
-    ids=["tls", "client-certificates"],
-)
-def test_service_monitor_scrapes_a_port_it_can_reach(
-    render: Render, tls: str, port: str, scheme: str
-) -> None:
-    manifests = render(
-        values=[CHART / "ci" / "monitoring-values.yaml", CHART / "ci" / tls],
-        api_versions=ALL_APIS,
+def test_each_service_monitor_scrapes_one_service_on_a_port_it_has(render: Render) -> None:
+    manifests = render(values=[CHART / "ci" / "monitoring-values.yaml"], api_versions=ALL_APIS)
+    services = find(manifests, "Service")
+    for monitor in find(manifests, "ServiceMonitor"):
+        selector = monitor["spec"]["selector"]["matchLabels"].items()
+        (service,) = [s for s in services if selector <= s["metadata"]["labels"].items()]
+        (endpoint,) = monitor["spec"]["endpoints"]
+        assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
+    extender = component(manifests, "ServiceMonitor", "extender")
+    (endpoint,) = extender["spec"]["endpoints"]
+    assert (endpoint["port"], endpoint["path"], endpoint["scheme"]) == (
+        "metrics",
+        "/metrics",
+        "http",
     )
-    monitor = component(manifests, "ServiceMonitor", "extender")
-    service = one(manifests, "Service", "rel-scheduler-extender")
-    (endpoint,) = monitor["spec"]["endpoints"]
-    assert endpoint["port"] == port
-    assert port in {p["name"] for p in service["spec"]["ports"]}
+    assert "tlsConfig" not in endpoint
+    service = one(manifests, "Service", "rel-scheduler-extender-extender")
     assert (
-        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+        service["spec"]["selector"] == scheduler_pod(manifests)["spec"]["selector"]["matchLabels"]
     )
-    assert endpoint["scheme"] == scheme
-    if scheme == "https":
-        assert endpoint["tlsConfig"]["ca"]["secret"]["name"] == "extender-serving-tls"
-        assert endpoint["tlsConfig"]["serverName"] == "rel-scheduler-extender.ns.svc"
-    else:  # Prometheus needs no client certificate on the plain-HTTP probes port.
-        assert "tlsConfig" not in endpoint
 
 
 def test_dashboards_one_configmap_each_with_the_sidecar_label(render: Render) -> None:
@@ -561,7 +597,7 @@ def test_dashboards_one_configmap_each_with_the_sidecar_label(render: Render) ->
     ]
 
 
-def test_an_acting_packer_is_refused_with_several_extender_replicas(
+def test_an_acting_packer_is_refused_with_several_scheduler_replicas(
     helm: Path, render: Render
 ) -> None:
     from tests.unit.chart.conftest import run_helm, template_args
@@ -569,6 +605,18 @@ def test_an_acting_packer_is_refused_with_several_extender_replicas(
     acting = ["extender.packer.enabled=true", "extender.packer.dryRun=false"]
     result = run_helm(helm, *template_args(set_values=acting), check=False)
     assert result.returncode != 0
-    assert "needs extender.replicas=1" in result.stderr
-    render(set_values=[*acting, "extender.replicas=1"])
+    assert "extender.packer.dryRun=false needs scheduler.replicas=1" in result.stderr
+    single = render(set_values=[*acting, "scheduler.replicas=1"])
+    assert env_of(extender_of(single))["SCHEDULER_EXTENDER_PACKER__DRY_RUN"] == "false"
     render(set_values=["extender.packer.enabled=true"])  # dry run: no reservations, any replicas
+
+
+def test_several_schedulers_need_leader_election(helm: Path, render: Render) -> None:
+    from tests.unit.chart.conftest import run_helm, template_args
+
+    off = ["scheduler.leaderElection.enabled=false"]
+    result = run_helm(helm, *template_args(set_values=off), check=False)
+    assert result.returncode != 0
+    assert "needs scheduler.replicas=1" in result.stderr
+    config = scheduler_config(render(set_values=[*off, "scheduler.replicas=1"]))
+    assert config["leaderElection"]["leaderElect"] is False

@@ -1,11 +1,14 @@
-"""Least privilege in the rendered RBAC: one ServiceAccount per component, exactly the verbs
-each needs, no wildcards, no secrets, nothing bound to cluster-admin."""
+"""Least privilege in the rendered RBAC: one ServiceAccount per pod (the scheduler pods' serves
+both kube-scheduler and the extender beside it), exactly the verbs each needs, no wildcards, no
+secrets, nothing bound to cluster-admin."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from tests.unit.chart.conftest import CHART, Manifest, Render, component, find
+import yaml
+
+from tests.unit.chart.conftest import CHART, Manifest, Render, component, find, one
 
 MONITORING = [CHART / "ci" / "monitoring-values.yaml"]  # every component on
 
@@ -44,19 +47,47 @@ def test_no_wildcards_no_secrets_no_escalation(render: Render) -> None:
         assert binding["roleRef"]["name"] not in {"cluster-admin", "admin", "edit"}
 
 
-def test_one_service_account_per_component(render: Render) -> None:
+def test_one_service_account_per_pod(render: Render) -> None:
     manifests = render(values=MONITORING)
     accounts = {m["metadata"]["name"] for m in find(manifests, "ServiceAccount")}
-    assert accounts == {
-        "rel-scheduler-extender-extender",
-        "rel-scheduler-extender-scheduler",
-        "rel-scheduler-extender-controller",
-    }
-    for name in ("extender", "scheduler", "controller"):
+    assert accounts == {"rel-scheduler-extender-scheduler", "rel-scheduler-extender-controller"}
+    for name in ("scheduler", "controller"):
         deployment = component(manifests, "Deployment", name)
         assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == (
             f"rel-scheduler-extender-{name}"
         )
+    assert {m["metadata"]["name"] for m in find(manifests, "Deployment")} == {
+        "rel-scheduler-extender-scheduler",
+        "rel-scheduler-extender-controller",
+    }  # no extender Deployment: the extender runs in the scheduler pods
+
+
+SCHEDULER = "rel-scheduler-extender-scheduler"
+
+
+def test_the_scheduler_pods_get_kube_schedulers_roles_and_the_extenders(render: Render) -> None:
+    manifests = render()
+    refs = {
+        (b["kind"], b["roleRef"]["name"], b["metadata"].get("namespace", ""))
+        for b in bindings_of(manifests, SCHEDULER)
+    }
+    assert refs == {
+        # kube-scheduler's, maintained upstream
+        ("ClusterRoleBinding", "system:kube-scheduler", ""),
+        ("ClusterRoleBinding", "system:volume-scheduler", ""),
+        ("RoleBinding", "extension-apiserver-authentication-reader", "kube-system"),
+        # the extender container's
+        ("ClusterRoleBinding", "ns:rel-scheduler-extender:extender", ""),
+        # both containers' Leases
+        ("RoleBinding", SCHEDULER, "ns"),
+    }
+    # Every binding of the chart names an account the chart's pods run as.
+    pods = {
+        d["spec"]["template"]["spec"]["serviceAccountName"]
+        for d in find(render(values=MONITORING), "Deployment")
+    }
+    for binding in find(manifests, "ClusterRoleBinding") + find(manifests, "RoleBinding"):
+        assert {s["name"] for s in binding["subjects"]} <= pods, binding["metadata"]["name"]
 
 
 def test_the_extender_may_do_exactly_what_it_needs(render: Render) -> None:
@@ -76,30 +107,20 @@ def test_the_extender_may_do_exactly_what_it_needs(render: Render) -> None:
         ("policy", "poddisruptionbudgets", "watch", ""),
         ("", "events", "create", ""),  # the packer's plans, recorded on the pods
     }
-    assert rules_of(manifests, "Role", "rel-scheduler-extender-extender") == {
+
+
+def test_the_scheduler_pods_renew_exactly_their_two_leases(render: Render) -> None:
+    manifests = render()
+    assert rules_of(manifests, "Role", SCHEDULER) == {
         ("coordination.k8s.io", "leases", "create", ""),
+        # kube-scheduler's
+        ("coordination.k8s.io", "leases", "get", SCHEDULER),
+        ("coordination.k8s.io", "leases", "update", SCHEDULER),
+        # the extender's packer's
         ("coordination.k8s.io", "leases", "get", "rel-scheduler-extender-extender"),
         ("coordination.k8s.io", "leases", "update", "rel-scheduler-extender-extender"),
     }
-    refs = {b["roleRef"]["name"] for b in bindings_of(manifests, "rel-scheduler-extender-extender")}
-    assert refs == {"ns:rel-scheduler-extender:extender", "rel-scheduler-extender-extender"}
-
-
-def test_the_scheduler_gets_the_upstream_scheduler_roles_and_its_own_lease(render: Render) -> None:
-    manifests = render()
-    refs = {
-        (b["kind"], b["roleRef"]["name"], b["metadata"].get("namespace", ""))
-        for b in bindings_of(manifests, "rel-scheduler-extender-scheduler")
-    }
-    assert refs == {
-        ("ClusterRoleBinding", "system:kube-scheduler", ""),
-        ("ClusterRoleBinding", "system:volume-scheduler", ""),
-        ("RoleBinding", "extension-apiserver-authentication-reader", "kube-system"),
-        ("RoleBinding", "rel-scheduler-extender-scheduler", "ns"),
-    }
-    assert ("coordination.k8s.io", "leases", "update", "rel-scheduler-extender-scheduler") in (
-        rules_of(manifests, "Role", "rel-scheduler-extender-scheduler")
-    )
+    assert [r["metadata"]["name"] for r in find(manifests, "Role")] == [SCHEDULER]
 
 
 def test_the_controller_may_do_exactly_what_it_needs(render: Render) -> None:
@@ -133,15 +154,14 @@ def test_rbac_can_be_left_to_the_user(render: Render) -> None:
     assert not [m for m in manifests if m["apiVersion"].startswith("rbac.authorization.k8s.io")]
 
 
-def test_the_packer_elects_on_the_lease_the_extender_role_allows(render: Render) -> None:
+def test_the_packer_elects_on_a_lease_the_pods_role_allows(render: Render) -> None:
     for release, namespace in (("rel", "ns"), ("scheduler-extender", "scheduler-extender")):
         manifests = render(release=release, namespace=namespace)
-        (container,) = component(manifests, "Deployment", "extender")["spec"]["template"]["spec"][
-            "containers"
-        ]
+        pod = component(manifests, "Deployment", "scheduler")["spec"]["template"]["spec"]
+        (container,) = [c for c in pod["containers"] if c["name"] == "extender"]
         env = {e["name"]: e.get("value") for e in container["env"]}
         (role,) = [
-            r for r in find(manifests, "Role") if r["metadata"]["name"].endswith("-extender")
+            r for r in find(manifests, "Role") if r["metadata"]["name"].endswith("-scheduler")
         ]
         renewable = {
             name
@@ -149,7 +169,19 @@ def test_the_packer_elects_on_the_lease_the_extender_role_allows(render: Render)
             if "update" in rule["verbs"]
             for name in rule.get("resourceNames", [])
         }
-        assert renewable == {env["SCHEDULER_EXTENDER_PACKER__LEASE_NAME"]}
+        # Its own Lease and kube-scheduler's, which the scheduler configuration names.
+        config = yaml.safe_load(
+            one(manifests, "ConfigMap", f"{role['metadata']['name']}")["data"][
+                "scheduler-config.yaml"
+            ]
+        )
+        assert renewable == {
+            env["SCHEDULER_EXTENDER_PACKER__LEASE_NAME"],
+            config["leaderElection"]["resourceName"],
+        }
+        assert (
+            env["SCHEDULER_EXTENDER_PACKER__LEASE_NAME"] != config["leaderElection"]["resourceName"]
+        )
         # No lease namespace is set: the packer uses its pod's, where the Role is.
         assert "SCHEDULER_EXTENDER_PACKER__LEASE_NAMESPACE" not in env
         assert role["metadata"]["namespace"] == namespace

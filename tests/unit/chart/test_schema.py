@@ -95,8 +95,9 @@ def test_every_value_is_documented_by_a_comment_naming_it() -> None:
 @pytest.mark.parametrize(
     ("setting", "message"),
     [
-        ("extender.replicas=0", "/extender/replicas"),
-        ("extender.podAntiAffinity=sometimes", "/extender/podAntiAffinity"),
+        ("scheduler.replicas=0", "/scheduler/replicas"),
+        ("scheduler.podAntiAffinity=sometimes", "/scheduler/podAntiAffinity"),
+        ("scheduler.podDisruptionBudget.maxUnavailable=half", "maxUnavailable"),
         ("extender.probePort=0", "/extender/probePort"),
         ("extender.bogus=1", "bogus"),
         ("scheduler.extender.weight=0", "/scheduler/extender/weight"),

@@ -33,7 +33,11 @@ def test_the_deploy_file_sets_every_extender_field_explicitly(base: dict[str, An
     assert extender["weight"] > 0
     assert extender["nodeCacheCapable"] is True
     assert extender["managedResources"] == [{"name": "nvidia.com/gpu", "ignoredByScheduler": False}]
-    assert isinstance(extender["ignorable"], bool)
+    # A binder must not be ignorable: kube-scheduler would bind past its refusals.
+    assert extender["ignorable"] is False
+    # The extender beside the scheduler, on loopback (the chart's sidecar; a local run's port).
+    assert extender["urlPrefix"].startswith("http://127.0.0.1:")
+    assert extender["enableHTTPS"] is False
     assert extender["httpTimeout"].endswith("s")
 
 
