@@ -190,6 +190,9 @@ class Settings(BaseSettings):
     # -- policy
     score_weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     max_agent_replicas_per_node: int = Field(default=0, ge=0)
+    # GPU model (label nvidia.com/gpu.product) -> what one of its GPUs serves, relative to the
+    # others; models not listed count 1.0 (domain/popularity.py, GpuCapacity).
+    gpu_model_capacity: dict[str, float] = Field(default_factory=dict)
     static_popularity: dict[str, float] = Field(default_factory=dict)
     prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
     packer: PackerSettings = Field(default_factory=PackerSettings)
@@ -213,6 +216,14 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown scoring policies {unknown}; known: {sorted(POLICIES)}")
         if any(w < 0 for w in value.values()):
             raise ValueError("scoring weights must not be negative")
+        return value
+
+    @field_validator("gpu_model_capacity")
+    @classmethod
+    def _capacities(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = sorted(model for model, c in value.items() if not 0.0 < c < float("inf"))
+        if bad:
+            raise ValueError(f"GPU model capacities must be finite and > 0; not so for {bad}")
         return value
 
     @field_validator("log_level")

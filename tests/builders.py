@@ -46,6 +46,7 @@ def pod_json(
     owner: dict[str, Any] | None = None,
     scheduler: str = "gpu-scheduler",
     phase: str = "Pending",
+    node_selector: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     requests: dict[str, str] = {"cpu": cpu, "memory": memory}
     limits: dict[str, str] = {}
@@ -70,6 +71,8 @@ def pod_json(
         spec["nodeName"] = node
     if priority is not None:
         spec["priority"] = priority
+    if node_selector:
+        spec["nodeSelector"] = node_selector
     return {
         "apiVersion": "v1",
         "kind": "Pod",

@@ -29,7 +29,12 @@ from scheduler_extender.commands.background_packer import build_background_packe
 from scheduler_extender.commands.common import kube_client
 from scheduler_extender.config import Settings
 from scheduler_extender.domain.filtering import FilterRules
-from scheduler_extender.domain.popularity import Popularity, PopularitySource, StaticPopularity
+from scheduler_extender.domain.popularity import (
+    GpuCapacity,
+    Popularity,
+    PopularitySource,
+    StaticPopularity,
+)
 from scheduler_extender.domain.scoring.registry import Scorer
 from scheduler_extender.service.extender import Extender
 from scheduler_extender.service.inflight import InFlight
@@ -103,7 +108,10 @@ def build(settings: Settings, api: client.ApiClient) -> Service:
         cluster=cache,
         binder=binder,
         popularity=popularity,
-        scorer=Scorer.from_weights(settings.score_weights),
+        scorer=Scorer.from_weights(
+            settings.score_weights,
+            GpuCapacity(MappingProxyType(dict(settings.gpu_model_capacity))),
+        ),
         rules=FilterRules(max_agent_replicas_per_node=settings.max_agent_replicas_per_node),
         gpu_resource=settings.gpu_resource,
         scheduler_names=frozenset({settings.scheduler_name}),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -29,12 +30,37 @@ class ComponentFailedError(RuntimeError):
     """A component exited or never became healthy."""
 
 
+_LOWEST_PORT = 10000
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    """A TCP port on 127.0.0.1 that nothing listens on right now.
+
+    Picked below the kernel's ephemeral range: a port from that range, free
+    when picked, may be taken by the local end of any outgoing connection
+    (etcd and kube-apiserver open many) before the component meant for it
+    binds it.
+    """
+    low = _ephemeral_low()
+    candidates = range(_LOWEST_PORT, low) if low > _LOWEST_PORT + 1000 else range(0)
+    for port in random.sample(candidates, min(len(candidates), 50)):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+        chosen: int = s.getsockname()[1]
+        return chosen
 
 
 def _death_signal_prefix() -> list[str]:

@@ -10,9 +10,13 @@ virtually: how many replicas of each agent exist but are not placed yet, and
 what each is predicted to serve.
 
 ``plan`` places the pending replicas virtually, heaviest first, each on the
-node with the lowest predicted load per GPU that has a GPU free. A policy
-scoring one replica counts the others' planned load (``reserved``), so the
-replica takes the room they leave rather than the room they need.
+node with the lowest predicted load per unit of serving capacity (its GPUs
+times its GPU model's capacity, see ``domain.popularity.GpuCapacity``) that
+has a GPU free and that the replica may use at all: each agent's replicas go
+only to the rows its eligibility mask allows (cordon, taints, nodeSelector,
+required node affinity; see ``Node.admits``). A policy scoring one replica
+counts the others' planned load (``reserved``), so the replica takes the room
+they leave rather than the room they need.
 
 A plan is kept while the cluster follows it (``Plan.follow``): replicas placed
 where it planned them are struck off, and only a replica placed elsewhere, a
@@ -36,8 +40,11 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 import numpy as np
+from numpy.typing import NDArray
 
 from scheduler_extender.domain.columns import AgentRows, Columns, FloatArray, IntArray
+
+BoolArray = NDArray[np.bool_]
 
 # Bounds the work per snapshot on a bulk creation of thousands of replicas:
 # only the heaviest are planned, and they are the ones whose order matters.
@@ -128,36 +135,73 @@ def plan(
     node_loads: FloatArray,
     pending: list[tuple[float, str]],
     gpu_resource: str,
+    capacity: FloatArray | None = None,
+    eligible: Mapping[str, BoolArray | None] | None = None,
+    default: BoolArray | None = None,
 ) -> Plan:
-    """LPT placement of ``pending`` over the nodes with free GPUs, from ``node_loads``."""
+    """LPT placement of ``pending`` over the nodes with free GPUs, from ``node_loads``.
+
+    ``capacity`` is what each row serves (its GPUs when None); a replica goes to
+    the eligible row with free GPUs and the lowest load per unit of capacity.
+    The rows an agent's replicas may use are ``eligible[agent]``, or ``default``
+    for an agent not in it; None allows every row.
+    """
     gpus = columns.allocatable.get(gpu_resource)
     free = columns.free.get(gpu_resource)
     if not pending or gpus is None or free is None:
         return EMPTY_PLAN
-    open_rows = np.flatnonzero((free > 0) & (gpus > 0))
-    per_gpu = node_loads[open_rows] / gpus[open_rows]
-    # Greedy LPT with k replicas only ever reaches the k least loaded nodes.
-    if len(open_rows) > len(pending):
-        keep = np.argpartition(per_gpu, len(pending) - 1)[: len(pending)]
-        open_rows, per_gpu = open_rows[keep], per_gpu[keep]
-    heap = list(
-        zip(
-            per_gpu.tolist(),
-            open_rows.tolist(),
-            free[open_rows].tolist(),
-            gpus[open_rows].astype(float).tolist(),
-            strict=True,
-        )
-    )
-    heapq.heapify(heap)
+    size_of = gpus.astype(float) if capacity is None else capacity
+    open_mask = (free > 0) & (gpus > 0) & (size_of > 0)
+    # Agents that may use the same rows share one heap of candidate rows.
+    group_of: dict[str, int] = {}
+    masks: list[BoolArray | None] = []
+    for _, agent in pending:
+        if agent not in group_of:
+            mask = eligible.get(agent, default) if eligible is not None else default
+            at = next((g for g, m in enumerate(masks) if m is mask), len(masks))
+            if at == len(masks):
+                masks.append(mask)
+            group_of[agent] = at
+    # Greedy LPT with k replicas only ever reaches the k least loaded rows a
+    # group may use: each of them taken before means one replica placed before.
+    group_rows: list[IntArray] = []
+    for mask in masks:
+        rows = np.flatnonzero(open_mask if mask is None else open_mask & mask)
+        if len(rows) > len(pending):
+            per_gpu = node_loads[rows] / size_of[rows]
+            rows = rows[np.argpartition(per_gpu, len(pending) - 1)[: len(pending)]]
+        group_rows.append(rows)
+    candidates = group_rows[0] if len(masks) == 1 else np.unique(np.concatenate(group_rows))
+    index = {row: i for i, row in enumerate(candidates.tolist())}
+    level = (node_loads[candidates] / size_of[candidates]).tolist()
+    room = free[candidates].tolist()
+    size = size_of[candidates].astype(float).tolist()
+    stamp = [0] * len(candidates)  # an entry is current while its row's stamp is unchanged
+    member: list[list[int]] = [[] for _ in candidates]
+    heaps: list[list[tuple[float, int, int, int]]] = []
+    for g, rows in enumerate(group_rows):
+        heap = []
+        for row in rows.tolist():
+            i = index[row]
+            member[i].append(g)
+            heap.append((level[i], row, 0, i))
+        heapq.heapify(heap)
+        heaps.append(heap)
     rows_of: dict[str, list[int]] = {}
     for load, agent in pending:
+        heap = heaps[group_of[agent]]
+        while heap and heap[0][2] != stamp[heap[0][3]]:
+            heapq.heappop(heap)  # an older entry of a row placed on since
         if not heap:
-            break
-        level, row, room, size = heapq.heappop(heap)
+            continue  # nothing this agent may use has a GPU free
+        _, row, _, i = heapq.heappop(heap)
         rows_of.setdefault(agent, []).append(row)
-        if room > 1:
-            heapq.heappush(heap, (level + load / size, row, room - 1, size))
+        room[i] -= 1
+        stamp[i] += 1
+        if room[i] > 0:
+            level[i] += load / size[i]
+            for g in member[i]:
+                heapq.heappush(heaps[g], (level[i], row, stamp[i], i))
     loads = {agent: load for load, agent in pending}
     agents = {a: (np.array(rows, dtype=np.int64), loads[a]) for a, rows in rows_of.items()}
     total = np.zeros(columns.size)

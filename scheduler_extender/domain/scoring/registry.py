@@ -9,6 +9,7 @@ import numpy as np
 
 from scheduler_extender.domain.columns import IntArray
 from scheduler_extender.domain.objects import Pod
+from scheduler_extender.domain.popularity import UNIFORM_GPUS, GpuCapacity
 from scheduler_extender.domain.scoring.agent_spread import AgentSpread
 from scheduler_extender.domain.scoring.gpu_binpack import GpuBinPacking
 from scheduler_extender.domain.scoring.policy import ScoringContext, ScoringPolicy
@@ -16,9 +17,10 @@ from scheduler_extender.domain.scoring.popularity import PopularityAware
 
 MAX_SCORE = 10  # MaxExtenderPriority in k8s.io/kube-scheduler/extender/v1
 
-POLICIES: Mapping[str, Callable[[], ScoringPolicy]] = {
-    "gpu_binpack": GpuBinPacking,
-    "agent_spread": AgentSpread,
+# Each factory is handed the fleet's per-GPU-model capacity; only load-aware policies read it.
+POLICIES: Mapping[str, Callable[[GpuCapacity], ScoringPolicy]] = {
+    "gpu_binpack": lambda _capacity: GpuBinPacking(),
+    "agent_spread": lambda _capacity: AgentSpread(),
     "popularity": PopularityAware,
 }
 
@@ -49,13 +51,13 @@ class Scorer:
     policies: tuple[tuple[ScoringPolicy, float], ...]
 
     @staticmethod
-    def from_weights(weights: Mapping[str, float]) -> Scorer:
+    def from_weights(weights: Mapping[str, float], capacity: GpuCapacity = UNIFORM_GPUS) -> Scorer:
         unknown = sorted(set(weights) - set(POLICIES))
         if unknown:
             raise UnknownPolicyError(
                 f"unknown scoring policies {unknown}; known: {sorted(POLICIES)}"
             )
-        chosen = tuple((POLICIES[name](), w) for name, w in weights.items() if w > 0)
+        chosen = tuple((POLICIES[name](capacity), w) for name, w in weights.items() if w > 0)
         return Scorer(chosen)
 
     def score(

@@ -287,9 +287,14 @@ def test_the_scheduler_pod_settings_apply_to_the_extender(render: Render) -> Non
 def test_extender_settings_become_environment_variables(render: Render) -> None:
     manifests = render(
         set_values=["extender.settings.maxAgentReplicasPerNode=2", "extender.extraEnv[0].name=X"],
-        set_json=['extender.settings.scoreWeights={"gpu_binpack":2}'],
+        set_json=[
+            'extender.settings.scoreWeights={"gpu_binpack":2}',
+            'extender.settings.gpuModelCapacity={"NVIDIA-H100-80GB-HBM3":3}',
+        ],
     )
     env = env_of(extender_of(manifests))
+    capacity = yaml.safe_load(env["SCHEDULER_EXTENDER_GPU_MODEL_CAPACITY"])
+    assert capacity == {"NVIDIA-H100-80GB-HBM3": 3}
     assert env["SCHEDULER_EXTENDER_MAX_AGENT_REPLICAS_PER_NODE"] == "2"
     assert yaml.safe_load(env["SCHEDULER_EXTENDER_SCORE_WEIGHTS"]) == {"gpu_binpack": 2}
     assert "X" in env

@@ -106,6 +106,7 @@ def test_every_value_is_documented_by_a_comment_naming_it() -> None:
         ("prometheusRule.disabledAlerts={NoSuchAlert}", "/prometheusRule/disabledAlerts"),
         ("schedulerName=Not_A_Name", "/schedulerName"),
         ("extender.settings.noSuchSetting=1", "noSuchSetting"),
+        ("extender.settings.gpuModelCapacity.NVIDIA-L4=0", "gpuModelCapacity"),
         ("image.digest=latest", "/image/digest"),
     ],
 )

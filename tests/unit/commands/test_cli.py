@@ -28,6 +28,19 @@ def test_invalid_settings_exit_2_naming_the_field(
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    "value", ['{"NVIDIA-L4": 0}', '{"NVIDIA-L4": -2}', '{"NVIDIA-L4": "fast"}']
+)
+def test_a_gpu_model_capacity_must_be_a_positive_number(
+    value: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SCHEDULER_EXTENDER_GPU_MODEL_CAPACITY", value)
+    assert cli.main(["serve", "--kubeconfig", "/nonexistent"]) == 2
+    err = capsys.readouterr().err
+    assert "gpu_model_capacity" in err
+    assert "Traceback" not in err
+
+
 def test_missing_kubeconfig_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["serve", "--kubeconfig", "/nonexistent/kubeconfig"]) == 2
     assert "/nonexistent/kubeconfig does not exist" in capsys.readouterr().err

@@ -8,8 +8,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from scheduler_extender.adapters.kube.schema import pod_from_json
 from scheduler_extender.domain.cluster import ClusterState
 from scheduler_extender.domain.columns import Columns, IntArray
+from scheduler_extender.domain.objects import Pod
 from scheduler_extender.domain.popularity import Popularity
 from scheduler_extender.domain.preallocation import (
     EMPTY_PLAN,
@@ -21,7 +23,7 @@ from scheduler_extender.domain.preallocation import (
 from scheduler_extender.domain.scoring import popularity as popularity_policy
 from scheduler_extender.domain.scoring.policy import ScoringContext
 from scheduler_extender.domain.scoring.popularity import PopularityAware
-from tests.builders import GPU, node, pod
+from tests.builders import AGENT_LABEL, GPU, node, pod, pod_json
 
 
 def cluster(gpus: dict[str, int], pods: list[tuple[str, str | None]]) -> ClusterState:
@@ -215,3 +217,69 @@ def test_the_policy_plans_a_bulk_once_while_its_replicas_follow_the_plan(
     light_node = best("light")
     assert light_node != heavy_node
     assert len(calls) == 1
+
+
+# -- only where each agent may go, and by what each node's GPUs serve
+
+
+def test_the_plan_puts_each_agent_only_on_the_rows_it_may_use() -> None:
+    state = cluster({"a": 4, "b": 4, "c": 4}, [])
+    columns = state.snapshot().columns
+    only_c = np.zeros(columns.size, dtype=np.bool_)
+    only_c[columns.rows["c"]] = True
+    not_c = ~only_c
+    pending = [(3.0, "pinned"), (3.0, "pinned"), (2.0, "free"), (1.0, "other")]
+    planned = plan(
+        columns, np.zeros(columns.size), pending, GPU, eligible={"pinned": only_c}, default=not_c
+    )
+    assert planned.agents["pinned"][0].tolist() == [columns.rows["c"]] * 2
+    # The others (not in ``eligible``) take ``default``: a and b, never c.
+    assert set(planned.agents["free"][0].tolist() + planned.agents["other"][0].tolist()) == {
+        columns.rows["a"],
+        columns.rows["b"],
+    }
+    nowhere = np.zeros(columns.size, dtype=np.bool_)
+    assert plan(columns, np.zeros(columns.size), pending, GPU, default=nowhere).agents == {}
+
+
+def test_the_plan_fills_by_load_per_unit_of_capacity() -> None:
+    # a and b have 2 GPUs each; a's serve three times as much (6 units to b's 2).
+    # h (3) goes to a: 0.5 per unit. The first l (1) to b: 0.5. The second l
+    # finds them tied and takes a. Counting GPUs alone, a would be at 1.5 per
+    # GPU and both l replicas would go to b.
+    state = cluster({"a": 2, "b": 2}, [])
+    columns = state.snapshot().columns
+    capacity = np.zeros(columns.size)
+    capacity[columns.rows["a"]], capacity[columns.rows["b"]] = 6.0, 2.0
+    pending = [(3.0, "h"), (1.0, "l"), (1.0, "l")]
+    planned = plan(columns, np.zeros(columns.size), pending, GPU, capacity)
+    assert planned.agents["h"][0].tolist() == [columns.rows["a"]]
+    assert sorted(planned.agents["l"][0].tolist()) == [columns.rows["a"], columns.rows["b"]]
+    by_gpus = plan(columns, np.zeros(columns.size), pending, GPU)
+    assert by_gpus.agents["l"][0].tolist() == [columns.rows["b"]] * 2
+
+
+def test_a_pending_agent_that_may_only_use_one_node_reserves_that_node() -> None:
+    # heavy's pods select b; once kube-scheduler has scored one of them, the
+    # policy plans heavy's pending replica on b, and the light replica keeps off b.
+    state = ClusterState()
+    state.upsert_node(node("a", 1))
+    state.upsert_node(node("b", 1, labels={"pool": "b"}))
+    heavy = pod_from_json(
+        pod_json("heavy-0", 1, agent="heavy", node_selector={"pool": "b"}), AGENT_LABEL
+    )
+    state.upsert_pod(heavy)
+    state.upsert_pod(pod("light-0", 1, agent="light"))
+    policy = PopularityAware()
+    forecast = Popularity({"heavy": 9.0, "light": 1.0})
+
+    def scores(new: Pod) -> list[float]:
+        snapshot = state.snapshot()
+        ctx = ScoringContext(snapshot, forecast, GPU)
+        return policy.score(new, snapshot.columns.rows_of(["a", "b"]), ctx).tolist()
+
+    a, b = scores(pod("light-0", 1, agent="light"))
+    assert a < b  # heavy not seen yet: assumed to go anywhere, planned on a (first)
+    scores(heavy)
+    a, b = scores(pod("light-0", 1, agent="light"))
+    assert a > b
