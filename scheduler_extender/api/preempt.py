@@ -28,7 +28,7 @@ from scheduler_extender.domain.objects import Pod
 from scheduler_extender.domain.packing.preemption import Refinement, refine_candidates
 from scheduler_extender.domain.ports import ClusterView
 from scheduler_extender.domain.shared import SharedCluster
-from scheduler_extender.service.extender import Extender
+from scheduler_extender.service.extender import Extender, StaleCacheError
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,13 @@ def add_preempt_route(
         except ValidationError as exc:
             metrics.decisions.labels("preempt", "bad_request").inc()
             return validation_error(exc)
+        try:
+            extender.require_fresh()
+        except StaleCacheError as exc:
+            # kube-scheduler reads any status but 200 as the extender's error: as
+            # the extender is not ignorable, it preempts nothing and retries the pod.
+            metrics.decisions.labels("preempt", "stale_cache").inc()
+            return client_error(str(exc), status=503)
         pod = args.pod.to_domain(agent_label)
         uids: dict[str, list[str]] = {}
         violations: dict[str, int] = {}

@@ -85,7 +85,7 @@ class Extender:
         Decides on a view that holds the pod kube-scheduler chose a node for
         just before this one (see ``service/inflight.py``).
         """
-        self._require_fresh()
+        self.require_fresh()
         self.on_wait(await self.in_flight.settle(pod, self._settled_by_watch))
         outcome = self.feasible(pod, names, sent_nodes=sent_nodes)
         if outcome.passed and pod.scheduler_name in self.scheduler_names:
@@ -157,7 +157,7 @@ class Extender:
 
     async def _bind(self, request: BindRequest) -> str:
         try:
-            self._require_fresh()
+            self.require_fresh()
         except StaleCacheError as exc:
             raise BindError(str(exc), "stale_cache") from None
         pod = self.cluster.find_pod(request.namespace, request.name)
@@ -200,7 +200,8 @@ class Extender:
             raise BindError(f"binding {pod.key} to {request.node} failed: {exc}", "error") from exc
         return "bound"
 
-    def _require_fresh(self) -> None:
+    def require_fresh(self) -> None:
+        """Raises StaleCacheError when the cache is too far behind to decide on."""
         stale = self.cluster.staleness()
         if stale > self.max_staleness:
             raise StaleCacheError(

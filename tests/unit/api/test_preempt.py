@@ -55,6 +55,21 @@ def test_meta_victims_that_can_move_are_preferred_to_ones_that_would_be_lost(
     assert reply.json() == {"NodeNameToMetaVictims": {"a": meta(movable)}}
 
 
+def test_a_stale_cache_preempts_nothing_and_says_why(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    victim = pod("v", 4, node="a", uid="uid-v", owner=RS, priority=1)
+    setup(harness, [victim])
+    body = {"Pod": pod_json("big", 8, priority=100), "NodeNameToMetaVictims": {"a": meta(victim)}}
+    monkeypatch.setattr(harness.cluster, "staleness", lambda: 31.0)
+    reply = harness.client.post("/scheduler/preempt", json=body)
+    # Any status but 200 is the extender's error to kube-scheduler: no victim is taken.
+    assert reply.status_code == 503
+    assert "cut off from the API server for 31 s" in reply.json()["error"]
+    monkeypatch.setattr(harness.cluster, "staleness", lambda: 29.0)
+    assert harness.client.post("/scheduler/preempt", json=body).status_code == 200
+
+
 def test_full_victims_are_accepted_and_returned_as_uids(harness: Harness) -> None:
     victim = pod("v", 4, node="a", uid="uid-v", owner=RS)
     setup(harness, [victim])
