@@ -185,6 +185,10 @@ class Settings(BaseSettings):
     # How long a filter waits for the bind of the pod filtered before it (service/inflight.py);
     # below kube-scheduler's httpTimeout for the extender (5 s in deploy/scheduler-config.yaml).
     in_flight_wait_seconds: float = Field(default=3.0, ge=0)
+    # How long after refusing a pod the extender asks kube-scheduler to retry it once a
+    # refused node would pass, in case kube-scheduler's retry outran our watch
+    # (service/requeue.py); 0: never.
+    requeue_window_seconds: float = Field(default=2.0, ge=0)
     watch_backoff_max_seconds: float = Field(default=30.0, gt=0)
 
     # -- policy

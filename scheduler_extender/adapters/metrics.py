@@ -87,6 +87,12 @@ class Metrics:
         self.binds = Counter(
             f"{PREFIX}_binds_total", "Bind calls, by outcome.", ["outcome"], registry=r
         )
+        self.requeues = Counter(
+            f"{PREFIX}_requeues_total",
+            "Refused pods kube-scheduler was asked to retry once a refused node fit, by outcome.",
+            ["outcome"],
+            registry=r,
+        )
         self.bind_conflicts = Counter(
             f"{PREFIX}_bind_conflicts_total",
             "Binds refused because concurrent binds had taken the node's capacity.",

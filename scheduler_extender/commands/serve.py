@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import ssl
 from collections.abc import Coroutine
@@ -38,6 +39,7 @@ from scheduler_extender.domain.popularity import (
 from scheduler_extender.domain.scoring.registry import Scorer
 from scheduler_extender.service.extender import Extender
 from scheduler_extender.service.inflight import InFlight
+from scheduler_extender.service.requeue import Refusals, Requeuer
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +86,7 @@ class Service:
     cache: ClusterCache
     binder: KubeBinder
     metrics: Metrics
+    requeuer: Requeuer
     forecast: PrometheusPopularity | None = None  # None: static popularity
 
 
@@ -104,6 +107,7 @@ def build(settings: Settings, api: client.ApiClient) -> Service:
     if settings.prometheus.url is not None:
         popularity = forecast = prometheus_popularity(settings.prometheus, metrics.registry)
     binder = KubeBinder(api.configuration, agent_label=settings.agent_label)
+    refusals = Refusals(window=settings.requeue_window_seconds)
     extender = Extender(
         cluster=cache,
         binder=binder,
@@ -117,6 +121,7 @@ def build(settings: Settings, api: client.ApiClient) -> Service:
         scheduler_names=frozenset({settings.scheduler_name}),
         max_staleness=settings.max_cache_staleness_seconds,
         in_flight=InFlight(timeout=settings.in_flight_wait_seconds),
+        refusals=refusals,
         on_wait=lambda w: metrics.in_flight_waits.labels(w.settled).observe(w.seconds),
     )
 
@@ -136,12 +141,20 @@ def build(settings: Settings, api: client.ApiClient) -> Service:
     if forecast is not None:
         # Informational only: without Prometheus, scoring falls back to neutral.
         config.readiness["forecast"] = lambda: (True, forecast.status())
+    requeuer = Requeuer(
+        refusals,
+        cache,
+        passes_now=lambda pod, nodes: bool(extender.feasible(pod, nodes).passed),
+        toucher=binder,
+        on_requeue=lambda outcome: metrics.requeues.labels(outcome).inc(),
+    )
     return Service(
         create_app(extender, metrics, config),
         create_probe_app(metrics, config.readiness),
         cache,
         binder,
         metrics,
+        requeuer,
         forecast,
     )
 
@@ -179,16 +192,20 @@ def run_on_event_loop(main: Coroutine[Any, Any, None]) -> None:
         runner.run(main)
 
 
-async def _serve_all(servers: list[uvicorn.Server], binder: KubeBinder) -> None:
+async def _serve_all(servers: list[uvicorn.Server], service: Service) -> None:
     """Run the servers together; when one stops (e.g. on SIGTERM), stop them all."""
     tasks = [asyncio.create_task(s.serve()) for s in servers]
+    requeuer = asyncio.create_task(service.requeuer.run())
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for server in servers:
             server.should_exit = True
         await asyncio.gather(*tasks)
     finally:
-        await binder.close()
+        requeuer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await requeuer
+        await service.binder.close()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -208,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
         log.info("serving probes and metrics on %s:%d", probe_host, settings.probe_port)
         servers.append(http_server(service.probe_app, probe_host, settings.probe_port))
     try:
-        run_on_event_loop(_serve_all(servers, service.binder))
+        run_on_event_loop(_serve_all(servers, service))
     finally:
         if packer is not None:
             packer.stop()

@@ -31,3 +31,9 @@ class Binder(Protocol):
 
     async def fetch_pod(self, namespace: str, name: str) -> Pod | None: ...
     async def bind(self, pod: Pod, node_name: str) -> None: ...
+
+
+class PodToucher(Protocol):
+    """Writes an update to a pending pod, which makes kube-scheduler retry it."""
+
+    async def touch(self, pod: Pod) -> bool: ...  # False: the pod is gone

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import compress
 
 from scheduler_extender.domain.filtering import FilterOutcome, FilterRules, check_node, filter_nodes
@@ -14,6 +14,7 @@ from scheduler_extender.domain.ports import BindConflictError, Binder, ClusterVi
 from scheduler_extender.domain.scoring.policy import ScoringContext
 from scheduler_extender.domain.scoring.registry import Scorer, ScoreTable
 from scheduler_extender.service.inflight import InFlight, Waited
+from scheduler_extender.service.requeue import Refusals
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,8 @@ class Extender:
     # The kube-scheduler profiles whose pods we decide for (and may bind).
     scheduler_names: frozenset[str]
     in_flight: InFlight
+    # Refusals kube-scheduler may have to be asked to retry (service/requeue.py).
+    refusals: Refusals = field(default_factory=lambda: Refusals(window=0.0))
     max_staleness: float = 30.0  # seconds a broken watch may lag before we refuse to decide
     # Told how each filter waited for the previous pod's bind (metrics).
     on_wait: Callable[[Waited], None] = _ignore
@@ -88,8 +91,10 @@ class Extender:
         self.require_fresh()
         self.on_wait(await self.in_flight.settle(pod, self._settled_by_watch))
         outcome = self.feasible(pod, names, sent_nodes=sent_nodes)
-        if outcome.passed and pod.scheduler_name in self.scheduler_names:
-            self.in_flight.begin(pod)
+        if pod.scheduler_name in self.scheduler_names:
+            self.refusals.record(pod, outcome)
+            if outcome.passed:
+                self.in_flight.begin(pod)
         return outcome
 
     def feasible(

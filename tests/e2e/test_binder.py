@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from kubernetes import client
 
-from scheduler_extender.adapters.kube.binder import KubeBinder
+from scheduler_extender.adapters.kube.binder import REQUEUED_ANNOTATION, KubeBinder
 from scheduler_extender.devcluster import workload
 from scheduler_extender.domain.objects import Pod
 from scheduler_extender.domain.ports import BindConflictError
@@ -49,3 +49,32 @@ def test_binds_fetches_and_refuses_what_the_api_server_refuses(
     assert bound.node_name == "gpu-x"
     assert escaped is None
     assert missing is None
+
+
+def test_touch_annotates_the_pod_and_spares_a_recreated_or_missing_one(
+    api: client.ApiClient, namespace: str
+) -> None:
+    workload.create_pods(
+        api, [workload.gpu_pod("solo", namespace=namespace, scheduler_name="none")]
+    )
+
+    async def scenario() -> tuple[bool, bool, bool]:
+        binder = KubeBinder(api.configuration, agent_label=AGENT_LABEL)
+        try:
+            pod = await binder.fetch_pod(namespace, "solo")
+            assert pod is not None
+            stale = Pod(pod.name, pod.namespace, "0000-not-the-uid")
+            missing = Pod("missing", namespace, pod.uid)
+            return (
+                await binder.touch(stale),
+                await binder.touch(missing),
+                await binder.touch(pod),
+            )
+        finally:
+            await binder.close()
+
+    assert asyncio.run(scenario()) == (False, False, True)
+    annotations = (
+        client.CoreV1Api(api).read_namespaced_pod("solo", namespace).metadata.annotations or {}
+    )
+    assert REQUEUED_ANNOTATION in annotations

@@ -1,4 +1,4 @@
-"""Binding pods through the API server's ``pods/binding`` subresource, on the event loop.
+"""Pod writes on the event loop: binds (``pods/binding``) and requeue touches.
 
 kube-scheduler calls bind once per pod while it schedules the next ones, so
 binds overlap. They run as coroutines on the server's event loop with aiohttp
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -41,6 +42,9 @@ def ssl_context(configuration: client.Configuration) -> ssl.SSLContext | bool:
         context.load_cert_chain(configuration.cert_file, configuration.key_file)
     return context
 
+
+# Set on a pending pod to make kube-scheduler retry it (service/requeue.py).
+REQUEUED_ANNOTATION = "scheduler-extender.io/requeued-at"
 
 # At most this many connections to the API server are open for binds; more binds wait.
 CONNECTIONS = 64
@@ -83,6 +87,26 @@ class KubeBinder:
             raise BindConflictError(_message(body))
         _raise_for(status, body)
 
+    async def touch(self, pod: Pod) -> bool:
+        """Stamp ``pod`` with the time, an update kube-scheduler retries the pod on."""
+        patch = {
+            "metadata": {
+                # The UID makes the patch fail on a recreated pod of the same name.
+                "uid": pod.uid,
+                "annotations": {REQUEUED_ANNOTATION: datetime.now(UTC).isoformat()},
+            }
+        }
+        status, body = await self._request(
+            "PATCH",
+            self._pod_path(pod.namespace, pod.name),
+            orjson.dumps(patch),
+            content_type="application/merge-patch+json",
+        )
+        if status in (404, 409, 422):
+            return False  # deleted, or recreated: nothing of ours to retry
+        _raise_for(status, body)
+        return True
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
@@ -94,11 +118,16 @@ class KubeBinder:
         return f"/api/v1/namespaces/{quote(namespace, safe='')}/pods/{quote(name, safe='')}"
 
     async def _request(
-        self, method: str, path: str, data: bytes | None = None
+        self,
+        method: str,
+        path: str,
+        data: bytes | None = None,
+        *,
+        content_type: str = "application/json",
     ) -> tuple[int, bytes]:
         headers = {"Accept": "application/json"}
         if data is not None:
-            headers["Content-Type"] = "application/json"
+            headers["Content-Type"] = content_type
         # The client's own view of its credentials: a ServiceAccount or kubeconfig
         # token (re-read when it rotates); client certificates are in the TLS context.
         settings: Mapping[str, Any] = self._configuration.auth_settings()

@@ -1,0 +1,123 @@
+"""Pods our filter refused, asked back when the refusal stops holding.
+
+kube-scheduler gives a pod the extender refused nodes for no queueing hint of
+its own: it puts "Extender" among the pod's unschedulable plugins and retries
+the pod on any cluster event (``findNodesThatPassExtenders`` and the
+wildcard ``defaultEnqueueExtension`` in kube-scheduler). The event that frees
+room (a replica deleted, a node added or uncordoned) reaches kube-scheduler's
+informers and our watch at about the same time. When kube-scheduler's retry
+comes first, we refuse again on a view that has not seen the event yet, and
+the pod waits for some later event, or for the flush of unschedulable pods
+(``podMaxInUnschedulablePodsDuration``, 5 minutes by default).
+
+So for a short window after each refusal we look at our own view whenever it
+changes: if a node we refused the pod would now pass, we touch the pod (an
+annotation), an update kube-scheduler requeues the pod on. A pod is touched
+at most once per refusal, and only when our answer changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from scheduler_extender.domain.filtering import FilterOutcome
+from scheduler_extender.domain.objects import Pod
+from scheduler_extender.domain.ports import ClusterView, PodToucher
+
+log = logging.getLogger(__name__)
+
+
+class Requeued(StrEnum):
+    """What asking kube-scheduler to retry a pod came to (a bounded metric label)."""
+
+    TOUCHED = "touched"
+    GONE = "gone"  # deleted, or recreated under another UID
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class _Refusal:
+    pod: Pod
+    nodes: tuple[str, ...]
+    at: float
+
+
+@dataclass
+class Refusals:
+    """The refusals of the last ``window`` seconds, by pod UID."""
+
+    window: float  # seconds; 0 turns requeueing off
+    clock: Callable[[], float] = time.monotonic
+    _recent: dict[str, _Refusal] = field(default_factory=dict)
+
+    def record(self, pod: Pod, outcome: FilterOutcome) -> None:
+        if self.window <= 0:
+            return
+        if outcome.failed:
+            self._recent[pod.uid] = _Refusal(pod, tuple(outcome.failed), self.clock())
+        else:
+            self._recent.pop(pod.uid, None)
+
+    def lifted(self, lifted: Callable[[Pod, tuple[str, ...]], bool]) -> list[Pod]:
+        """Pods whose refusal ``lifted(pod, nodes)`` says no longer holds; each returned once."""
+        now = self.clock()
+        pods = []
+        for uid, refusal in list(self._recent.items()):
+            if now - refusal.at > self.window:
+                del self._recent[uid]
+            elif lifted(refusal.pod, refusal.nodes):
+                del self._recent[uid]
+                pods.append(refusal.pod)
+        return pods
+
+    def __len__(self) -> int:
+        return len(self._recent)
+
+
+@dataclass
+class Requeuer:
+    refusals: Refusals
+    cluster: ClusterView
+    # Whether a node in ``nodes`` would now pass ``pod`` (the extender's filter, no side effect).
+    passes_now: Callable[[Pod, tuple[str, ...]], bool]
+    toucher: PodToucher
+    interval: float = 0.05  # seconds between looks at the cache
+    on_requeue: Callable[[Requeued], None] = lambda _: None
+
+    def lifted(self, pod: Pod, nodes: tuple[str, ...]) -> bool:
+        if self.cluster.placement(pod.uid) is not None:
+            return False  # being bound: nothing to retry
+        current = self.cluster.find_pod(pod.namespace, pod.name)
+        if current is not None and current.uid == pod.uid and current.node_name:
+            return False
+        return self.passes_now(pod, nodes)
+
+    async def run(self) -> None:
+        if self.refusals.window <= 0:
+            return
+        seen = self.cluster.snapshot()
+        while True:
+            await asyncio.sleep(self.interval)
+            snapshot = self.cluster.snapshot()
+            if snapshot is seen or not self.refusals:
+                seen = snapshot
+                continue
+            seen = snapshot
+            for pod in self.refusals.lifted(self.lifted):
+                self.on_requeue(await self._touch(pod))
+
+    async def _touch(self, pod: Pod) -> Requeued:
+        try:
+            touched = await self.toucher.touch(pod)
+        except Exception as exc:  # the next event or kube-scheduler's flush still retries it
+            log.warning("asking kube-scheduler to retry %s failed: %s", pod.key, exc)
+            return Requeued.ERROR
+        if not touched:
+            return Requeued.GONE
+        log.info("asked kube-scheduler to retry %s: a node it was refused now fits", pod.key)
+        return Requeued.TOUCHED
