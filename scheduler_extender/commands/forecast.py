@@ -34,7 +34,7 @@ from scheduler_extender.domain.forecast.forecaster import (
     AgentForecast,
     Forecasts,
     ForecastSettings,
-    forecast,
+    forecast_seasons,
 )
 
 
@@ -43,6 +43,13 @@ def _duration(text: str) -> float:
         return parse_duration(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _seasons(text: str) -> tuple[float, ...]:
+    seasons = tuple(_duration(part.strip()) for part in text.split(","))
+    if len(set(seasons)) != len(seasons):
+        raise argparse.ArgumentTypeError(f"a season is repeated in {text!r}")
+    return seasons
 
 
 def _quantile(text: str) -> float:
@@ -66,7 +73,13 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--input", required=True, metavar="FILE", help="query_range JSON (- = stdin)")
     p.add_argument("--horizon", required=True, type=_duration, help="how far ahead, e.g. 15m")
     p.add_argument("--quantile", type=_quantile, default=0.9, help="upper quantile (default 0.9)")
-    p.add_argument("--season", type=_duration, default=86400.0, help="season length (default 1d)")
+    p.add_argument(
+        "--season",
+        type=_seasons,
+        default=(86400.0,),
+        help="season length, or several separated by commas, e.g. 1d,7d: each agent gets the "
+        "one whose backtest is best (default 1d)",
+    )
     p.add_argument(
         "--agent-label",
         dest="agent_label",
@@ -98,14 +111,15 @@ def run(args: argparse.Namespace) -> int:
     step = args.step or infer_step(series)
     if step is None:
         fail("--input: no series has two samples to infer the step from; pass --step")
-    if round(args.season / step) < 2:
-        fail(f"--season: {args.season:g}s is shorter than two steps of {step:g}s")
+    for season in args.season:
+        if round(season / step) < 2:
+            fail(f"--season: {season:g}s is shorter than two steps of {step:g}s")
     settings = ForecastSettings.for_step(
-        step, horizon=args.horizon, season=args.season, quantile=args.quantile
+        step, horizon=args.horizon, season=args.season[0], quantile=args.quantile
     )
     batch = batch_from_matrix(series, agent_label=args.agent_label, step=step)
-    result = forecast(batch, settings)
-    report = render(result, series_count=len(series), horizon=args.horizon, season=args.season)
+    result = forecast_seasons(batch, settings, [round(s / step) for s in args.season])
+    report = render(result, series_count=len(series), horizon=args.horizon, seasons=args.season)
     try:
         sys.stdout.write(json.dumps(report, indent=2, allow_nan=False) + "\n")
         sys.stdout.flush()
@@ -117,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def render(
-    result: Forecasts, *, series_count: int, horizon: float, season: float
+    result: Forecasts, *, series_count: int, horizon: float, seasons: tuple[float, ...]
 ) -> dict[str, Any]:
     settings = result.settings
     return {
@@ -131,21 +145,25 @@ def render(
         },
         "horizon_seconds": horizon,
         "horizon_steps": settings.horizon,
-        "season_seconds": season,
+        "season_seconds": seasons[0],
+        "seasons_seconds": list(seasons),
         "quantile": settings.quantile,
         "agents": [
-            _agent(f, result.timestamps())
+            _agent(f, result.timestamps(), result.step)
             for f in sorted(result.agents, key=lambda f: (-f.peak, f.agent))
         ],
     }
 
 
-def _agent(f: AgentForecast, timestamps: list[float]) -> dict[str, Any]:
+def _agent(f: AgentForecast, timestamps: list[float], step: float) -> dict[str, Any]:
     backtest = f.backtest
+    season = f.params.get("season_steps")
     return {
         "agent": f.agent,
         "status": f.status.value,
         "model": f.model.value,
+        # The season the model reads (None: a model without one).
+        "season_seconds": None if season is None else season * step,
         "params": dict(f.params),
         "history_points": f.history,
         "peak": f.peak,

@@ -126,6 +126,17 @@ def helm(tools: Tools, cluster: LocalCluster, *args: str, check: bool = True) ->
 
 @pytest.mark.parametrize("values", [None, *CI_VALUES], ids=lambda p: p.name if p else "default")
 @pytest.mark.usefixtures("crds")
+def wait_for_counted_binds(cluster: LocalCluster, total: int) -> None:
+    """The API server answers the extender's binding before the extender counts it."""
+    wait_for(
+        "the extender to count its bind",
+        lambda: (
+            extender_decisions(cluster.extender_endpoint.metrics_url)[("bind", "bound")] == total
+        ),
+        timeout=10,
+    )
+
+
 def test_rendered_manifests_pass_server_side_dry_run(
     tools: Tools, cluster: LocalCluster, namespace: str, values: Path | None
 ) -> None:
@@ -430,14 +441,7 @@ def test_the_installed_scheduler_pod_schedules_with_the_chart_rbac(
         )
         assert node in node_pool.node_names
         # The extender bound it (kube-scheduler's DefaultBinder never does for a managed pod).
-        wait_for(
-            "the extender to count its bind",
-            lambda: (
-                extender_decisions(cluster.extender_endpoint.metrics_url)[("bind", "bound")]
-                == before + 1
-            ),
-            timeout=10,
-        )
+        wait_for_counted_binds(cluster, before + 1)
     finally:
         process.stop()
     log = (tmp_path / "kube-scheduler.log").read_text()
@@ -707,14 +711,6 @@ def test_the_extender_schedules_with_the_chart_rbac_not_system_masters(
         timeout=60,
     )
     assert node in node_pool.node_names
-    # The API server answers the extender's binding before the extender counts it.
-    wait_for(
-        "the extender to count its bind",
-        lambda: (
-            extender_decisions(cluster.extender_endpoint.metrics_url)[("bind", "bound")]
-            == before + 1
-        ),
-        timeout=10,
-    )
+    wait_for_counted_binds(cluster, before + 1)
     log = cluster.logs["extender"].read_text()
     assert "forbidden" not in log.lower(), "the extender hit RBAC denials with the chart's role"

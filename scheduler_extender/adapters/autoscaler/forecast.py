@@ -95,17 +95,9 @@ class ForecastConfig:
             raise ValueError("history must span at least two steps")
 
     def settings(self, horizon: float, quantile: float) -> ForecastSettings:
-        # Windows proportional to the season: a daily season gets the models'
-        # defaults (6 h windows, 2 h burn-in, 30 min profile smoothing); a
-        # season shortened for a test shrinks them with it.
+        # The same windows as the extender's forecast (ForecastSettings.for_step).
         return ForecastSettings.for_step(
-            self.step,
-            horizon=horizon,
-            season=self.season,
-            quantile=quantile,
-            window=self.season / 4,
-            burn_in=self.season / 12,
-            profile_smoothing=self.season / 48,
+            self.step, horizon=horizon, season=self.season, quantile=quantile
         )
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from types import MappingProxyType
 
@@ -53,6 +53,8 @@ class Model(StrEnum):
     EWMA = "ewma"
     HOLT = "holt"
     HOLT_WINTERS = "holt_winters"
+    MEDIAN = "median"  # of the last season
+    SEASONAL_MEDIAN = "seasonal_median"  # of the same phase in the last seasons
     NONE = "none"  # a gone agent: nothing to forecast
 
 
@@ -62,10 +64,29 @@ class Status(StrEnum):
     GONE = "gone"  # no sample recently (or ever): forecast 0
 
 
-CANDIDATES = (Model.NAIVE, Model.SEASONAL_NAIVE, Model.EWMA, Model.HOLT, Model.HOLT_WINTERS)
+# In order of preference where backtest errors tie (argmin takes the first): on a
+# sparse series many windows are all zeros, and a median holds where the last
+# value, a spike, would be carried forward.
+CANDIDATES = (
+    Model.MEDIAN,
+    Model.SEASONAL_MEDIAN,
+    Model.NAIVE,
+    Model.SEASONAL_NAIVE,
+    Model.EWMA,
+    Model.HOLT,
+    Model.HOLT_WINTERS,
+)
 _SMOOTHED = (Model.EWMA, Model.HOLT, Model.HOLT_WINTERS)
 # Fewest backtest origins per horizon step worth scoring and taking quantiles from.
 MIN_ORIGINS = 10
+GONE_AFTER_SECONDS = 600.0
+# Bounds of each backtest window, in steps (see ForecastSettings.for_step).
+MIN_WINDOW, MAX_WINDOW = 96, 360
+# Fewest past seasons a seasonal median is taken over.
+MIN_MEDIAN_SEASONS = 3
+# The median of the last season is recomputed at this many origins per season at
+# most (held in between: it moves slowly, and each is a partition of a season).
+MEDIAN_UPDATES_PER_SEASON = 32
 # A history too short to backtest gets an EWMA with this fixed rate: quick to
 # follow a new agent's ramp-up, still averaging out single-point noise.
 SHORT_HISTORY_ALPHA = 0.5
@@ -97,29 +118,29 @@ class ForecastSettings:
 
     @staticmethod
     def for_step(
-        step: float,
-        *,
-        horizon: float,
-        season: float,
-        quantile: float = 0.9,
-        window: float = 6 * 3600.0,
-        burn_in: float = 2 * 3600.0,
-        gone_after: float = 600.0,
-        profile_smoothing: float = 1800.0,
+        step: float, *, horizon: float, season: float, quantile: float = 0.9
     ) -> ForecastSettings:
-        """Settings from durations in seconds, for data sampled every ``step`` seconds."""
+        """Settings for data sampled every ``step`` seconds, ``horizon`` and ``season`` in seconds.
 
-        def steps(seconds: float) -> int:
-            return max(1, round(seconds / step))
-
+        Every window is a number of steps or a share of the season, never a
+        wall-clock duration, so that a 15 s and a 1 h step both get a backtest
+        with enough origins: each backtest window is a quarter season, between
+        ``MIN_WINDOW`` and ``MAX_WINDOW`` steps (cost grows with it), the
+        burn-in a third of that, the profile smoothed over 1/48 of the season.
+        Only "gone" is a duration (``GONE_AFTER_SECONDS``).
+        """
+        season_steps = max(2, round(season / step))
+        window = min(max(season_steps // 4, MIN_WINDOW), MAX_WINDOW)
         return ForecastSettings(
             horizon=max(1, math.ceil(horizon / step - 1e-9)),
-            season=max(2, steps(season)),
+            season=season_steps,
             quantile=quantile,
-            window=steps(window),
-            burn_in=round(burn_in / step),
-            gone_after=steps(gone_after),
-            profile_smoothing=steps(profile_smoothing) | 1,
+            window=window,
+            burn_in=window // 3,
+            # An agent whose series is missing for GONE_AFTER_SECONDS (at least two
+            # points) is gone: a lifetime, not a model window, so a duration.
+            gone_after=max(2, math.ceil(GONE_AFTER_SECONDS / step - 1e-9)),
+            profile_smoothing=(season_steps // 48) | 1,
         )
 
 
@@ -207,6 +228,28 @@ def forecast(batch: SeriesBatch, settings: ForecastSettings) -> Forecasts:
     )
 
 
+def forecast_seasons(
+    batch: SeriesBatch, settings: ForecastSettings, seasons: Sequence[int]
+) -> Forecasts:
+    """Forecast with each of ``seasons`` (steps) and keep, per agent, the best backtest.
+
+    Everything but the season is ``settings``', so every agent's backtests are
+    scored on the same windows and compare fairly; a season the history is too
+    short for leaves only its non-seasonal models, which the other seasons
+    offer too. The result's settings are those of the first season.
+    """
+    runs = [
+        forecast(batch, replace(settings, season=s, profile_smoothing=(s // 48) | 1))
+        for s in seasons
+    ]
+
+    def error(f: AgentForecast) -> float:
+        return f.backtest.mae if f.backtest is not None else math.inf
+
+    best = tuple(min(choices, key=error) for choices in zip(*(r.agents for r in runs), strict=True))
+    return Forecasts(best, batch.start, batch.end, batch.step, runs[0].settings)
+
+
 @dataclass(frozen=True, slots=True)
 class _Geometry:
     burn_in: int
@@ -218,12 +261,18 @@ class _Geometry:
 
     @staticmethod
     def fit(points: int, settings: ForecastSettings) -> _Geometry | None:
-        """The largest fit window (up to the configured one) within ``points``."""
-        burn_in = min(settings.burn_in, points // 4)
-        window = min(settings.window, (points - burn_in) // 2)
-        if window < settings.horizon + MIN_ORIGINS:
-            return None
-        return _Geometry(burn_in, window)
+        """The largest fit window (up to the configured one) within ``points``.
+
+        Shrunk first so that a season of history stays before it for the
+        seasonal profile, as long as the windows keep enough origins.
+        """
+        for room in (points - settings.season, points):
+            share = settings.burn_in / (settings.burn_in + 2 * settings.window)
+            burn_in = min(settings.burn_in, int(room * share))
+            window = min(settings.window, (room - burn_in) // 2)
+            if window >= settings.horizon + MIN_ORIGINS:
+                return _Geometry(burn_in, window)
+        return None
 
 
 def _gone(agent: str, observed: int, horizon: int) -> AgentForecast:
@@ -280,6 +329,12 @@ def _fit_group(
     )
     holt_winters = (n - first >= 2 * season) & (s0 - first >= season)
     eligible[CANDIDATES.index(Model.HOLT_WINTERS)] = holt_winters
+    eligible[CANDIDATES.index(Model.MEDIAN)] = (first <= o0 + 1 - season) & (o0 + 1 >= season)
+    eligible[CANDIDATES.index(Model.SEASONAL_MEDIAN)] = (
+        (first <= o0 + 1 - MIN_MEDIAN_SEASONS * season)
+        & (o0 + 1 >= MIN_MEDIAN_SEASONS * season)
+        & (horizon <= season)
+    )
 
     if holt_winters.any():
         profile = seasonal_profile(
@@ -329,6 +384,10 @@ def _fit_group(
         out[CANDIDATES.index(Model.NAIVE)] = values[:, origins].T[:, None, :]
         lagged = np.maximum(targets - season, 0)
         out[CANDIDATES.index(Model.SEASONAL_NAIVE)] = values[:, lagged].transpose(1, 2, 0)
+        out[CANDIDATES.index(Model.MEDIAN)] = _trailing_median(values, origins, season)[:, None, :]
+        out[CANDIDATES.index(Model.SEASONAL_MEDIAN)] = _seasonal_median(
+            values, first, targets, season, settings.max_seasons
+        )
         combos: dict[Model, IntArray] = {}
         recorded = origins - o0
         for model, (offset, ks) in families.items():
@@ -365,7 +424,7 @@ def _fit_group(
         residuals = truth - cands.values[chosen, :, :, columns].transpose(1, 2, 0)
         quantiles = np.empty((horizon, agents))
         for h, usable in enumerate(known.sum(axis=0)):
-            quantiles[h] = np.quantile(residuals[:usable, h], settings.quantile, axis=0)
+            quantiles[h] = calibrated_quantile(residuals[:usable, h], settings.quantile)
         return quantiles
 
     # Window 1 chooses; window 2 scores the choice.
@@ -417,6 +476,67 @@ def _fit_group(
     return results
 
 
+def calibrated_quantile(samples: FloatArray, q: float) -> FloatArray:
+    """Per column, the sample whose share of samples at or below it is closest to ``q``.
+
+    For continuous samples this is the empirical ``q`` quantile. Counts are
+    discrete: with 80% zeros and 97% at most one, every quantile from 0.8 to
+    0.97 is 1 and a bound of 1 covers 97%; taking the closest share instead
+    (0 here would cover 80%, 1 covers 97%: 1) keeps the coverage pooled over
+    agents near ``q`` rather than always above it.
+    """
+    ordered = np.sort(samples, axis=0)
+    n = ordered.shape[0]
+    # Share at or below each sorted sample: the end of its run of ties, over n.
+    ends = np.r_[ordered[1:] != ordered[:-1], np.ones((1, ordered.shape[1]), dtype=bool)]
+    position = np.where(ends, np.arange(n)[:, None], n)
+    share = (np.minimum.accumulate(position[::-1], axis=0)[::-1] + 1) / n
+    best = np.argmin(np.abs(share - q), axis=0)
+    picked: FloatArray = ordered[best, np.arange(ordered.shape[1])]
+    return picked
+
+
+def _trailing_median(values: FloatArray, origins: IntArray, season: int) -> FloatArray:
+    """Per origin, the median of the season of points up to it: (origins, agents).
+
+    Counts of a sparse series (a few requests per step) have their MAE-optimal
+    forecast at the median, often 0, which no smoothed mean reaches.
+    """
+    stride = max(1, season // MEDIAN_UPDATES_PER_SEASON)
+    # Origins are consecutive: each is served by the latest update at or before it.
+    served = origins - (origins - origins[0]) % stride
+    updates = np.unique(served)
+    medians = np.empty((updates.size, values.shape[0]))
+    for i, s in enumerate(updates):
+        medians[i] = np.median(values[:, max(0, s - season + 1) : s + 1], axis=1)
+    picked: FloatArray = medians[np.searchsorted(updates, served)]
+    return picked
+
+
+def _seasonal_median(
+    values: FloatArray, first: IntArray, targets: IntArray, season: int, seasons: int
+) -> FloatArray:
+    """Per target, the median of the same phase in the last ``seasons`` seasons observed.
+
+    ``targets``: (origins, horizon) absolute times, at most one season past their
+    origin, so every point read precedes the origin. Returns (origins, horizon, agents).
+    """
+    lo = int(targets.min())
+    times = np.arange(lo, int(targets.max()) + 1)
+    lags = times[:, None] - season * np.arange(1, seasons + 1)[None, :]  # (times, seasons)
+    past = values[:, np.maximum(lags, 0)]  # (agents, times, seasons)
+    observed = lags[None, :, :] >= np.maximum(first, 0)[:, None, None]
+    # A median over the observed seasons only: sorted, NaN (unobserved) go last.
+    ordered = np.sort(np.where(observed, past, np.nan), axis=2)
+    count = np.maximum(observed.sum(axis=2, keepdims=True), 1)
+    low = np.take_along_axis(ordered, (count - 1) // 2, axis=2)
+    high = np.take_along_axis(ordered, count // 2, axis=2)
+    # No season observed: NaN, made 0 (such an agent is not eligible for this model).
+    medians = np.nan_to_num(((low + high) / 2)[:, :, 0])  # (agents, times)
+    picked: FloatArray = medians[:, targets - lo].transpose(1, 2, 0)
+    return picked
+
+
 def _params(
     model: Model, grid: Grid, combos: Mapping[Model, IntArray], agent: int, season: int
 ) -> Mapping[str, float]:
@@ -427,6 +547,6 @@ def _params(
         if model is not Model.EWMA:
             params["beta"] = float(grid.beta[k])
             params["phi"] = grid.phi
-    if model in (Model.SEASONAL_NAIVE, Model.HOLT_WINTERS):
+    if model in (Model.SEASONAL_NAIVE, Model.HOLT_WINTERS, Model.SEASONAL_MEDIAN, Model.MEDIAN):
         params["season_steps"] = float(season)
     return MappingProxyType(params)

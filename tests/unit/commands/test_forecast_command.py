@@ -63,7 +63,7 @@ def test_forecast_prints_each_agent_with_steps_model_and_backtest(
     hot, cold, gone = report["agents"]  # by forecast peak, highest first
     assert [hot["agent"], cold["agent"], gone["agent"]] == ["hot", "cold", "gone"]
     assert hot["status"] == "ok"
-    assert hot["model"] in {"holt_winters", "seasonal_naive", "ewma", "holt", "naive"}
+    assert hot["model"] in {"holt_winters", "seasonal_naive", "seasonal_median", "ewma", "holt"}
     assert [s["timestamp"] for s in hot["forecast"]] == [
         report["input"]["end"] + h * 300.0 for h in (1, 2, 3)
     ]
@@ -75,6 +75,45 @@ def test_forecast_prints_each_agent_with_steps_model_and_backtest(
     assert gone["status"] == "gone"
     assert gone["backtest"] is None
     assert gone["peak"] == 0.0
+
+
+def test_sixty_days_of_half_hourly_history_are_used(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rng = np.random.default_rng(3)
+    t = np.arange(60 * 48)  # 60 days at 30-minute steps
+    rates = {"daily": 30.0 + 20.0 * np.sin(2 * np.pi * t / 48) + rng.normal(0, 1.0, t.size)}
+    path = tmp_path / "history.json"
+    path.write_text(json.dumps(query_range_body(rates, step=1800.0)))
+
+    status, out, err = run(capsys, "--input", str(path), "--horizon", "2h", "--season", "1d")
+    assert status == 0, err
+    [daily] = json.loads(out)["agents"]
+    assert daily["status"] == "ok"
+    assert daily["model"] in {"holt_winters", "seasonal_naive", "seasonal_median"}
+    assert daily["backtest"]["mase"] < 1.0
+    truth = 30.0 + 20.0 * np.sin(2 * np.pi * np.arange(t.size, t.size + 4) / 48)
+    assert [s["point"] for s in daily["forecast"]] == pytest.approx(list(truth), abs=4.0)
+
+
+def test_a_list_of_seasons_names_the_one_each_agent_uses(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hours = np.arange(5 * 168 - 51)
+    weekday = (hours // 24) % 7 < 5
+    cycle = 50 + 30 * np.sin(2 * np.pi * hours / 24)
+    rates = {"weekly": np.where(weekday, 1.0, 0.3) * cycle, "steady": np.full(hours.size, 7.0)}
+    path = tmp_path / "history.json"
+    path.write_text(json.dumps(query_range_body(rates, step=3600.0)))
+
+    status, out, err = run(capsys, "--input", str(path), "--horizon", "6h", "--season", "1d,7d")
+    assert status == 0, err
+    report = json.loads(out)
+    assert (report["season_seconds"], report["seasons_seconds"]) == (86400.0, [86400.0, 604800.0])
+    agents = {a["agent"]: a for a in report["agents"]}
+    assert agents["weekly"]["season_seconds"] == 604800.0
+    assert agents["steady"]["model"] in {"naive", "median", "ewma"}
+    assert agents["steady"]["season_seconds"] in (None, 86400.0)
 
 
 def test_stdin_and_an_explicit_step(
@@ -113,7 +152,8 @@ def test_unreadable_or_corrupt_input_exits_2_with_a_message(
 
 
 @pytest.mark.parametrize(
-    ("flag", "value"), [("--horizon", "soon"), ("--quantile", "1.5"), ("--season", "0s")]
+    ("flag", "value"),
+    [("--horizon", "soon"), ("--quantile", "1.5"), ("--season", "0s"), ("--season", "1d,1d")],
 )
 def test_bad_flags_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, value: str

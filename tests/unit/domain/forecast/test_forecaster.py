@@ -13,6 +13,7 @@ from scheduler_extender.domain.forecast.forecaster import (
     Model,
     Status,
     forecast,
+    forecast_seasons,
 )
 from scheduler_extender.domain.forecast.series import SeriesBatch
 
@@ -73,11 +74,12 @@ def test_a_seasonal_series_uses_the_season_and_beats_seasonal_naive() -> None:
     assert f.backtest.mase < 0.9  # seasonal naive pays the noise twice
 
 
-def test_an_exactly_repeating_day_is_forecast_exactly_by_seasonal_naive() -> None:
+def test_an_exactly_repeating_day_is_forecast_exactly_by_a_seasonal_model() -> None:
     day = np.where(np.arange(48) < 24, 10.0, 2.0)  # a square wave: no smoothing gets it exact
     history = np.tile(day, 7)[:-5]
     f = run({"square": history})["square"]
-    assert f.model is Model.SEASONAL_NAIVE
+    # Both are exact here; the seasonal median is preferred on ties.
+    assert f.model is Model.SEASONAL_MEDIAN
     assert f.point == pytest.approx(tuple(np.tile(day, 7)[-5:]))
 
 
@@ -182,3 +184,50 @@ def test_settings_from_durations_and_their_validation() -> None:
         ForecastSettings(horizon=5, season=48, quantile=1.0)
     with pytest.raises(ValueError, match="season"):
         ForecastSettings(horizon=5, season=1)
+
+
+def test_sparse_counts_are_forecast_by_their_median() -> None:
+    # A few requests now and then (a Poisson rate of 0.2 per step): the MAE-optimal
+    # point forecast is 0, which neither carrying the last value nor a smoothed mean gives.
+    rng = np.random.default_rng(7)
+    f = run({"sparse": rng.poisson(0.2, 7 * 48).astype(float)})["sparse"]
+    assert f.model in (Model.MEDIAN, Model.SEASONAL_MEDIAN)
+    assert f.point == pytest.approx((0.0,) * 5)
+    assert max(f.upper) >= 1.0  # the upper quantile still expects requests
+
+
+@pytest.mark.parametrize("step", [30.0, 300.0, 3600.0])
+def test_every_step_gets_a_backtested_seasonal_forecast(step: float) -> None:
+    # 60 days (capped at 4000 points) of a daily cycle: the history is used, not "new".
+    per_day = round(86400 / step)
+    points = min(60 * per_day, 4000)
+    t = np.arange(points)
+    history = 50 + 40 * np.sin(2 * np.pi * t / per_day)
+    settings = ForecastSettings.for_step(step, horizon=4 * step, season=86400.0)
+    batch = SeriesBatch(("cyclic",), 0.0, step, history[None, :])
+    f = forecast(batch, settings).by_agent()["cyclic"]
+    assert f.status is Status.OK
+    assert f.model in (Model.HOLT_WINTERS, Model.SEASONAL_NAIVE, Model.SEASONAL_MEDIAN)
+    truth = 50 + 40 * np.sin(2 * np.pi * (points + np.arange(4)) / per_day)
+    assert f.point == pytest.approx(tuple(truth), abs=2.0)
+
+
+def test_with_a_daily_and_a_weekly_season_each_agent_gets_the_one_that_fits() -> None:
+    # Hourly steps, five weeks: a daily cycle, and quiet weekends (days 5 and 6 of each week).
+    hours = np.arange(5 * 168 - 51)  # history ends at 21:00 on a Friday; Saturday is 3 h on
+    weekday = (hours // 24) % 7 < 5
+    weekly = np.where(weekday, 1.0, 0.3) * (50 + 30 * np.sin(2 * np.pi * hours / 24))
+    flat_daily = 50 + 30 * np.sin(2 * np.pi * hours / 24)
+    batch = SeriesBatch(("weekly", "daily"), 0.0, 3600.0, np.stack([weekly, flat_daily]))
+    settings = ForecastSettings.for_step(3600.0, horizon=6 * 3600.0, season=86400.0)
+    both = forecast_seasons(batch, settings, [24, 168]).by_agent()
+    assert both["weekly"].params["season_steps"] == 168
+    nxt = np.arange(hours.size, hours.size + 6)
+    truth = np.where((nxt // 24) % 7 < 5, 1.0, 0.3) * (50 + 30 * np.sin(2 * np.pi * nxt / 24))
+    assert both["weekly"].point == pytest.approx(tuple(truth), abs=3.0)
+    daily_only = forecast(batch, settings).by_agent()["weekly"]
+    # What one season misses: Saturday looks like Friday.
+    assert np.abs(np.array(daily_only.point) - truth).mean() > 10.0
+    assert both["daily"].point == pytest.approx(
+        tuple(50 + 30 * np.sin(2 * np.pi * nxt / 24)), abs=3.0
+    )

@@ -1,0 +1,208 @@
+"""Rolling-origin evaluation of the forecaster against three baselines, at any step.
+
+At each origin the forecaster gets only the history before it (what a
+Prometheus range query would return then: NaN before an agent's first sample)
+and forecasts ``horizon`` steps; the baselines get the same history:
+
+* naive: the last value;
+* seasonal naive: the value one season before each target;
+* day mean: the mean of the last season.
+
+Errors are scaled per agent and origin by the in-sample seasonal naive MAE of
+that history (``mase_scale``, as the forecaster's own backtest), so MASE is
+comparable across agents; an agent's MASE is the mean over its origins, the
+reported figure the mean over agents.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from scheduler_extender.domain.forecast.accuracy import mase_scale
+from scheduler_extender.domain.forecast.forecaster import ForecastSettings, Status, forecast
+from scheduler_extender.domain.forecast.series import SeriesBatch, fill_gaps
+
+# The real traces are read where they live, never copied into the repository:
+# ../shared/data next to the checkout, or wherever SCHEDULER_EXTENDER_DATA points.
+DATA = Path(
+    os.environ.get(
+        "SCHEDULER_EXTENDER_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"
+    )
+)
+GENAI_FILE = DATA / "genai" / "requests-2024-11-15-to-11-30.csv"
+BASELINES = ("naive", "seasonal naive", "day mean")
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Per-step counts of each agent; NaN before its first request (no series yet)."""
+
+    agents: tuple[str, ...]
+    values: NDArray[np.float64]  # (agents, points)
+    step: float
+
+    def aggregated(self, factor: int) -> Grid:
+        """Sums of ``factor`` consecutive steps (NaN while any of them is)."""
+        points = self.values.shape[1] // factor * factor
+        blocks = self.values[:, :points].reshape(len(self.agents), -1, factor)
+        return Grid(self.agents, blocks.sum(axis=2), self.step * factor)
+
+
+def genai_requests(step: float, path: Path = GENAI_FILE) -> Grid:
+    """Request counts per model (one agent each) and step, from the GenAI serving trace."""
+    times: list[float] = []
+    models: list[str] = []
+    with path.open() as handle:
+        for row in csv.DictReader(handle):
+            stamp = datetime.fromisoformat(row["gmt_create"]).replace(tzinfo=UTC)
+            times.append(stamp.timestamp())
+            models.append(row["model"])
+    agents = tuple(sorted(set(models)))
+    index = {a: i for i, a in enumerate(agents)}
+    stamps = np.array(times)
+    start = stamps.min() // 86400 * 86400  # midnight: origins fall on whole steps of the day
+    slots = ((stamps - start) // step).astype(int)
+    values = np.zeros((len(agents), int(slots.max()) + 1))
+    np.add.at(values, (np.array([index[m] for m in models]), slots), 1.0)
+    for row in range(len(agents)):
+        values[row, : int(np.flatnonzero(values[row])[0])] = np.nan
+    return Grid(agents, values, step)
+
+
+@dataclass
+class Scores:
+    """Per agent: scaled absolute errors per origin, of the forecaster and each baseline."""
+
+    errors: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    covered: int = 0
+    scored: int = 0
+    covered_by_zero: int = 0  # targets a bound of 0 would already cover (actual 0)
+    seconds: list[float] = field(default_factory=list)  # per forecast() call
+    agents_per_call: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
+
+    def add(self, agent: str, name: str, error: float) -> None:
+        self.errors.setdefault(agent, {}).setdefault(name, []).append(error)
+
+    def mase(self, name: str) -> float:
+        per_agent = [np.mean(e[name]) for e in self.errors.values() if name in e]
+        return float(np.mean(per_agent))
+
+    @property
+    def coverage(self) -> float:
+        return self.covered / self.scored
+
+    @property
+    def ms_per_agent(self) -> float:
+        return 1000 * float(np.mean(self.seconds)) / self.agents_per_call
+
+
+def evaluate(
+    grid: Grid,
+    *,
+    horizon: float,
+    every: float,
+    first_origin: float,
+    history: float,
+    season: float = 86400.0,
+    quantile: float = 0.9,
+) -> Scores:
+    """Origins every ``every`` seconds from ``first_origin`` on; durations in seconds."""
+    settings = ForecastSettings.for_step(
+        grid.step, horizon=horizon, season=season, quantile=quantile
+    )
+    h, period = settings.horizon, settings.season
+    keep = round(history / grid.step)
+    scores = Scores(agents_per_call=len(grid.agents))
+    points = grid.values.shape[1]
+    for origin in range(round(first_origin / grid.step), points - h + 1, round(every / grid.step)):
+        past = grid.values[:, max(0, origin - keep) : origin]
+        batch = SeriesBatch(grid.agents, 0.0, grid.step, past)
+        started = time.perf_counter()
+        result = forecast(batch, settings)
+        scores.seconds.append(time.perf_counter() - started)
+        filled = fill_gaps(batch, gone_after=settings.gone_after)
+        scale = mase_scale(
+            filled.values, filled.first, end=filled.points, season=period, min_count=settings.window
+        )
+        actual = np.nan_to_num(grid.values[:, origin : origin + h])
+        for row, f in enumerate(result):
+            scores.statuses[f.status.value] = scores.statuses.get(f.status.value, 0) + 1
+            if f.status is Status.GONE or not scale[row] > 0 or past.shape[1] < period:
+                continue
+            truth, seen = actual[row], filled.values[row]
+            baselines = {
+                "naive": np.full(h, seen[-1]),
+                "seasonal naive": seen[-period : -period + h] if h < period else seen[-period:],
+                "day mean": np.full(h, seen[-period:].mean()),
+            }
+            scores.add(f.agent, "forecaster", _mae(truth, np.array(f.point)) / scale[row])
+            for name, guess in baselines.items():
+                scores.add(f.agent, name, _mae(truth, guess) / scale[row])
+            upper = np.array(f.upper)
+            scores.covered += int(np.sum(truth <= upper + 1e-9))
+            scores.covered_by_zero += int(np.sum(truth == 0))
+            scores.scored += h
+    return scores
+
+
+def _mae(truth: NDArray[np.float64], guess: NDArray[np.float64]) -> float:
+    return float(np.abs(truth - guess).mean())
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    grid: Grid
+    horizon: float  # seconds
+    every: float  # seconds between origins
+    first_origin: float  # seconds after the grid's start
+    history: float  # seconds of history given at each origin
+    # The synthetic traces' own target, MASE at most this; None: the ratio target.
+    mase_target: float | None = None
+
+
+def report(cases: list[Case], *, target_ratio: float, coverage: tuple[float, float]) -> str:
+    """One table row per case: the forecaster's MASE, each baseline's, coverage, cost."""
+    lines = [
+        "| data, step, horizon | origins | forecaster MASE | naive | seasonal naive (1 d) | "
+        f"day mean | ratio to best baseline | verdict (GenAI: ratio <= {target_ratio}; "
+        "synthetic: MASE as the 1-minute target) | coverage q=0.9 "
+        f"(target {coverage[0]}-{coverage[1]}; share of actual 0) | ms per agent per refresh |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for case in cases:
+        print(f"rolling-origin evaluation: {case.name}", flush=True)
+        s = evaluate(
+            case.grid,
+            horizon=case.horizon,
+            every=case.every,
+            first_origin=case.first_origin,
+            history=case.history,
+        )
+        base = {name: s.mase(name) for name in BASELINES}
+        mase = s.mase("forecaster")
+        ratio = mase / min(base.values())
+        if case.mase_target is None:
+            met = "met" if ratio <= target_ratio else "**missed**"
+        else:
+            met = f"MASE <= {case.mase_target}: " + (
+                "met" if mase <= case.mase_target else "**missed**"
+            )
+        in_band = coverage[0] <= s.coverage <= coverage[1]
+        lines.append(
+            f"| {case.name} | {len(s.seconds)} | {s.mase('forecaster'):.3f} | "
+            + " | ".join(f"{base[n]:.3f}" for n in BASELINES)
+            + f" | {ratio:.2f} | {met} | {s.coverage:.3f} "
+            f"({'met' if in_band else '**missed**'}; {s.covered_by_zero / s.scored:.3f}) | "
+            f"{s.ms_per_agent:.2f} |"
+        )
+    return "\n".join(lines)
