@@ -124,8 +124,6 @@ def helm(tools: Tools, cluster: LocalCluster, *args: str, check: bool = True) ->
     return result.stdout
 
 
-@pytest.mark.parametrize("values", [None, *CI_VALUES], ids=lambda p: p.name if p else "default")
-@pytest.mark.usefixtures("crds")
 def wait_for_counted_binds(cluster: LocalCluster, total: int) -> None:
     """The API server answers the extender's binding before the extender counts it."""
     wait_for(
@@ -137,6 +135,8 @@ def wait_for_counted_binds(cluster: LocalCluster, total: int) -> None:
     )
 
 
+@pytest.mark.parametrize("values", [None, *CI_VALUES], ids=lambda p: p.name if p else "default")
+@pytest.mark.usefixtures("crds")
 def test_rendered_manifests_pass_server_side_dry_run(
     tools: Tools, cluster: LocalCluster, namespace: str, values: Path | None
 ) -> None:
