@@ -61,10 +61,10 @@ def genai_requests(step: float, path: Path = GENAI_FILE) -> Grid:
     times: list[float] = []
     models: list[str] = []
     with path.open() as handle:
-        for row in csv.DictReader(handle):
-            stamp = datetime.fromisoformat(row["gmt_create"]).replace(tzinfo=UTC)
+        for record in csv.DictReader(handle):
+            stamp = datetime.fromisoformat(record["gmt_create"]).replace(tzinfo=UTC)
             times.append(stamp.timestamp())
-            models.append(row["model"])
+            models.append(record["model"])
     agents = tuple(sorted(set(models)))
     index = {a: i for i, a in enumerate(agents)}
     stamps = np.array(times)
@@ -105,25 +105,30 @@ class Scores:
         return 1000 * float(np.mean(self.seconds)) / self.agents_per_call
 
 
-def evaluate(
-    grid: Grid,
-    *,
-    horizon: float,
-    every: float,
-    first_origin: float,
-    history: float,
-    season: float = 86400.0,
-    quantile: float = 0.9,
-) -> Scores:
-    """Origins every ``every`` seconds from ``first_origin`` on; durations in seconds."""
+@dataclass(frozen=True)
+class Case:
+    name: str
+    grid: Grid
+    horizon: float  # seconds
+    every: float  # seconds between origins
+    first_origin: float  # seconds after the grid's start
+    history: float  # seconds of history given at each origin
+    # The synthetic traces' own target, MASE at most this; None: the ratio target.
+    mase_target: float | None = None
+
+
+def evaluate(case: Case, *, season: float = 86400.0, quantile: float = 0.9) -> Scores:
+    """Origins every ``case.every`` seconds from ``case.first_origin`` on."""
+    grid = case.grid
     settings = ForecastSettings.for_step(
-        grid.step, horizon=horizon, season=season, quantile=quantile
+        grid.step, horizon=case.horizon, season=season, quantile=quantile
     )
     h, period = settings.horizon, settings.season
-    keep = round(history / grid.step)
+    keep = round(case.history / grid.step)
     scores = Scores(agents_per_call=len(grid.agents))
     points = grid.values.shape[1]
-    for origin in range(round(first_origin / grid.step), points - h + 1, round(every / grid.step)):
+    first, every = round(case.first_origin / grid.step), round(case.every / grid.step)
+    for origin in range(first, points - h + 1, every):
         past = grid.values[:, max(0, origin - keep) : origin]
         batch = SeriesBatch(grid.agents, 0.0, grid.step, past)
         started = time.perf_counter()
@@ -158,18 +163,6 @@ def _mae(truth: NDArray[np.float64], guess: NDArray[np.float64]) -> float:
     return float(np.abs(truth - guess).mean())
 
 
-@dataclass(frozen=True)
-class Case:
-    name: str
-    grid: Grid
-    horizon: float  # seconds
-    every: float  # seconds between origins
-    first_origin: float  # seconds after the grid's start
-    history: float  # seconds of history given at each origin
-    # The synthetic traces' own target, MASE at most this; None: the ratio target.
-    mase_target: float | None = None
-
-
 def report(cases: list[Case], *, target_ratio: float, coverage: tuple[float, float]) -> str:
     """One table row per case: the forecaster's MASE, each baseline's, coverage, cost."""
     lines = [
@@ -181,13 +174,7 @@ def report(cases: list[Case], *, target_ratio: float, coverage: tuple[float, flo
     ]
     for case in cases:
         print(f"rolling-origin evaluation: {case.name}", flush=True)
-        s = evaluate(
-            case.grid,
-            horizon=case.horizon,
-            every=case.every,
-            first_origin=case.first_origin,
-            history=case.history,
-        )
+        s = evaluate(case)
         base = {name: s.mase(name) for name in BASELINES}
         mase = s.mase("forecaster")
         ratio = mase / min(base.values())
