@@ -6,19 +6,22 @@ Every refresh works on the last ``burn_in + 2*window`` points of each series
     ... profile history ... | burn-in | window 1 | window 2 |  -> horizon
                             S0                             now
 
-Candidates: naive, seasonal naive, EWMA, damped Holt, and additive
-Holt-Winters (damped Holt on the series minus the seasonal profile, i.e.
-ETS(A,Ad,A) with its seasonal states initialised by classical decomposition
+Candidates: the median of the last season and of the same phase in past
+seasons (for sparse counts, whose MAE-optimal forecast is their median),
+naive, seasonal naive, EWMA, damped Holt, and additive Holt-Winters (damped
+Holt on the series minus the seasonal profile, i.e. ETS(A,Ad,A) with its seasonal states initialised by classical decomposition
 and held: within a fit window shorter than a season no seasonal state is
 read twice, so a fitted seasonal smoothing rate would never act).
-Holt-Winters needs two seasons of history, seasonal naive one.
+Holt-Winters needs two seasons of history, seasonal naive and the median of
+the last season one, the seasonal median three.
 
 The procedure is honest by construction: what is scored never saw the data it
 is scored on.
 
 * Smoothing parameters are chosen per agent by one-step MAE, the model by
-  h-step MAE, both on window 1; quantile offsets are the empirical quantiles
-  of that model's h-step residuals on window 1. Window 2 then scores this
+  h-step MAE, both on window 1; quantile offsets are the (coverage-calibrated,
+  see ``calibrated_quantile``) quantiles of that model's h-step residuals on
+  window 1. Window 2 then scores this
   choice: MASE, pinball loss and coverage of the upper bound (the backtest).
 * The live forecast repeats exactly that procedure one window later: choices
   and residuals from window 2, forecast from the last point.
@@ -140,8 +143,13 @@ class ForecastSettings:
             # An agent whose series is missing for GONE_AFTER_SECONDS (at least two
             # points) is gone: a lifetime, not a model window, so a duration.
             gone_after=max(2, math.ceil(GONE_AFTER_SECONDS / step - 1e-9)),
-            profile_smoothing=(season_steps // 48) | 1,
+            profile_smoothing=_profile_smoothing(season_steps),
         )
+
+
+def _profile_smoothing(season: int) -> int:
+    """Odd width, 1/48 of the season (30 minutes of a day)."""
+    return (season // 48) | 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,7 +247,7 @@ def forecast_seasons(
     offer too. The result's settings are those of the first season.
     """
     runs = [
-        forecast(batch, replace(settings, season=s, profile_smoothing=(s // 48) | 1))
+        forecast(batch, replace(settings, season=s, profile_smoothing=_profile_smoothing(s)))
         for s in seasons
     ]
 
@@ -480,10 +488,10 @@ def calibrated_quantile(samples: FloatArray, q: float) -> FloatArray:
     """Per column, the sample whose share of samples at or below it is closest to ``q``.
 
     For continuous samples this is the empirical ``q`` quantile. Counts are
-    discrete: with 80% zeros and 97% at most one, every quantile from 0.8 to
-    0.97 is 1 and a bound of 1 covers 97%; taking the closest share instead
-    (0 here would cover 80%, 1 covers 97%: 1) keeps the coverage pooled over
-    agents near ``q`` rather than always above it.
+    discrete: with 85% zeros and 97% at most one, the 0.9 quantile is 1, a
+    bound that covers 97%; 0 covers 85%, closer to 0.9. Taking the closest
+    share keeps the coverage pooled over agents near ``q`` rather than always
+    above it.
     """
     ordered = np.sort(samples, axis=0)
     n = ordered.shape[0]
