@@ -10,10 +10,11 @@ comes first, we refuse again on a view that has not seen the event yet, and
 the pod waits for some later event, or for the flush of unschedulable pods
 (``podMaxInUnschedulablePodsDuration``, 5 minutes by default).
 
-So for a short window after each refusal we look at our own view whenever it
-changes: if a node we refused the pod would now pass, we touch the pod (an
-annotation), an update kube-scheduler requeues the pod on. A pod is touched
-at most once per refusal, and only when our answer changed.
+So for a short window after each refusal we look at our own view when it
+changes (the first ``MAX_CHECKS`` changes): if a node we refused the pod
+would now pass, we touch the pod (an annotation), an update kube-scheduler
+requeues the pod on. A pod is touched at most once per refusal, and only
+when our answer changed.
 """
 
 from __future__ import annotations
@@ -40,11 +41,18 @@ class Requeued(StrEnum):
     ERROR = "error"
 
 
-@dataclass(frozen=True, slots=True)
+# Looks at one refusal, at most: each costs a filter of the pod on its refused
+# nodes, on the event loop, and the event kube-scheduler may have acted on is
+# among the first few our view takes in after the refusal.
+MAX_CHECKS = 4
+
+
+@dataclass(slots=True)
 class _Refusal:
     pod: Pod
     nodes: tuple[str, ...]
     at: float
+    checks: int = 0
 
 
 @dataclass
@@ -64,15 +72,22 @@ class Refusals:
             self._recent.pop(pod.uid, None)
 
     def lifted(self, lifted: Callable[[Pod, tuple[str, ...]], bool]) -> list[Pod]:
-        """Pods whose refusal ``lifted(pod, nodes)`` says no longer holds; each returned once."""
+        """Pods whose refusal ``lifted(pod, nodes)`` says no longer holds; each returned once.
+
+        Called when the view changed; a refusal is looked at ``MAX_CHECKS`` times at most.
+        """
         now = self.clock()
         pods = []
         for uid, refusal in list(self._recent.items()):
             if now - refusal.at > self.window:
                 del self._recent[uid]
-            elif lifted(refusal.pod, refusal.nodes):
-                del self._recent[uid]
+                continue
+            refusal.checks += 1
+            if lifted(refusal.pod, refusal.nodes):
                 pods.append(refusal.pod)
+                del self._recent[uid]
+            elif refusal.checks >= MAX_CHECKS:
+                del self._recent[uid]
         return pods
 
     def __len__(self) -> int:

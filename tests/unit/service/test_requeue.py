@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 
 from scheduler_extender.domain.filtering import FilterRules
 from scheduler_extender.domain.objects import Pod
-from scheduler_extender.service.requeue import Refusals, Requeued, Requeuer
+from scheduler_extender.service.requeue import MAX_CHECKS, Refusals, Requeued, Requeuer
 from tests.builders import node, pod
 from tests.unit.conftest import Harness, make_harness
 
@@ -128,3 +128,18 @@ def test_a_pod_gone_or_an_api_error_is_counted_not_raised() -> None:
     assert refuse_then(h, toucher, "delete the replica") == [Requeued.GONE]
     h, toucher = one_node_full_of_solo(), FakeToucher(fail=True)
     assert refuse_then(h, toucher, "delete the replica") == [Requeued.ERROR]
+
+
+def test_a_refusal_is_looked_at_a_bounded_number_of_times() -> None:
+    h = one_node_full_of_solo()
+    asyncio.run(h.extender.filter(EXTRA, ["n1"]))
+    looks: list[str] = []
+
+    def still_refused(p: Pod, nodes: tuple[str, ...]) -> bool:
+        looks.append(p.name)
+        return False
+
+    for _ in range(MAX_CHECKS + 3):
+        assert h.extender.refusals.lifted(still_refused) == []
+    assert len(looks) == MAX_CHECKS
+    assert len(h.extender.refusals) == 0
