@@ -119,12 +119,10 @@ class Requeuer:
         while True:
             await asyncio.sleep(self.interval)
             snapshot = self.cluster.snapshot()
-            if snapshot is seen or not self.refusals:
-                seen = snapshot
-                continue
-            seen = snapshot
-            for pod in self.refusals.lifted(self.lifted):
-                self.on_requeue(await self._touch(pod))
+            changed, seen = snapshot is not seen, snapshot
+            if changed and self.refusals:
+                for pod in self.refusals.lifted(self.lifted):
+                    self.on_requeue(await self._touch(pod))
 
     async def _touch(self, pod: Pod) -> Requeued:
         try:
