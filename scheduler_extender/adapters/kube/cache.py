@@ -1,38 +1,32 @@
 """The watch-fed cluster cache.
 
-Two background threads list and then watch Nodes and Pods with the official
-client, resuming from the last resourceVersion, relisting on 410 Gone and
-backing off (bounded, exponential) on errors. Every change is applied to a
-``ClusterState`` under a lock and an immutable ``Snapshot`` is published;
-requests read the published snapshot and never wait for the API server.
+Two reflectors (``reflector.py``) list and then watch Nodes and Pods. Every
+change is applied to a ``ClusterState`` under a lock and an immutable
+``Snapshot`` is published; requests read the published snapshot and never
+wait for the API server.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
-import random
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic
 
-import orjson
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
+from scheduler_extender.adapters.kube.reflector import Event, Item, Reflector, Restart
 from scheduler_extender.adapters.kube.schema import node_from_json, pod_from_json
 from scheduler_extender.adapters.metrics import Metrics
-from scheduler_extender.domain.objects import Node, Pod
 from scheduler_extender.domain.shared import SharedCluster
 
 log = logging.getLogger(__name__)
 
-LIST_PAGE_SIZE = 500
 WATCH_TIMEOUT_SECONDS = 300
-WATCH_READ_TIMEOUT_SECONDS = 90
 
 
 def freeze_long_lived_objects() -> None:
@@ -45,18 +39,50 @@ def freeze_long_lived_objects() -> None:
     gc.freeze()
 
 
-class _GoneError(Exception):
-    """The watch's resourceVersion is too old: relist."""
-
-
 @dataclass(frozen=True, slots=True)
-class _Kind:
+class _Kind(Generic[Item]):
+    """How one kind of object is kept in the cluster state: a reflector's sink."""
+
     name: str
-    lister: Callable[..., Any]
-    convert: Callable[[Any], Any]
-    replace: Callable[[list[Any]], None]
-    upsert: Callable[[Any], None]
-    delete: Callable[[Any], None]
+    cache: ClusterCache
+    convert_json: Callable[[Any], Item]
+    replace_locked: Callable[[list[Item]], None]
+    upsert_locked: Callable[[Item], None]
+    delete_locked: Callable[[Item], None]
+
+    def convert(self, raw: dict[str, Any]) -> Item | None:
+        try:
+            return self.convert_json(raw)
+        except ValidationError as exc:
+            name = raw.get("metadata", {}).get("name") if isinstance(raw, dict) else None
+            log.warning("ignoring malformed %s %r: %s", self.name, name, exc)
+            return None
+
+    def replace(self, items: list[Item]) -> None:
+        self.cache.replace(self.name, lambda: self.replace_locked(items))
+
+    def apply(self, event: Event, item: Item) -> None:
+        with self.cache.locked():
+            if event == "DELETED":
+                self.delete_locked(item)
+            else:
+                self.upsert_locked(item)
+            self.cache.publish_locked()
+
+
+class _WatchMetrics:
+    def __init__(self, metrics: Metrics, kind: str) -> None:
+        self._connections = metrics.watch_connections.labels(kind)
+        self._restarts = {
+            cause: metrics.watch_restarts.labels(kind, cause)
+            for cause in ("gone", "error", "timeout")
+        }
+
+    def watching(self, delta: int) -> None:
+        self._connections.inc(delta)
+
+    def restarted(self, cause: Restart) -> None:
+        self._restarts[cause].inc()
 
 
 class ClusterCache(SharedCluster):
@@ -74,21 +100,45 @@ class ClusterCache(SharedCluster):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(assume_timeout=assume_timeout, clock=clock)
-        self._core = client.CoreV1Api(api)
-        self._agent_label = agent_label
-        self._backoff_max = backoff_max
+        core = client.CoreV1Api(api)
         self._metrics = metrics
         self._gpu_resource = gpu_resource
         self._synced = {"node": threading.Event(), "pod": threading.Event()}
         self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._responses: list[Any] = []  # open watch responses, shut down by stop()
-        self._broken_since: dict[str, float | None] = {"node": None, "pod": None}
+        nodes = _Kind(
+            "node",
+            self,
+            node_from_json,
+            self.state.replace_nodes,
+            self.state.upsert_node,
+            lambda n: self.state.delete_node(n.name),
+        )
+        pods = _Kind(
+            "pod",
+            self,
+            lambda o: pod_from_json(o, agent_label),
+            self.state.replace_pods,
+            self.state.upsert_pod,
+            lambda p: self.state.delete_pod(p.uid),
+        )
+        self._reflectors = (
+            self._reflector(nodes, core.list_node, backoff_max),
+            self._reflector(pods, core.list_pod_for_all_namespaces, backoff_max),
+        )
         metrics.node_gpus.source = self._node_gpus
-        for kind in self._broken_since:  # export every series from the start, at 0
-            metrics.watch_connections.labels(kind)
-            for cause in ("gone", "error", "timeout"):
-                metrics.watch_restarts.labels(kind, cause)
+
+    def _reflector(
+        self, kind: _Kind[Item], lister: Callable[..., Any], backoff_max: float
+    ) -> Reflector[Item]:
+        return Reflector(
+            kind.name,
+            lister,
+            kind,
+            backoff_max=backoff_max,
+            watch_timeout_seconds=WATCH_TIMEOUT_SECONDS,
+            observer=_WatchMetrics(metrics=self._metrics, kind=kind.name),
+            clock=self._clock,
+        )
 
     @property
     def synced(self) -> bool:
@@ -96,174 +146,28 @@ class ClusterCache(SharedCluster):
 
     def staleness(self) -> float:
         """Seconds since a watch broke and has not been relisted yet (0 when healthy)."""
-        broken = [t for t in self._broken_since.values() if t is not None]
+        broken = [r.broken_since for r in self._reflectors if r.broken_since is not None]
         return self._clock() - min(broken) if broken else 0.0
 
     def start(self) -> None:
-        kinds = (
-            _Kind(
-                "node",
-                self._core.list_node,
-                node_from_json,
-                self.state.replace_nodes,
-                self.state.upsert_node,
-                lambda n: self.state.delete_node(n.name),
-            ),
-            _Kind(
-                "pod",
-                self._core.list_pod_for_all_namespaces,
-                lambda o: pod_from_json(o, self._agent_label),
-                self.state.replace_pods,
-                self.state.upsert_pod,
-                lambda p: self.state.delete_pod(p.uid),
-            ),
-        )
-        for kind in kinds:
-            thread = threading.Thread(
-                target=self._run, args=(kind,), name=f"watch-{kind.name}", daemon=True
-            )
-            self._threads.append(thread)
-            thread.start()
-        expiry = threading.Thread(target=self._expire_loop, name="assume-expiry", daemon=True)
-        self._threads.append(expiry)
-        expiry.start()
+        for reflector in self._reflectors:
+            reflector.start()
+        threading.Thread(target=self._expire_loop, name="assume-expiry", daemon=True).start()
 
     def stop(self) -> None:
         self._stop.set()
-        for response in list(self._responses):
-            # Unblocks the watch thread's read at once (closing could wait for it).
-            response.shutdown()
+        for reflector in self._reflectors:
+            reflector.stop()
 
-    # -- internals --------------------------------------------------------------
-    def _run(self, kind: _Kind) -> None:
-        backoff = 0.5
-        version: str | None = None
-        while not self._stop.is_set():
-            try:
-                if version is None:
-                    version = self._list(kind)
-                    self._broken_since[kind.name] = None
-                    freeze_long_lived_objects()
-                    self._refresh_gauges()
-                version = self._watch(kind, version)
-                backoff = 0.5
-            except _GoneError:
-                log.info("watch of %ss expired (410 Gone); relisting", kind.name)
-                self._metrics.watch_restarts.labels(kind.name, "gone").inc()
-                version = None
-            except Exception as exc:
-                if isinstance(exc, ApiException) and exc.status == 410:
-                    self._metrics.watch_restarts.labels(kind.name, "gone").inc()
-                    version = None
-                    continue
-                if self._stop.is_set():
-                    return
-                self._metrics.watch_restarts.labels(kind.name, "error").inc()
-                # Events may have been missed while the connection was broken:
-                # relist rather than resume, and count how long we are blind.
-                version = None
-                if self._broken_since[kind.name] is None:
-                    self._broken_since[kind.name] = self._clock()
-                delay = backoff * (0.5 + random.random())
-                log.warning("watch of %ss failed (%s); retrying in %.1fs", kind.name, exc, delay)
-                self._stop.wait(delay)
-                backoff = min(backoff * 2, self._backoff_max)
-
-    def _list(self, kind: _Kind) -> str:
-        items: list[Any] = []
-        token: str | None = None
-        while True:
-            response = kind.lister(
-                limit=LIST_PAGE_SIZE, _continue=token, _preload_content=False, _request_timeout=60
-            )
-            body = orjson.loads(response.data)
-            for raw in body.get("items", []):
-                converted = self._convert(kind, raw)
-                if converted is not None:
-                    items.append(converted)
-            token = body.get("metadata", {}).get("continue") or None
-            if token is None:
-                version: str = body["metadata"]["resourceVersion"]
-                break
+    def replace(self, kind: str, replace_locked: Callable[[], None]) -> None:
+        """A kind's (re)listed objects in place of the old ones, the kind marked synced."""
         with self._lock:
-            kind.replace(items)
+            replace_locked()
             # Before publishing, so that the snapshot published says synced too.
-            self._synced[kind.name].set()
+            self._synced[kind].set()
             self.publish_locked()
-        log.info("listed %d %ss at resourceVersion %s", len(items), kind.name, version)
-        return version
-
-    def _watch(self, kind: _Kind, version: str) -> str:
-        events = self._events(kind, version)
-        connections = self._metrics.watch_connections.labels(kind.name)
-        connections.inc()
-        try:
-            for event in events:
-                kind_of_event = event["type"]
-                raw = event["object"]
-                if kind_of_event == "ERROR":
-                    if raw.get("code") == 410:
-                        raise _GoneError
-                    raise RuntimeError(f"watch error: {raw.get('message', raw)}")
-                version = raw.get("metadata", {}).get("resourceVersion", version)
-                if kind_of_event == "BOOKMARK":
-                    continue
-                converted = self._convert(kind, raw)
-                if converted is None:
-                    continue
-                with self._lock:
-                    if kind_of_event == "DELETED":
-                        kind.delete(converted)
-                    else:
-                        kind.upsert(converted)
-                    self.publish_locked()
-        finally:
-            # Closed here rather than whenever the generator is collected: the
-            # response and its connection go at once, as the gauge says.
-            events.close()
-            connections.dec()
-        self._metrics.watch_restarts.labels(kind.name, "timeout").inc()
-        return version
-
-    def _events(self, kind: _Kind, version: str) -> Generator[dict[str, Any], None, None]:
-        """The watch's events, parsed, one per line of the streamed response.
-
-        Read here rather than through the client's ``watch.Watch``: without
-        deserializing it fails on the API server's ERROR events (it looks for a
-        key it only adds when deserializing), which turned 410 Gone into an
-        error and a backoff; and its line splitting costs more than parsing.
-        """
-        response = kind.lister(
-            watch=True,
-            resource_version=version,
-            allow_watch_bookmarks=True,
-            timeout_seconds=WATCH_TIMEOUT_SECONDS,
-            # A connection that hangs without closing is noticed by this read timeout
-            # (the API server sends a bookmark at least every minute).
-            _request_timeout=(10, WATCH_READ_TIMEOUT_SECONDS),
-            _preload_content=False,
-        )
-        self._responses.append(response)
-        try:
-            partial = b""
-            for chunk in response.stream(None, decode_content=False):
-                *lines, partial = (partial + chunk).split(b"\n")
-                for line in lines:
-                    if line.strip():
-                        yield orjson.loads(line)
-        finally:
-            self._responses.remove(response)
-            response.close()
-            response.release_conn()
-
-    def _convert(self, kind: _Kind, raw: Any) -> Node | Pod | None:
-        try:
-            converted: Node | Pod = kind.convert(raw)
-        except ValidationError as exc:
-            name = raw.get("metadata", {}).get("name") if isinstance(raw, dict) else None
-            log.warning("ignoring malformed %s %r: %s", kind.name, name, exc)
-            return None
-        return converted
+        freeze_long_lived_objects()
+        self._refresh_gauges()
 
     def publish_locked(self) -> None:
         self.state.synced = self.synced

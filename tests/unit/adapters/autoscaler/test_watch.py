@@ -15,12 +15,13 @@ def obj(uid: str, generation: int, version: str) -> dict[str, Any]:
 
 
 class FakeResponse:
-    """What the client's watch reads: newline-separated JSON events."""
+    """What the client returns with ``_preload_content=False``: a list body or watch lines."""
 
     status = 200
 
-    def __init__(self, events: list[dict[str, Any]]) -> None:
+    def __init__(self, events: list[dict[str, Any]], data: bytes = b"") -> None:
         self._lines = [json.dumps(e).encode() + b"\n" for e in events]
+        self.data = data
 
     def stream(self, amt: object = None, decode_content: object = False) -> Iterator[bytes]:
         yield from self._lines
@@ -38,10 +39,10 @@ class FakeStore(KubeAutoscalerStore):
         self.watches: list[dict[str, Any]] = []
         self.done = threading.Event()
 
-    def list_raw(self) -> tuple[list[dict[str, Any]], str]:
-        return [obj("a", 1, "10")], "10"
-
     def lister(self, **kwargs: Any) -> Any:
+        if not kwargs.get("watch"):
+            listed = {"items": [obj("a", 1, "10")], "metadata": {"resourceVersion": "10"}}
+            return FakeResponse([], json.dumps(listed).encode())
         self.watches.append(kwargs)
         if len(self.watches) == 1:
             return FakeResponse(self.events)
@@ -72,3 +73,17 @@ def test_spec_changes_and_deletions_wake_the_controller_status_writes_do_not() -
     assert first["resource_version"] == "10"
     assert first["watch"] is True
     assert second["resource_version"] == "15"  # resumes after the last event seen
+
+
+def test_an_expired_watch_relists_and_wakes_the_controller() -> None:
+    gone = {"type": "ERROR", "object": {"kind": "Status", "code": 410, "message": "too old"}}
+    store = FakeStore([gone])
+    kicks: list[int] = []
+    watcher = AutoscalerWatch(store, lambda: kicks.append(1))
+    watcher.start()
+    try:
+        assert store.done.wait(5.0)
+    finally:
+        assert watcher.stop(wait=5.0)
+    assert len(kicks) == 2  # the first list and the relist after 410 Gone
+    assert store.watches[1]["resource_version"] == "10"  # from the relist

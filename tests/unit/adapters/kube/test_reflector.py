@@ -1,4 +1,4 @@
-"""The cache's watch: counted as open while it streams, its response closed when it ends."""
+"""The reflector's watch: counted as open while it streams, its response closed when it ends."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from scheduler_extender.adapters.kube.cache import ClusterCache, _GoneError, _Kind
-from scheduler_extender.adapters.kube.schema import node_from_json
+from scheduler_extender.adapters.kube.cache import ClusterCache
+from scheduler_extender.adapters.kube.reflector import GoneError, Reflector
 from scheduler_extender.adapters.metrics import Metrics
 from tests.builders import GPU, node_json
 
@@ -53,7 +53,8 @@ def added_node() -> dict[str, Any]:
     return {"type": "ADDED", "object": obj}
 
 
-def watch_nodes(response: StreamedResponse) -> tuple[ClusterCache, _Kind, Metrics]:
+def watch_nodes(response: StreamedResponse) -> tuple[ClusterCache, Reflector[Any], Metrics]:
+    """The cache's node reflector, its list call answering with ``response``."""
     metrics = Metrics()
     cache = ClusterCache(
         client.ApiClient(),
@@ -64,28 +65,18 @@ def watch_nodes(response: StreamedResponse) -> tuple[ClusterCache, _Kind, Metric
         gpu_resource=GPU,
     )
     response.watches = lambda: open_watches(metrics)
-
-    def list_node(**kwargs: Any) -> StreamedResponse:
-        """:return: V1NodeList"""
-        return response
-
-    kind = _Kind(
-        "node",
-        list_node,
-        node_from_json,
-        cache.state.replace_nodes,
-        cache.state.upsert_node,
-        lambda n: cache.state.delete_node(n.name),
-    )
-    return cache, kind, metrics
+    reflector = cache._reflectors[0]
+    assert reflector.name == "node"
+    reflector._lister = lambda **kwargs: response
+    return cache, reflector, metrics
 
 
 def test_a_watch_is_open_while_it_streams_and_closed_when_it_ends() -> None:
     response = StreamedResponse([added_node()])
-    cache, kind, metrics = watch_nodes(response)
+    _, reflector, metrics = watch_nodes(response)
     assert open_watches(metrics) == 0
 
-    assert cache._watch(kind, "1") == "5"
+    assert reflector.watch("1") == "5"
 
     assert response.open_while_streaming == [1.0]
     assert open_watches(metrics) == 0
@@ -94,10 +85,10 @@ def test_a_watch_is_open_while_it_streams_and_closed_when_it_ends() -> None:
 
 def test_a_broken_watch_is_closed_and_no_longer_counted() -> None:
     response = StreamedResponse([added_node()], fail_after=True)
-    cache, kind, metrics = watch_nodes(response)
+    _, reflector, metrics = watch_nodes(response)
 
     with pytest.raises(ConnectionResetError):
-        cache._watch(kind, "1")
+        reflector.watch("1")
 
     assert response.open_while_streaming == [1.0]
     assert open_watches(metrics) == 0
@@ -109,10 +100,10 @@ def test_a_watch_left_early_is_closed_before_the_error_is_handled() -> None:
     # caller keeps the exception (and with it this frame) through its backoff: the
     # response must not wait for the generator to be collected.
     response = StreamedResponse([{"type": "ADDED"}, added_node()])
-    cache, kind, metrics = watch_nodes(response)
+    _, reflector, metrics = watch_nodes(response)
 
     with pytest.raises(KeyError) as caught:
-        cache._watch(kind, "1")
+        reflector.watch("1")
 
     assert caught.value is not None  # still held, as during the backoff
     assert response.closed
@@ -131,15 +122,15 @@ class ChoppedResponse(StreamedResponse):
 def test_events_split_across_chunks_are_read_whole() -> None:
     second = added_node()
     second["object"]["metadata"].update(name="n1", resourceVersion="6")
-    cache, kind, _ = watch_nodes(ChoppedResponse([added_node(), second]))
+    cache, reflector, _ = watch_nodes(ChoppedResponse([added_node(), second]))
 
-    assert cache._watch(kind, "1") == "6"
+    assert reflector.watch("1") == "6"
     assert set(cache.snapshot().nodes) == {"n0", "n1"}
 
 
 def test_an_expired_watch_is_relisted_not_treated_as_an_error() -> None:
     gone = {"type": "ERROR", "object": {"kind": "Status", "code": 410, "message": "too old"}}
-    cache, kind, _ = watch_nodes(StreamedResponse([gone]))
+    _, reflector, _ = watch_nodes(StreamedResponse([gone]))
 
-    with pytest.raises(_GoneError):
-        cache._watch(kind, "1")
+    with pytest.raises(GoneError):
+        reflector.watch("1")
