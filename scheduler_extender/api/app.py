@@ -17,7 +17,6 @@ from starlette.types import ASGIApp
 from scheduler_extender.adapters.metrics import Metrics
 from scheduler_extender.api.errors import client_error, validation_errors
 from scheduler_extender.api.limits import BodySizeLimit
-from scheduler_extender.api.preempt import add_preempt_route
 from scheduler_extender.api.verbs import VerbRouter, Verbs, verb_openapi_paths
 from scheduler_extender.service.extender import Extender
 
@@ -48,7 +47,6 @@ def create_app(extender: Extender, metrics: Metrics, config: AppConfig) -> ASGIA
     async def _invalid_parameters(_: Request, exc: RequestValidationError) -> JSONResponse:
         return validation_errors(exc.errors())
 
-    add_preempt_route(app, extender, metrics, prefix, config.agent_label)
     add_health_routes(app, metrics, config.readiness)
 
     if config.debug_endpoints:

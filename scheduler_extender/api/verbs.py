@@ -1,12 +1,13 @@
-"""filter, prioritize and bind: the verbs kube-scheduler calls for every pod, on a short path.
+"""filter, prioritize, bind and preempt: the verbs kube-scheduler calls, on a short path.
 
 kube-scheduler waits for filter and prioritize on its serial scheduling cycle,
 so their cost is paid once per pod by the whole cluster. On ``make bench-e2e``
 a GIL-holding profile (py-spy --gil) put about a sixth of the extender's CPU in
 the framework layers around these handlers (middleware, routing, dependency
-resolution). ``VerbRouter`` therefore answers these three paths itself, in
+resolution). ``VerbRouter`` therefore answers the verbs' paths itself, in
 front of the FastAPI application that serves everything else and documents the
-verbs in its OpenAPI schema (``verb_openapi_paths``).
+verbs in its OpenAPI schema (``verb_openapi_paths``): one route table, one
+parse, metrics and error path for all four.
 
 What the framework did for these paths is done here: JSON errors naming the
 field (400), a 500 with a JSON body for an unexpected error, and the request
@@ -31,7 +32,9 @@ from scheduler_extender.adapters.metrics import Metrics
 from scheduler_extender.api import wire
 from scheduler_extender.api.errors import client_error, validation_error
 from scheduler_extender.domain.filtering import FilterOutcome
-from scheduler_extender.domain.objects import Node
+from scheduler_extender.domain.objects import Node, Pod
+from scheduler_extender.domain.packing.preemption import Refinement
+from scheduler_extender.service import preempt as preemption
 from scheduler_extender.service.extender import BindError, BindRequest, Extender, StaleCacheError
 
 log = logging.getLogger(__name__)
@@ -73,6 +76,7 @@ class Verbs:
             f"{prefix}/filter": ("filter", self.filter),
             f"{prefix}/prioritize": ("prioritize", self.prioritize),
             f"{prefix}/bind": ("bind", self.bind),
+            f"{prefix}/preempt": ("preempt", self.preempt),
         }
 
     async def filter(self, body: bytes) -> Reply:
@@ -116,6 +120,33 @@ class Verbs:
         self.metrics.decisions.labels("bind", "bound").inc()
         return Reply.json(wire.ExtenderBindingResult().model_dump(by_alias=True))
 
+    async def preempt(self, body: bytes) -> Reply:
+        args = _parse(body, wire.ExtenderPreemptionArgs)
+        candidates = _candidates(args, self.agent_label)
+        pod = args.pod.to_domain(self.agent_label)
+        try:
+            refinement = preemption.refine(self.extender, pod, candidates)
+        except StaleCacheError as exc:
+            # kube-scheduler reads any status but 200 as the extender's error: as
+            # the extender is not ignorable, it preempts nothing and retries the pod.
+            self.metrics.decisions.labels("preempt", "stale_cache").inc()
+            return Reply.of(client_error(str(exc), status=503))
+        _log_dropped(pod, refinement)
+        outcome = "refined" if refinement.dropped else "unchanged"
+        self.metrics.decisions.labels("preempt", outcome).inc()
+        # Victim lists come back unchanged for every node kept; none kept: do not preempt.
+        violations = _violations(args)
+        reply = wire.ExtenderPreemptionResult(
+            NodeNameToMetaVictims={
+                node: wire.MetaVictims(
+                    Pods=[wire.MetaPod(UID=uid) for uid in candidates[node].uids],
+                    NumPDBViolations=violations[node],
+                )
+                for node in refinement.kept
+            }
+        )
+        return Reply.json(reply.model_dump(by_alias=True))
+
     def _count_rejections(self, outcome: FilterOutcome) -> None:
         reasons: dict[str, int] = {}
         for rejection in outcome.failed.values():
@@ -145,6 +176,47 @@ def _sent_nodes(args: wire.ExtenderArgs) -> tuple[list[str], list[Node]]:
         except ValidationError as exc:
             raise _BadRequestError(Reply.of(validation_error(exc, ("Nodes", "items", i)))) from None
     return [n.name for n in nodes], nodes
+
+
+def _candidates(
+    args: wire.ExtenderPreemptionArgs, agent_label: str
+) -> dict[str, preemption.Candidate]:
+    if args.node_name_to_victims is not None:
+        return {
+            node: preemption.Candidate(
+                uids=[v.metadata.uid for v in full.pods],
+                pods=[v.to_domain(agent_label) for v in full.pods],
+            )
+            for node, full in args.node_name_to_victims.items()
+        }
+    if args.node_name_to_meta_victims is not None:
+        return {
+            node: preemption.Candidate(uids=[v.uid for v in meta.pods])
+            for node, meta in args.node_name_to_meta_victims.items()
+        }
+    raise _BadRequestError(
+        Reply.of(client_error("NodeNameToVictims: either it or NodeNameToMetaVictims must be set"))
+    )
+
+
+def _violations(args: wire.ExtenderPreemptionArgs) -> dict[str, int]:
+    victims = args.node_name_to_victims or args.node_name_to_meta_victims or {}
+    return {node: v.num_pdb_violations for node, v in victims.items()}
+
+
+def _log_dropped(pod: Pod, refinement: Refinement) -> None:
+    if not refinement.dropped or not log.isEnabledFor(logging.DEBUG):
+        return
+    for node, why in refinement.dropped.items():
+        unresolvable = node in refinement.unresolvable
+        log.debug(
+            "preempt %s: dropped candidate %s%s: %s",
+            pod.key,
+            node,
+            " (unresolvable)" if unresolvable else "",
+            why,
+            extra={"pod": pod.key, "node": node, "unresolvable": unresolvable, "why": why},
+        )
 
 
 def _filter_reply(args: wire.ExtenderArgs, outcome: FilterOutcome) -> dict[str, Any]:
@@ -185,22 +257,26 @@ class VerbRouter:
             return
         verb, handler = route
         start = time.perf_counter()
-        reply = await self._answer(scope, receive, handler)
+        reply = await self._answer(scope, receive, verb, handler)
         await _send(send, reply)
         self._metrics.request_duration.labels(verb).observe(time.perf_counter() - start)
-        if reply.status >= 400:
-            self._metrics.decisions.labels(verb, "bad_request").inc()
 
     async def _answer(
-        self, scope: Scope, receive: Receive, handler: Callable[[bytes], Awaitable[Reply]]
+        self,
+        scope: Scope,
+        receive: Receive,
+        verb: str,
+        handler: Callable[[bytes], Awaitable[Reply]],
     ) -> Reply:
         body = await _body(receive)
         try:
             return await handler(body)
         except _BadRequestError as bad:
+            self._metrics.decisions.labels(verb, "bad_request").inc()
             return bad.reply
         except Exception:
             log.exception("unexpected error answering %s", scope["path"])
+            self._metrics.decisions.labels(verb, "bad_request").inc()
             return Reply.json({"error": "internal error (logged by the extender)"}, 500)
 
 
@@ -247,4 +323,5 @@ def verb_openapi_paths(prefix: str) -> dict[str, Any]:
         f"{prefix}/filter": post(wire.ExtenderArgs, "Filter"),
         f"{prefix}/prioritize": post(wire.ExtenderArgs, "Prioritize"),
         f"{prefix}/bind": post(wire.ExtenderBindingArgs, "Bind"),
+        f"{prefix}/preempt": post(wire.ExtenderPreemptionArgs, "Preempt"),
     }

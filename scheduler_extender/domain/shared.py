@@ -67,6 +67,10 @@ class SharedCluster:
         with self._lock:
             return self.state.find_pod(namespace, name)
 
+    def pod(self, uid: str) -> Pod | None:
+        with self._lock:
+            return self.state.pod(uid)
+
     def placement(self, uid: str) -> str | None:
         with self._lock:
             return self.state.placement(uid)

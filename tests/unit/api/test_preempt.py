@@ -218,12 +218,12 @@ def test_a_node_whose_total_capacity_is_below_the_request_is_dropped(
     small = pod("small", 4, node="spare", uid="uid-small")
     low = pod("low", 8, node="a", uid="uid-low")
     setup(harness, [small, low])
-    caplog.set_level(logging.DEBUG, logger="scheduler_extender.api.preempt")
+    caplog.set_level(logging.DEBUG, logger="scheduler_extender.api.verbs")
     answer = preempt(
         harness, pod_json("big", 8, priority=100), {"spare": meta(small), "a": meta(low)}
     )
     assert answer == {"a": meta(low)}
-    (record,) = [r for r in caplog.records if r.name == "scheduler_extender.api.preempt"]
+    (record,) = [r for r in caplog.records if r.name == "scheduler_extender.api.verbs"]
     assert record.levelno == logging.DEBUG
     assert "dropped candidate spare (unresolvable)" in record.getMessage()
     assert "total capacity is below the request" in record.getMessage()
