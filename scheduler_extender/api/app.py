@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp
 
 from scheduler_extender.adapters.metrics import Metrics
 from scheduler_extender.api.errors import client_error, validation_errors
+from scheduler_extender.api.health import Checks, Probe, add_health_routes
 from scheduler_extender.api.limits import BodySizeLimit
 from scheduler_extender.api.verbs import VerbRouter, Verbs, verb_openapi_paths
 from scheduler_extender.service.extender import Extender
-
-ReadinessProbe = Callable[[], tuple[bool, Mapping[str, Any]]]
 
 
 @dataclass
@@ -31,7 +29,7 @@ class AppConfig:
     agent_label: str = "scheduler-extender.io/agent"
     # Named readiness checks: the first element says ready or not, the second
     # adds details. Checks that only inform (e.g. forecast age) return True.
-    readiness: dict[str, ReadinessProbe] = field(default_factory=dict)
+    readiness: dict[str, Probe] = field(default_factory=dict)
 
 
 def create_app(extender: Extender, metrics: Metrics, config: AppConfig) -> ASGIApp:
@@ -47,7 +45,7 @@ def create_app(extender: Extender, metrics: Metrics, config: AppConfig) -> ASGIA
     async def _invalid_parameters(_: Request, exc: RequestValidationError) -> JSONResponse:
         return validation_errors(exc.errors())
 
-    add_health_routes(app, metrics, config.readiness)
+    add_health_routes(app, metrics.registry, live={}, ready=config.readiness)
 
     if config.debug_endpoints:
         from scheduler_extender.api.debug import add_debug_routes
@@ -72,31 +70,12 @@ def document_paths(app: FastAPI, paths: Mapping[str, Any]) -> None:
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented override
 
 
-def add_health_routes(
-    app: FastAPI, metrics: Metrics, readiness: Mapping[str, ReadinessProbe]
-) -> None:
-    @app.get("/healthz", tags=["health"])
-    async def healthz() -> Response:
-        return JSONResponse({"status": "ok"})
-
-    @app.get("/readyz", tags=["health"])
-    async def readyz() -> Response:
-        checks = {name: probe() for name, probe in readiness.items()}
-        ready = all(ok for ok, _ in checks.values())
-        body = {"ready": ready, "checks": {name: dict(d) for name, (_, d) in checks.items()}}
-        return JSONResponse(body, status_code=200 if ready else 503)
-
-    @app.get("/metrics", tags=["health"])
-    async def metrics_endpoint() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-
-def create_probe_app(metrics: Metrics, readiness: Mapping[str, ReadinessProbe]) -> FastAPI:
+def create_probe_app(metrics: Metrics, readiness: Checks) -> FastAPI:
     """Health, readiness and metrics only, for a plain-HTTP port beside an mTLS one.
 
     kubelet probes and Prometheus scrapes carry no client certificate, so when
     the verbs require one, these endpoints are served on their own port.
     """
     app = FastAPI(title="scheduler-extender probes", docs_url=None, redoc_url=None)
-    add_health_routes(app, metrics, readiness)
+    add_health_routes(app, metrics.registry, live={}, ready=readiness)
     return app

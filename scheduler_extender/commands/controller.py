@@ -32,13 +32,13 @@ from scheduler_extender.adapters.autoscaler.forecast import (
     ModelLoadForecaster,
     PrometheusRates,
 )
-from scheduler_extender.adapters.autoscaler.http import ProbeServer
 from scheduler_extender.adapters.autoscaler.leader import LeaderElector, LeaseConfig
 from scheduler_extender.adapters.autoscaler.metrics import AutoscalerMetrics
 from scheduler_extender.adapters.autoscaler.scale import KubeScaleClient
 from scheduler_extender.adapters.autoscaler.store import AutoscalerWatch, KubeAutoscalerStore
 from scheduler_extender.adapters.prometheus.client import PrometheusClient
 from scheduler_extender.adapters.prometheus.wiring import client_options
+from scheduler_extender.api.health import ProbeServer
 from scheduler_extender.commands import serve
 from scheduler_extender.commands.common import fail, kube_client
 from scheduler_extender.config import Settings
@@ -266,7 +266,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         probes = ProbeServer(
             cfg.metrics_host, cfg.metrics_port, controller.metrics.registry,
-            live=controller.live, ready=controller.ready,
+            live={"controller": controller.live}, ready={"controller": controller.ready},
         )  # fmt: skip
     except OSError as exc:
         fail(f"cannot listen on {cfg.metrics_host}:{cfg.metrics_port}: {exc}")
