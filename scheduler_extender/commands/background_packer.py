@@ -18,8 +18,8 @@ from pathlib import Path
 from kubernetes import client
 from prometheus_client import CollectorRegistry
 
-from scheduler_extender.adapters.autoscaler.leader import LeaderElector, LeaseConfig
 from scheduler_extender.adapters.kube.cache import ClusterCache
+from scheduler_extender.adapters.kube.leader import LeaderElector, LeaseConfig
 from scheduler_extender.adapters.packer.kube import CacheObjects, KubePackerApi
 from scheduler_extender.adapters.packer.metrics import PackerMetrics
 from scheduler_extender.config import Settings

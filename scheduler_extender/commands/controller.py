@@ -32,10 +32,10 @@ from scheduler_extender.adapters.autoscaler.forecast import (
     ModelLoadForecaster,
     PrometheusRates,
 )
-from scheduler_extender.adapters.autoscaler.leader import LeaderElector, LeaseConfig
 from scheduler_extender.adapters.autoscaler.metrics import AutoscalerMetrics
 from scheduler_extender.adapters.autoscaler.scale import KubeScaleClient
 from scheduler_extender.adapters.autoscaler.store import AutoscalerWatch, KubeAutoscalerStore
+from scheduler_extender.adapters.kube.leader import LeaderElector, LeaseConfig
 from scheduler_extender.adapters.prometheus.client import PrometheusClient
 from scheduler_extender.adapters.prometheus.wiring import client_options
 from scheduler_extender.api.health import ProbeServer

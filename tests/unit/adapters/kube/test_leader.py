@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from scheduler_extender.adapters.autoscaler.leader import LeaseConfig
+from scheduler_extender.adapters.kube.leader import LeaseConfig
 
 
 @pytest.mark.parametrize(
