@@ -1,4 +1,4 @@
-"""The controller's leader-election settings."""
+"""Leader-election settings (the controller and the background packer)."""
 
 from __future__ import annotations
 
