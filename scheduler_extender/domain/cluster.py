@@ -25,8 +25,8 @@ from types import MappingProxyType
 
 from scheduler_extender.domain.columns import ColumnBuilder, Columns
 from scheduler_extender.domain.objects import Node, Pod
-from scheduler_extender.domain.packing.reservations import EMPTY_BOOK, ReservationBook
 from scheduler_extender.domain.resources import PODS, Resources
+from scheduler_extender.domain.rules import NodeRule
 
 # A node that does not declare a pod limit is not limited by pod count.
 _UNLIMITED = 2**62
@@ -78,8 +78,8 @@ class Snapshot:
     agent_replicas: Mapping[str, int]  # agent -> non-terminal pods, placed or pending
     version: int = 0
     synced: bool = True
-    # Room a packing plan holds for its pods (see domain/packing/reservations.py).
-    reservations: ReservationBook = EMPTY_BOOK
+    # Rules published with the snapshot that close nodes to pods (domain/rules.py).
+    rules: tuple[NodeRule, ...] = ()
     # node -> pods nominated to it; only nodes that have some.
     nominated: Mapping[str, tuple[NominatedPod, ...]] = field(
         default_factory=lambda: _NO_NOMINATIONS
@@ -105,7 +105,7 @@ class Snapshot:
             self.agent_replicas,
             self.version,
             self.synced,
-            self.reservations,
+            self.rules,
             self.nominated,
         )
 

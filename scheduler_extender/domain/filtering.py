@@ -27,6 +27,7 @@ import numpy as np
 from scheduler_extender.domain.cluster import Snapshot
 from scheduler_extender.domain.columns import IntArray
 from scheduler_extender.domain.objects import Pod
+from scheduler_extender.domain.rules import FreeAmounts
 
 
 class Reason(StrEnum):
@@ -138,24 +139,21 @@ def filter_nodes(
     failing = np.flatnonzero(code != 0)
     rejections = {int(c): _explain(int(c), pod, requested, limit) for c in np.unique(code[failing])}
     failed = {unique[i]: rejections[int(code[i])] for i in failing}
-    if snapshot.reservations:  # a packing plan holds room: see domain/packing/reservations.py
-        blocked = _reserved(pod, passed, snapshot, held)
+    for rule in snapshot.rules:  # extensions, e.g. a packing plan's reservations
+        blocked = rule.blocked(pod, passed, _free_after_nominated(snapshot, held))
         passed = [name for name in passed if name not in blocked]
-        failed.update((n, Rejection(Reason.RESERVED, m, False)) for n, m in blocked.items())
+        reason = Reason(rule.reason)
+        failed.update((n, Rejection(reason, m, False)) for n, m in blocked.items())
     return FilterOutcome(passed, failed)
 
 
-def _reserved(
-    pod: Pod, passed: list[str], snapshot: Snapshot, held: _Held | None
-) -> dict[str, str]:
-    """Nodes among ``passed`` that a packing plan's reservations close to ``pod``."""
-
+def _free_after_nominated(snapshot: Snapshot, held: _Held | None) -> FreeAmounts:
     def free_of(name: str, resource: str) -> int:
-        # Room held for nominated pods is not there for a reservation either.
+        # Room held for nominated pods is not there for an extension rule either.
         taken = held.at(resource, snapshot.columns.rows[name]) if held is not None else 0
         return snapshot.nodes[name].free(resource) - taken
 
-    return snapshot.reservations.blocked(pod, passed, free_of)
+    return free_of
 
 
 def check_node(pod: Pod, name: str, snapshot: Snapshot, rules: FilterRules) -> Rejection | None:

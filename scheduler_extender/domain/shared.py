@@ -10,7 +10,7 @@ from contextlib import AbstractContextManager
 
 from scheduler_extender.domain.cluster import Assumption, ClusterState, Snapshot
 from scheduler_extender.domain.objects import Pod
-from scheduler_extender.domain.packing.reservations import EMPTY_BOOK, ReservationBook
+from scheduler_extender.domain.rules import NodeRule
 
 
 class SharedCluster:
@@ -28,7 +28,7 @@ class SharedCluster:
         self._lock = threading.RLock()
         self._assume_timeout = assume_timeout
         self._clock = clock
-        self._reservations = EMPTY_BOOK
+        self._rules: dict[str, NodeRule] = {}
         self._published = self.state.snapshot()
         self._changed = False
 
@@ -39,8 +39,8 @@ class SharedCluster:
             with self._lock:
                 if self._changed:
                     snapshot = self.state.snapshot()
-                    if self._reservations:
-                        snapshot = dataclasses.replace(snapshot, reservations=self._reservations)
+                    if self._rules:
+                        snapshot = dataclasses.replace(snapshot, rules=tuple(self._rules.values()))
                     self._published = snapshot
                     self._changed = False
         return self._published
@@ -57,10 +57,13 @@ class SharedCluster:
         """Called by writers after a change: the next ``snapshot()`` shows it."""
         self._changed = True
 
-    def set_reservations(self, book: ReservationBook) -> None:
-        """Publish the packing plan's reservations with every snapshot from now on."""
+    def publish_rule(self, name: str, rule: NodeRule) -> None:
+        """Publish ``rule`` with every snapshot from now on, in place of the last one so named."""
         with self._lock:
-            self._reservations = book
+            if rule:
+                self._rules[name] = rule
+            else:
+                self._rules.pop(name, None)
             self.publish_locked()
 
     def find_pod(self, namespace: str, name: str) -> Pod | None:

@@ -46,7 +46,7 @@ class CacheObjects:
         return nodes, pods
 
     def set_reservations(self, book: ReservationBook) -> None:
-        self._cache.set_reservations(book)
+        self._cache.publish_rule("reservations", book)
 
 
 class KubePackerApi:

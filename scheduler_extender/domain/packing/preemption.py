@@ -44,7 +44,7 @@ from scheduler_extender.domain.cluster import Snapshot
 from scheduler_extender.domain.filtering import FilterRules
 from scheduler_extender.domain.objects import Pod
 from scheduler_extender.domain.packing.problem import IntArray
-from scheduler_extender.domain.packing.reservations import Reservation
+from scheduler_extender.domain.packing.reservations import Reservation, ReservationBook
 from scheduler_extender.domain.packing.what_if import rejected_after_eviction
 
 
@@ -69,7 +69,7 @@ def refine_candidates(
     ``counted``: node -> those of its victims the snapshot counts on it, as
     it counts them (a node absent here gets no room back).
     """
-    book = snapshot.reservations
+    book = ReservationBook.published(snapshot)
     dropped: dict[str, str] = {}
     unresolvable: set[str] = set()
     evicted = {node: counted.get(node, ()) for node in candidates}
@@ -103,6 +103,7 @@ def _moves_only(node: str, victims: Sequence[Pod] | None, snapshot: Snapshot) ->
     if victims is None or any(v.owner is None for v in victims):
         return False
     columns = snapshot.columns
+    book = ReservationBook.published(snapshot)
     names = [n for n in snapshot.nodes if n != node]
     rows = columns.rows_of(names)
     taken: dict[str, IntArray] = {}  # resource -> extra load per other node
@@ -119,9 +120,7 @@ def _moves_only(node: str, victims: Sequence[Pod] | None, snapshot: Snapshot) ->
                 for i in np.flatnonzero(fits).tolist()
                 if snapshot.nodes[names[i]].node.admits(victim)
                 and names[i]
-                not in snapshot.reservations.blocked(
-                    victim, [names[i]], lambda n, r: snapshot.nodes[n].free(r)
-                )
+                not in book.blocked(victim, [names[i]], lambda n, r: snapshot.nodes[n].free(r))
             ),
             None,
         )

@@ -15,16 +15,15 @@ long. The executor drops a reservation once its pod is bound.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from scheduler_extender.domain.cluster import Snapshot
 from scheduler_extender.domain.objects import Pod
 from scheduler_extender.domain.packing.problem import template_hash
 from scheduler_extender.domain.resources import PODS, Resources
-
-# Free amount of a resource on a node, as the caller's snapshot accounts it.
-FreeAmounts = Callable[[str, str], int]
+from scheduler_extender.domain.rules import FreeAmounts
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +48,10 @@ class Reservation:
 
 @dataclass(frozen=True, slots=True)
 class ReservationBook:
-    """The active reservations, immutable: a new book replaces the old one."""
+    """The active reservations, immutable: a new book replaces the old one.
+
+    The filter runs it as a ``NodeRule`` (published with the snapshot).
+    """
 
     reservations: tuple[Reservation, ...] = ()
     # node -> reservations on it, built once per book
@@ -64,6 +66,15 @@ class ReservationBook:
         for r in active:
             by_node.setdefault(r.node, []).append(r)
         return ReservationBook(active, MappingProxyType({k: tuple(v) for k, v in by_node.items()}))
+
+    @staticmethod
+    def published(snapshot: Snapshot) -> ReservationBook:
+        """The book the snapshot carries (the empty one when no plan is active)."""
+        return next((r for r in snapshot.rules if isinstance(r, ReservationBook)), EMPTY_BOOK)
+
+    @property
+    def reason(self) -> str:
+        return "reserved"  # filtering.Reason.RESERVED
 
     def __bool__(self) -> bool:
         return bool(self.reservations)

@@ -27,6 +27,7 @@ from types import MappingProxyType
 from scheduler_extender.domain.cluster import NodeState, Snapshot, columns_of
 from scheduler_extender.domain.filtering import FilterRules, Reason, Rejection, filter_nodes
 from scheduler_extender.domain.objects import Pod
+from scheduler_extender.domain.packing.reservations import ReservationBook
 from scheduler_extender.domain.resources import Resources
 
 
@@ -36,7 +37,8 @@ def rejected_after_eviction(
     """Candidates (the keys of ``evicted``) our filter still refuses once their victims are gone."""
     what_if = without(snapshot, evicted)
     failed = filter_nodes(pod, list(evicted), what_if, rules).failed
-    planned = {r.node for r in snapshot.reservations.reservations if r.matches(pod)}
+    book = ReservationBook.published(snapshot)
+    planned = {r.node for r in book.reservations if r.matches(pod)}
     return {
         node: _never(rejection)
         if rejection.reason is Reason.RESERVED and planned and node not in planned
@@ -48,7 +50,7 @@ def rejected_after_eviction(
 def without(snapshot: Snapshot, evicted: Mapping[str, Iterable[Pod]]) -> Snapshot:
     """The snapshot cut down to the known nodes among ``evicted``, each without its pods.
 
-    Everything else the snapshot carries (reservations, ...) is kept as is.
+    Everything else the snapshot carries (its rules, e.g. reservations) is kept as is.
     """
     states = {
         node: _without(state, pods)

@@ -92,10 +92,11 @@ def test_pods_an_active_plan_is_placing_are_never_victims(harness: Harness) -> N
     placed = pod("placed", 4, node="a", uid="uid-placed", owner=RS)
     other = pod("other", 4, node="b", uid="uid-other", owner=RS)
     setup(harness, [placed, other])
-    harness.cluster.set_reservations(
+    harness.cluster.publish_rule(
+        "reservations",
         ReservationBook.of(
             [Reservation("a", Resources.of({"nvidia.com/gpu": 4}), 1e12, pod_uid="uid-placed")]
-        )
+        ),
     )
     reply = harness.client.post(
         "/scheduler/preempt",
@@ -111,10 +112,11 @@ def test_a_preemptor_with_a_plan_keeps_only_its_reserved_nodes(harness: Harness)
     x = pod("x", 4, node="a", uid="uid-x", owner=RS)
     y = pod("y", 4, node="b", uid="uid-y", owner=RS)
     setup(harness, [x, y])
-    harness.cluster.set_reservations(
+    harness.cluster.publish_rule(
+        "reservations",
         ReservationBook.of(
             [Reservation("b", Resources.of({"nvidia.com/gpu": 8}), 1e12, pod_uid="uid-big")]
-        )
+        ),
     )
     reply = harness.client.post(
         "/scheduler/preempt",
@@ -171,10 +173,11 @@ def test_a_node_whose_room_a_plan_reserved_for_another_pod_is_dropped(harness: H
     low_a = pod("low-a", 8, node="a", uid="uid-low-a")
     low_b = pod("low-b", 8, node="b", uid="uid-low-b")
     setup(harness, [low_a, low_b])
-    harness.cluster.set_reservations(
+    harness.cluster.publish_rule(
+        "reservations",
         ReservationBook.of(
             [Reservation("a", Resources.of({"nvidia.com/gpu": 8}), 1e12, pod_uid="uid-pending")]
-        )
+        ),
     )
     answer = preempt(
         harness, pod_json("big", 8, priority=100), {"a": meta(low_a), "b": meta(low_b)}

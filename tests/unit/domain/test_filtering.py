@@ -1,13 +1,16 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from typing import Any
 
 from scheduler_extender.domain.cluster import ClusterState
 from scheduler_extender.domain.filtering import FilterRules, Reason, check_node, filter_nodes
 from scheduler_extender.domain.objects import Pod
 from scheduler_extender.domain.packing.reservations import Reservation, ReservationBook
-from tests.builders import node, pod
+from scheduler_extender.domain.rules import FreeAmounts
+from scheduler_extender.domain.shared import SharedCluster
+from tests.builders import GPU, node, pod
 
 
 def cluster() -> ClusterState:
@@ -111,7 +114,45 @@ def test_nominated_room_and_a_reservation_add_up() -> None:
     book = ReservationBook.of(
         [Reservation(node="big", requests=pod("r", 3).requests, expires_at=1e9, pod_uid="other")]
     )
-    snap = dataclasses.replace(state.snapshot(), reservations=book)
+    snap = dataclasses.replace(state.snapshot(), rules=(book,))
     outcome = filter_nodes(pod("p", 2), ["big"], snap, FilterRules())
     # 8 - 4 nominated = 4 would fit 2, 8 - 3 reserved = 5 too; 8 - 4 - 3 = 1 does not.
     assert outcome.failed["big"].reason is Reason.RESERVED
+
+
+@dataclasses.dataclass(frozen=True)
+class KeepOff:
+    """An extension rule: closes ``nodes`` to every pod, once published."""
+
+    nodes: frozenset[str]
+
+    @property
+    def reason(self) -> str:
+        return "reserved"
+
+    def __bool__(self) -> bool:
+        return bool(self.nodes)
+
+    def blocked(self, pod: Pod, nodes: Iterable[str], free: FreeAmounts) -> dict[str, str]:
+        return {n: f"kept off {n} (free GPUs {free(n, GPU)})" for n in nodes if n in self.nodes}
+
+
+def test_a_published_rule_closes_nodes_until_it_is_withdrawn() -> None:
+    shared = SharedCluster(assume_timeout=30.0)
+    with shared.locked():
+        for name in ("big", "other"):
+            shared.state.upsert_node(node(name, 8))
+        shared.state.upsert_pod(nominated("held", 2, "big"))
+        shared.publish_locked()
+    shared.publish_rule("keep-off", KeepOff(frozenset({"big"})))
+
+    outcome = filter_nodes(pod("p", 1), ["big", "other"], shared.snapshot(), FilterRules())
+    assert outcome.passed == ["other"]
+    assert outcome.failed["big"].reason is Reason.RESERVED
+    # The rule sees the room nominated pods hold as taken.
+    assert outcome.failed["big"].message == "kept off big (free GPUs 6)"
+
+    shared.publish_rule("keep-off", KeepOff(frozenset()))  # nothing to say: withdrawn
+    outcome = filter_nodes(pod("p", 1), ["big", "other"], shared.snapshot(), FilterRules())
+    assert outcome.passed == ["big", "other"]
+    assert shared.snapshot().rules == ()

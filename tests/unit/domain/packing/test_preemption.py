@@ -33,7 +33,7 @@ def snapshot_of(
         shared.state.synced = True
         shared.publish_locked()
     if book is not None:
-        shared.set_reservations(book)
+        shared.publish_rule("reservations", book)
     return shared.snapshot()
 
 

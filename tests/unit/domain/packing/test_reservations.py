@@ -24,7 +24,7 @@ def cluster_with(book: ReservationBook) -> SharedCluster:
         shared.state.replace_pods([pod("busy", cpu=1, on="b", owner="busy")])
         shared.state.synced = True
         shared.publish_locked()
-    shared.set_reservations(book)
+    shared.publish_rule("reservations", book)
     return shared
 
 
