@@ -92,7 +92,28 @@ class PrometheusSettings(BaseModel):
         return self
 
 
-class PackerSettings(BaseModel):
+class LeaseSettings(BaseModel):
+    """Leader election on a ``coordination.k8s.io`` Lease, for a component run with standbys."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    leader_elect: bool = True
+    lease_name: str  # each component's own default
+    lease_namespace: str = ""  # empty: the pod's namespace in a cluster, else "default"
+    lease_duration: int = Field(default=15, ge=2)  # seconds a standby waits after a renewal
+    renew_deadline: int = Field(default=10, ge=2)  # seconds the leader tries to renew
+    retry_period: int = Field(default=2, ge=1)  # seconds between attempts
+    identity: str = ""  # empty: hostname and a random suffix
+
+    @model_validator(mode="after")
+    def _timing(self) -> LeaseSettings:
+        # The client's elector calls sys.exit() on these; refuse them here instead.
+        if not self.lease_duration > self.renew_deadline > 1.2 * self.retry_period:
+            raise ValueError("need lease_duration > renew_deadline > 1.2 x retry_period")
+        return self
+
+
+class PackerSettings(LeaseSettings):
     """The CP-SAT packing fallback (``pack`` command and background packer).
 
     Environment: ``SCHEDULER_EXTENDER_PACKER__<FIELD>``, e.g.
@@ -114,13 +135,10 @@ class PackerSettings(BaseModel):
     min_improvement: int = Field(default=1, ge=1)  # pods gained at the first improved tier
     reservation_ttl: Duration = 120.0  # how long a plan holds its target nodes
     evictions_per_minute: float = Field(default=10.0, gt=0)
-    leader_elect: bool = True
     lease_name: str = "scheduler-extender-packer"
-    lease_namespace: str = ""  # empty: the pod's namespace in a cluster, else "default"
-    identity: str = ""  # empty: hostname and a random suffix
 
 
-class ControllerSettings(BaseModel):
+class ControllerSettings(LeaseSettings):
     """The AgentAutoscaler controller (``scheduler-extender controller``).
 
     Environment: ``SCHEDULER_EXTENDER_CONTROLLER__<FIELD>``, e.g.
@@ -136,21 +154,13 @@ class ControllerSettings(BaseModel):
     metrics_host: str = "127.0.0.1"  # /metrics, /healthz, /readyz
     metrics_port: int = Field(default=8080, ge=0, le=65535)
     with_extender: bool = False  # also serve the extender in this process (serve's settings)
-    leader_elect: bool = True
     lease_name: str = "scheduler-extender-controller"
-    lease_namespace: str = ""  # empty: the pod's namespace in a cluster, else "default"
-    lease_duration: int = Field(default=15, ge=2)  # seconds
-    renew_deadline: int = Field(default=10, ge=2)
-    retry_period: int = Field(default=2, ge=1)
-    identity: str = ""  # empty: hostname and a random suffix
     gpu_budget: int | None = Field(default=None, ge=0)  # GPUs all autoscaled agents share
     namespace_gpu_budgets: dict[str, int] = Field(default_factory=dict)  # per namespace
     request_timeout: Duration = 10.0  # per Kubernetes API call
 
     @model_validator(mode="after")
-    def _lease(self) -> ControllerSettings:
-        if not self.lease_duration > self.renew_deadline > 1.2 * self.retry_period:
-            raise ValueError("need lease_duration > renew_deadline > 1.2 x retry_period")
+    def _budgets(self) -> ControllerSettings:
         if any(budget < 0 for budget in self.namespace_gpu_budgets.values()):
             raise ValueError("GPU budgets must not be negative")
         return self

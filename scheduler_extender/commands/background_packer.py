@@ -9,11 +9,8 @@ snapshots); only the replica holding the Lease plans, reserves and evicts.
 from __future__ import annotations
 
 import logging
-import socket
 import threading
-import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
 from kubernetes import client
 from prometheus_client import CollectorRegistry
@@ -28,8 +25,6 @@ from scheduler_extender.domain.packing.solver import SolveOptions
 from scheduler_extender.service.packer import Packer, PackerConfig
 
 log = logging.getLogger(__name__)
-
-SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
 @dataclass
@@ -64,7 +59,7 @@ def build_background_packer(
     cfg = settings.packer
     if not cfg.enabled:
         return None
-    identity = cfg.identity or f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
+    lease = LeaseConfig.of(cfg)
     config = PackerConfig(
         scheduler_name=settings.scheduler_name,
         policy=PackingPolicy(
@@ -84,17 +79,12 @@ def build_background_packer(
     )
     packer = Packer(
         CacheObjects(cache),
-        KubePackerApi(api, instance=identity),
+        KubePackerApi(api, instance=lease.identity),
         config,
         PackerMetrics(registry),
     )
     elector = None
     if cfg.leader_elect:
-        lease = LeaseConfig(
-            name=cfg.lease_name,
-            namespace=cfg.lease_namespace or _own_namespace(),
-            identity=identity,
-        )
         elector = LeaderElector(api, lease, lambda term: packer.lead(term, cfg.interval))
     log.info(
         "background packer enabled (%s, leader election %s)",
@@ -102,10 +92,3 @@ def build_background_packer(
         "on" if cfg.leader_elect else "off",
     )
     return BackgroundPacker(packer, elector, cfg.interval, threading.Event())
-
-
-def _own_namespace() -> str:
-    try:
-        return SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or "default"
-    except OSError:
-        return "default"

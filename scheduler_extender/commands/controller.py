@@ -11,10 +11,8 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -47,7 +45,6 @@ from scheduler_extender.service.autoscaler import AutoscalerController, BudgetCo
 log = logging.getLogger(__name__)
 
 FLAGS = ["kubeconfig", "host", "port"]
-SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
 def add_parser(subparsers: Any) -> None:
@@ -180,7 +177,7 @@ class Controller:
 
 def build(settings: Settings, api: client.ApiClient) -> Controller:
     cfg = settings.controller
-    identity = cfg.identity or f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
+    lease = LeaseConfig.of(cfg)
     metrics = AutoscalerMetrics()
     store = KubeAutoscalerStore(api, namespace=cfg.namespace, timeout=cfg.request_timeout)
     prometheus = settings.prometheus
@@ -203,7 +200,7 @@ def build(settings: Settings, api: client.ApiClient) -> Controller:
             api, gpu_resource=settings.gpu_resource, timeout=cfg.request_timeout
         ),
         conflicts=KubeHpaConflicts(api, timeout=cfg.request_timeout),
-        events=KubeEventRecorder(api, instance=identity),
+        events=KubeEventRecorder(api, instance=lease.identity),
         forecaster=forecaster,
         metrics=metrics,
         budgets=BudgetConfig(cfg.gpu_budget, dict(cfg.namespace_gpu_budgets)),
@@ -214,14 +211,6 @@ def build(settings: Settings, api: client.ApiClient) -> Controller:
         controller, AutoscalerWatch(store, controller.kick), metrics, None, cfg.sync_interval
     )
     if cfg.leader_elect:
-        lease = LeaseConfig(
-            name=cfg.lease_name,
-            namespace=cfg.lease_namespace or _own_namespace(),
-            identity=identity,
-            lease_duration=cfg.lease_duration,
-            renew_deadline=cfg.renew_deadline,
-            retry_period=cfg.retry_period,
-        )
         runner.elector = LeaderElector(
             api,
             lease,
@@ -229,13 +218,6 @@ def build(settings: Settings, api: client.ApiClient) -> Controller:
             on_change=lambda leading: metrics.leader.set(1 if leading else 0),
         )
     return runner
-
-
-def _own_namespace() -> str:
-    try:
-        return SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or "default"
-    except OSError:
-        return "default"
 
 
 @contextmanager

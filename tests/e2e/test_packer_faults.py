@@ -69,7 +69,7 @@ from tests.support.figures import record
 LOWS = ("low-a", "low-b", "low-c", "low-d")
 TRAINERS = ("trainer-0", "trainer-1")
 EVICTIONS_PER_MINUTE = 3  # one eviction every 20 s: the window to kill the executor in
-# The packer's Lease is not configurable: LeaseConfig's defaults (adapters/kube/leader.py).
+# The packer's Lease timing: LeaseSettings' defaults (config.py).
 LEASE_SECONDS = 15
 RETRY_SECONDS = 2
 # A standby notices the last renewal up to one retry period after it was made, then

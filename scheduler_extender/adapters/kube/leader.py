@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import datetime
 import logging
+import socket
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from kubernetes import client
@@ -23,24 +26,43 @@ from kubernetes.leaderelection import electionconfig, leaderelection
 from kubernetes.leaderelection.leaderelectionrecord import LeaderElectionRecord
 from kubernetes.leaderelection.resourcelock.leaselock import LeaseLock
 
+from scheduler_extender.config import LeaseSettings
+
 log = logging.getLogger(__name__)
+
+
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
 @dataclass(frozen=True, slots=True)
 class LeaseConfig:
+    """A component's Lease and identity, from its settings (validated there)."""
+
     name: str
     namespace: str
-    identity: str
-    lease_duration: int = 15  # seconds a standby waits after the last renewal it saw
-    renew_deadline: int = 10  # seconds the leader keeps trying to renew before giving up
-    retry_period: int = 2  # seconds between attempts
+    identity: str  # also the component's name in the Events it writes
+    lease_duration: int
+    renew_deadline: int
+    retry_period: int
 
-    def __post_init__(self) -> None:
-        # The client calls sys.exit() on these; refuse them with an exception instead.
-        if not self.lease_duration > self.renew_deadline > 1.2 * self.retry_period >= 1.2:
-            raise ValueError(
-                "leader election needs lease duration > renew deadline > 1.2 x retry period >= 1.2 s"
-            )
+    @staticmethod
+    def of(settings: LeaseSettings) -> LeaseConfig:
+        return LeaseConfig(
+            name=settings.lease_name,
+            namespace=settings.lease_namespace or own_namespace(),
+            identity=settings.identity or f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}",
+            lease_duration=settings.lease_duration,
+            renew_deadline=settings.renew_deadline,
+            retry_period=settings.retry_period,
+        )
+
+
+def own_namespace() -> str:
+    """The pod's namespace in a cluster, else "default"."""
+    try:
+        return SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or "default"
+    except OSError:
+        return "default"
 
 
 class _StoppedError(Exception):
