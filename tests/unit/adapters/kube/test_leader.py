@@ -25,7 +25,8 @@ def test_the_lease_comes_from_the_settings_with_an_identity_and_a_namespace() ->
     assert lease.name == "scheduler-extender-packer"
     assert lease.namespace == "default"  # outside a cluster
     assert (lease.lease_duration, lease.renew_deadline, lease.retry_period) == (15, 10, 2)
-    assert lease.identity and lease.identity != LeaseConfig.of(PackerSettings()).identity
+    assert lease.identity
+    assert lease.identity != LeaseConfig.of(PackerSettings()).identity
 
     named = LeaseConfig.of(ControllerSettings(identity="me", lease_namespace="ops"))
     assert (named.name, named.namespace, named.identity) == (
