@@ -9,14 +9,17 @@ snapshots); only the replica holding the Lease plans, reserves and evicts.
 from __future__ import annotations
 
 import logging
-import threading
-from dataclasses import dataclass
 
 from kubernetes import client
 from prometheus_client import CollectorRegistry
 
 from scheduler_extender.adapters.kube.cache import ClusterCache
-from scheduler_extender.adapters.kube.leader import LeaderElector, LeaseConfig
+from scheduler_extender.adapters.kube.leader import (
+    LeaderElector,
+    LeaseConfig,
+    Unelected,
+    leadership,
+)
 from scheduler_extender.adapters.packer.kube import CacheObjects, KubePackerApi
 from scheduler_extender.adapters.packer.metrics import PackerMetrics
 from scheduler_extender.config import Settings
@@ -27,35 +30,10 @@ from scheduler_extender.service.packer import Packer, PackerConfig
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class BackgroundPacker:
-    packer: Packer
-    elector: LeaderElector | None
-    interval: float
-    _stop: threading.Event
-    _thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        if self.elector is not None:
-            self.elector.start()
-            return
-        self._thread = threading.Thread(
-            target=self.packer.lead, args=(self._stop, self.interval), name="packer", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self.elector is not None:
-            self.elector.stop()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-
-
 def build_background_packer(
     settings: Settings, api: client.ApiClient, cache: ClusterCache, registry: CollectorRegistry
-) -> BackgroundPacker | None:
-    """The packer, not started yet; its metrics go to ``registry``. None when disabled."""
+) -> LeaderElector | Unelected | None:
+    """Who runs the packer (not started yet); its metrics go to ``registry``. None when disabled."""
     cfg = settings.packer
     if not cfg.enabled:
         return None
@@ -83,12 +61,15 @@ def build_background_packer(
         config,
         PackerMetrics(registry),
     )
-    elector = None
-    if cfg.leader_elect:
-        elector = LeaderElector(api, lease, lambda term: packer.lead(term, cfg.interval))
+    runner = leadership(
+        api,
+        lease if cfg.leader_elect else None,
+        lambda term: packer.lead(term, cfg.interval),
+        name="packer",
+    )
     log.info(
         "background packer enabled (%s, leader election %s)",
         "dry run" if cfg.dry_run else "acting",
         "on" if cfg.leader_elect else "off",
     )
-    return BackgroundPacker(packer, elector, cfg.interval, threading.Event())
+    return runner

@@ -33,12 +33,18 @@ from scheduler_extender.adapters.autoscaler.forecast import (
 from scheduler_extender.adapters.autoscaler.metrics import AutoscalerMetrics
 from scheduler_extender.adapters.autoscaler.scale import KubeScaleClient
 from scheduler_extender.adapters.autoscaler.store import AutoscalerWatch, KubeAutoscalerStore
-from scheduler_extender.adapters.kube.leader import LeaderElector, LeaseConfig
+from scheduler_extender.adapters.kube.leader import (
+    LeaderElector,
+    LeaseConfig,
+    Unelected,
+    leadership,
+)
 from scheduler_extender.adapters.prometheus.client import PrometheusClient
 from scheduler_extender.adapters.prometheus.wiring import client_options
 from scheduler_extender.api.health import ProbeServer
 from scheduler_extender.commands import serve
 from scheduler_extender.commands.common import fail, kube_client
+from scheduler_extender.commands.runnables import Manager
 from scheduler_extender.config import Settings
 from scheduler_extender.service.autoscaler import AutoscalerController, BudgetConfig
 
@@ -125,10 +131,8 @@ class Controller:
     controller: AutoscalerController
     watch: AutoscalerWatch
     metrics: AutoscalerMetrics
-    elector: LeaderElector | None
     interval: float
-    _term: threading.Event | None = None
-    _thread: threading.Thread | None = None
+    leadership: LeaderElector | Unelected | None = None  # who runs ``lead``; set by ``build``
 
     def lead(self, term: threading.Event) -> None:
         """One leader term: watch and reconcile until it ends."""
@@ -140,26 +144,15 @@ class Controller:
 
     @property
     def leading(self) -> bool:
-        return self.elector is None or self.elector.leading
+        return self.leadership is not None and self.leadership.leading
 
     def start(self) -> None:
-        if self.elector is not None:
-            self.elector.start()
-            return
-        self.metrics.leader.set(1)
-        self._term = threading.Event()
-        self._thread = threading.Thread(
-            target=self.lead, args=(self._term,), name="autoscaler", daemon=True
-        )
-        self._thread.start()
+        assert self.leadership is not None, "built by build()"
+        self.leadership.start()
 
     def stop(self) -> None:
-        if self.elector is not None:
-            self.elector.stop()
-        if self._term is not None:
-            self._term.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10.0)
+        if self.leadership is not None:
+            self.leadership.stop()
 
     def live(self) -> tuple[bool, dict[str, Any]]:
         """Alive unless the leader's loop has stopped passing."""
@@ -208,15 +201,15 @@ def build(settings: Settings, api: client.ApiClient) -> Controller:
         may_act=lambda: runner.leading,
     )
     runner = Controller(
-        controller, AutoscalerWatch(store, controller.kick), metrics, None, cfg.sync_interval
+        controller, AutoscalerWatch(store, controller.kick), metrics, cfg.sync_interval
     )
-    if cfg.leader_elect:
-        runner.elector = LeaderElector(
-            api,
-            lease,
-            runner.lead,
-            on_change=lambda leading: metrics.leader.set(1 if leading else 0),
-        )
+    runner.leadership = leadership(
+        api,
+        lease if cfg.leader_elect else None,
+        runner.lead,
+        name="autoscaler",
+        on_change=lambda leading: metrics.leader.set(1 if leading else 0),
+    )
     return runner
 
 
@@ -252,23 +245,21 @@ def run(args: argparse.Namespace) -> int:
         )  # fmt: skip
     except OSError as exc:
         fail(f"cannot listen on {cfg.metrics_host}:{cfg.metrics_port}: {exc}")
-    probes.start()
-    controller.start()
-    log.info(
-        "AgentAutoscaler controller started (%s, every %gs; metrics on %s:%d)",
-        "leader-elected" if cfg.leader_elect else "no leader election",
-        cfg.sync_interval, cfg.metrics_host, probes.port,
-    )  # fmt: skip
+    parts = Manager()
+    parts.add("probes", probes)
+    parts.add("controller", controller)
     stop = threading.Event()
-    try:
+    with parts:
+        log.info(
+            "AgentAutoscaler controller started (%s, every %gs; metrics on %s:%d)",
+            "leader-elected" if cfg.leader_elect else "no leader election",
+            cfg.sync_interval, cfg.metrics_host, probes.port,
+        )  # fmt: skip
         with _stop_on_signals(stop):
             if cfg.with_extender:
                 # uvicorn re-raises the signal that stopped it once it has shut down;
-                # our handler takes it, so the Lease is still released below.
+                # our handler takes it, so the Lease is still released when parts stop.
                 args.settings = settings
                 return serve.run(args)
             stop.wait()
-        return 0
-    finally:
-        controller.stop()
-        probes.stop()
+    return 0

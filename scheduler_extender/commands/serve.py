@@ -28,6 +28,7 @@ from scheduler_extender.api.app import AppConfig, create_app, create_probe_app
 from scheduler_extender.api.oneshot import OneWriteHttpProtocol
 from scheduler_extender.commands.background_packer import build_background_packer
 from scheduler_extender.commands.common import kube_client
+from scheduler_extender.commands.runnables import Manager
 from scheduler_extender.config import Settings
 from scheduler_extender.domain.filtering import FilterRules
 from scheduler_extender.domain.popularity import (
@@ -87,6 +88,8 @@ class Service:
     binder: KubeBinder
     metrics: Metrics
     requeuer: Requeuer
+    # The background parts, in start order: the cache, the forecast, the packer.
+    parts: Manager
     forecast: PrometheusPopularity | None = None  # None: static popularity
 
 
@@ -125,6 +128,8 @@ def build(settings: Settings, api: client.ApiClient) -> Service:
         on_wait=lambda w: metrics.in_flight_waits.labels(w.settled).observe(w.seconds),
     )
 
+    parts = Manager()
+
     def cache_ready() -> tuple[bool, dict[str, Any]]:
         snapshot = cache.snapshot()
         stale = cache.staleness()
@@ -136,11 +141,15 @@ def build(settings: Settings, api: client.ApiClient) -> Service:
         max_body_bytes=settings.max_body_bytes,
         debug_endpoints=settings.debug_endpoints,
         agent_label=settings.agent_label,
-        readiness={"cache": cache_ready},
     )
+    parts.add("cache", cache, ready=cache_ready)
     if forecast is not None:
         # Informational only: without Prometheus, scoring falls back to neutral.
-        config.readiness["forecast"] = lambda: (True, forecast.status())
+        parts.add("forecast", forecast, ready=lambda: (True, forecast.status()))
+    packer = build_background_packer(settings, api, cache, metrics.registry)
+    if packer is not None:
+        parts.add("packer", packer)
+    config.readiness = parts.checks()
     requeuer = Requeuer(
         refusals,
         cache,
@@ -155,6 +164,7 @@ def build(settings: Settings, api: client.ApiClient) -> Service:
         binder,
         metrics,
         requeuer,
+        parts,
         forecast,
     )
 
@@ -212,24 +222,12 @@ def run(args: argparse.Namespace) -> int:
     settings: Settings = args.settings
     api = kube_client(settings.kubeconfig)
     service = build(settings, api)
-    service.cache.start()
-    packer = build_background_packer(settings, api, service.cache, service.metrics.registry)
-    if packer is not None:
-        packer.start()
-    if service.forecast is not None:
-        service.forecast.start()
     log.info("serving the extender on %s:%d%s", settings.host, settings.port, settings.url_prefix)
     servers = [http_server(service.app, settings.host, settings.port, **tls_options(settings))]
     if settings.probe_port is not None:
         probe_host = settings.probe_host or settings.host
         log.info("serving probes and metrics on %s:%d", probe_host, settings.probe_port)
         servers.append(http_server(service.probe_app, probe_host, settings.probe_port))
-    try:
+    with service.parts:
         run_on_event_loop(_serve_all(servers, service))
-    finally:
-        if packer is not None:
-            packer.stop()
-        if service.forecast is not None:
-            service.forecast.stop()
-        service.cache.stop()
     return 0

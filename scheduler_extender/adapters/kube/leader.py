@@ -180,3 +180,45 @@ class LeaderElector:
 
     def _names(self) -> tuple[str, str, str]:
         return self._config.identity, self._config.namespace, self._config.name
+
+
+class Unelected:
+    """Leads at once and for as long as it runs: ``LeaderElector``'s stand-in without election."""
+
+    def __init__(self, lead: Callable[[threading.Event], None], *, name: str) -> None:
+        self._lead = lead
+        self._name = name
+        self._term = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def leading(self) -> bool:
+        return not self._term.is_set()  # until stopped
+
+    def start(self) -> None:
+        self._term = threading.Event()
+        self._thread = threading.Thread(
+            target=self._lead, args=(self._term,), name=self._name, daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._term.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+
+def leadership(
+    api: client.ApiClient,
+    lease: LeaseConfig | None,
+    lead: Callable[[threading.Event], None],
+    *,
+    name: str,
+    on_change: Callable[[bool], None] | None = None,
+) -> LeaderElector | Unelected:
+    """Who runs ``lead``: an elector on ``lease``, or (no lease) this process alone."""
+    if lease is None:
+        if on_change is not None:
+            on_change(True)
+        return Unelected(lead, name=name)
+    return LeaderElector(api, lease, lead, on_change=on_change)

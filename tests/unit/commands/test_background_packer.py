@@ -5,6 +5,7 @@ from __future__ import annotations
 from kubernetes import client
 from prometheus_client import CollectorRegistry
 
+from scheduler_extender.adapters.kube.leader import Unelected
 from scheduler_extender.commands.background_packer import build_background_packer
 from scheduler_extender.config import PackerSettings, Settings
 from scheduler_extender.domain.shared import SharedCluster
@@ -21,7 +22,7 @@ def test_an_enabled_packer_exports_its_metrics_into_the_service_registry() -> No
         settings, client.ApiClient(), SharedCluster(assume_timeout=30.0), registry
     )
     assert packer is not None
-    assert packer.elector is None
+    assert isinstance(packer, Unelected)  # leader_elect=False: no Lease
     assert {
         "scheduler_extender_packer_runs",
         "scheduler_extender_packer_solve_duration_seconds",

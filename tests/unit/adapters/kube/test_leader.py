@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
+from kubernetes import client
 from pydantic import ValidationError
 
-from scheduler_extender.adapters.kube.leader import LeaseConfig
+from scheduler_extender.adapters.kube.leader import LeaseConfig, Unelected, leadership
 from scheduler_extender.config import ControllerSettings, LeaseSettings, PackerSettings
 
 
@@ -34,3 +37,24 @@ def test_the_lease_comes_from_the_settings_with_an_identity_and_a_namespace() ->
         "ops",
         "me",
     )
+
+
+def test_without_election_the_process_leads_until_it_stops() -> None:
+    terms: list[threading.Event] = []
+    began = threading.Event()
+    changes: list[bool] = []
+
+    def lead(term: threading.Event) -> None:
+        terms.append(term)
+        began.set()
+        term.wait()
+
+    runner = leadership(client.ApiClient(), None, lead, name="test", on_change=changes.append)
+    assert isinstance(runner, Unelected)
+    assert changes == [True]
+    runner.start()
+    assert began.wait(5.0)
+    assert runner.leading
+    runner.stop(timeout=5.0)
+    assert terms[0].is_set()
+    assert not runner.leading
