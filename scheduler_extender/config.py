@@ -23,7 +23,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from scheduler_extender.domain.forecast.durations import parse_duration
 from scheduler_extender.domain.resources import DEFAULT_GPU_RESOURCE
-from scheduler_extender.domain.scoring.registry import DEFAULT_WEIGHTS, POLICIES
+from scheduler_extender.domain.scoring.registry import DEFAULT_WEIGHTS, check_weights
 
 
 class LogFormat(StrEnum):
@@ -225,11 +225,7 @@ class Settings(BaseSettings):
     @field_validator("score_weights")
     @classmethod
     def _weights(cls, value: dict[str, float]) -> dict[str, float]:
-        unknown = sorted(set(value) - set(POLICIES))
-        if unknown:
-            raise ValueError(f"unknown scoring policies {unknown}; known: {sorted(POLICIES)}")
-        if any(w < 0 for w in value.values()):
-            raise ValueError("scoring weights must not be negative")
+        check_weights(value)
         return value
 
     @field_validator("gpu_model_capacity")

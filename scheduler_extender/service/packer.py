@@ -78,12 +78,13 @@ class PackerConfig:
     scheduler_name: str
     policy: PackingPolicy
     options: SolveOptions
-    debounce: float = 5.0  # seconds pods must stay unschedulable before a solve
-    min_interval: float = 30.0  # seconds between two solves
-    min_improvement: int = 1  # more pods placed at the first tier that differs
-    dry_run: bool = True
-    reservation_ttl: float = 120.0  # seconds a plan holds its nodes
-    eviction_interval: float = 6.0  # seconds between two evictions
+    # From PackerSettings (config.py), where the defaults are.
+    debounce: float  # seconds pods must stay unschedulable before a solve
+    min_interval: float  # seconds between two solves
+    min_improvement: int  # more pods placed at the first tier that differs
+    dry_run: bool
+    reservation_ttl: float  # seconds a plan holds its nodes
+    eviction_interval: float  # seconds between two evictions
 
 
 class Packer:

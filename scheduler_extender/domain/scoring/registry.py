@@ -31,6 +31,15 @@ class UnknownPolicyError(ValueError):
     pass
 
 
+def check_weights(weights: Mapping[str, float]) -> None:
+    """Raises ValueError unless every policy named is registered and no weight is negative."""
+    unknown = sorted(set(weights) - set(POLICIES))
+    if unknown:
+        raise UnknownPolicyError(f"unknown scoring policies {unknown}; known: {sorted(POLICIES)}")
+    if any(w < 0 for w in weights.values()):
+        raise ValueError("scoring weights must not be negative")
+
+
 @dataclass(frozen=True, slots=True)
 class ScoreTable:
     """Scores of candidate nodes, in the order asked."""
@@ -52,11 +61,7 @@ class Scorer:
 
     @staticmethod
     def from_weights(weights: Mapping[str, float], capacity: GpuCapacity = UNIFORM_GPUS) -> Scorer:
-        unknown = sorted(set(weights) - set(POLICIES))
-        if unknown:
-            raise UnknownPolicyError(
-                f"unknown scoring policies {unknown}; known: {sorted(POLICIES)}"
-            )
+        check_weights(weights)
         chosen = tuple((POLICIES[name](capacity), w) for name, w in weights.items() if w > 0)
         return Scorer(chosen)
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
+from scheduler_extender.config import Settings
 from scheduler_extender.domain.cluster import ClusterState
 from scheduler_extender.domain.columns import IntArray
 from scheduler_extender.domain.popularity import NEUTRAL, Popularity
@@ -88,3 +90,12 @@ def test_scorer_combines_weights_into_0_to_10() -> None:
 def test_unknown_policy_names_are_rejected() -> None:
     with pytest.raises(UnknownPolicyError, match="nope"):
         Scorer.from_weights({"nope": 1.0})
+
+
+def test_the_settings_check_weights_as_the_scorer_does() -> None:
+    with pytest.raises(ValueError, match="negative"):
+        Scorer.from_weights({"popularity": -1.0})
+    with pytest.raises(ValidationError, match="negative"):
+        Settings(score_weights={"popularity": -1.0})
+    with pytest.raises(ValidationError, match="unknown scoring policies"):
+        Settings(score_weights={"nope": 1.0})

@@ -100,6 +100,7 @@ def packer(
         options=SolveOptions(time_limit=2.0, workers=1),
         debounce=5.0,
         min_interval=30.0,
+        min_improvement=1,
         dry_run=dry_run,
         reservation_ttl=120.0,
         eviction_interval=6.0,
