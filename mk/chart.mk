@@ -24,3 +24,7 @@ chart-lint: install ## helm lint --strict (default and ci/ values) and the chart
 .PHONY: dashboard-preview
 dashboard-preview: install ## PNG of the main dashboard from PROMETHEUS_URL (default 127.0.0.1:9090) into build/
 	$(RUN) python hack/dashboard_preview.py --prometheus $(PROMETHEUS_URL) --out $(PREVIEW)
+
+.PHONY: chart-schema
+chart-schema: install ## regenerate the settings maps of the chart's values.schema.json from config.py
+	$(RUN) python -m scheduler_extender.devcluster.chart_schema

@@ -16,11 +16,13 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from scheduler_extender.domain.forecast.durations import PATTERN as DURATION_PATTERN
 from scheduler_extender.domain.forecast.durations import parse_duration
 from scheduler_extender.domain.resources import DEFAULT_GPU_RESOURCE
 from scheduler_extender.domain.scoring.registry import DEFAULT_WEIGHTS, check_weights
@@ -36,7 +38,15 @@ def _seconds(value: object) -> object:
 
 
 # Seconds, or a Prometheus-style duration string such as "30s", "15m", "2d".
-Duration = Annotated[float, BeforeValidator(_seconds), Field(gt=0)]
+Duration = Annotated[
+    float,
+    BeforeValidator(_seconds),
+    Field(gt=0),
+    WithJsonSchema(
+        {"anyOf": [{"type": "number", "exclusiveMinimum": 0},
+                   {"type": "string", "pattern": DURATION_PATTERN}]}
+    ),
+]  # fmt: skip
 
 
 class PrometheusSettings(BaseModel):
@@ -97,12 +107,22 @@ class LeaseSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    leader_elect: bool = True
+    leader_elect: bool = Field(
+        default=True, description="Only the replica holding the Lease acts (keep on with standbys)."
+    )
     lease_name: str  # each component's own default
     lease_namespace: str = ""  # empty: the pod's namespace in a cluster, else "default"
-    lease_duration: int = Field(default=15, ge=2)  # seconds a standby waits after a renewal
-    renew_deadline: int = Field(default=10, ge=2)  # seconds the leader tries to renew
-    retry_period: int = Field(default=2, ge=1)  # seconds between attempts
+    lease_duration: int = Field(
+        default=15, ge=2, description="Seconds a standby waits after the last renewal it saw."
+    )
+    renew_deadline: int = Field(
+        default=10, ge=2, description="Seconds the leader keeps trying to renew before giving up."
+    )
+    retry_period: int = Field(
+        default=2,
+        ge=1,
+        description="Seconds between attempts (leaseDuration > renewDeadline > 1.2 x retryPeriod).",
+    )
     identity: str = ""  # empty: hostname and a random suffix
 
     @model_validator(mode="after")
@@ -122,19 +142,38 @@ class PackerSettings(LeaseSettings):
 
     model_config = ConfigDict(extra="forbid")
 
-    time_limit: Duration = 1.0  # per solve, model building included
-    workers: int = Field(default=2, ge=1, le=64)  # CP-SAT search workers
-    excluded_namespaces: list[str] = Field(default_factory=lambda: ["kube-system"])
-    movable_owner_kinds: list[str] = Field(default_factory=lambda: ["ReplicaSet", "StatefulSet"])
-    # The background packer inside ``serve`` (off unless enabled).
-    enabled: bool = False
-    dry_run: bool = True  # plan and record Events, never reserve or evict
-    interval: Duration = 5.0  # between two looks at unschedulable pods
-    debounce: Duration = 5.0  # pods must stay unschedulable this long before a solve
-    min_interval: Duration = 30.0  # between two solves
-    min_improvement: int = Field(default=1, ge=1)  # pods gained at the first improved tier
-    reservation_ttl: Duration = 120.0  # how long a plan holds its target nodes
-    evictions_per_minute: float = Field(default=10.0, gt=0)
+    time_limit: Duration = Field(default=1.0, description="Per solve, model building included.")
+    workers: int = Field(
+        default=2, ge=1, le=64, description="CP-SAT search workers (CPU cores a solve uses)."
+    )
+    excluded_namespaces: list[str] = Field(
+        default_factory=lambda: ["kube-system"],
+        description="Namespaces whose pods are never moved or evicted.",
+    )
+    movable_owner_kinds: list[str] = Field(
+        default_factory=lambda: ["ReplicaSet", "StatefulSet"],
+        description="Owner kinds whose pods may be moved (their controller recreates them).",
+    )
+    enabled: bool = Field(default=False, description="Run the background packer in the extender.")
+    dry_run: bool = Field(
+        default=True, description="Plan and record Events only: never reserve nodes or evict pods."
+    )
+    interval: Duration = Field(default=5.0, description="Between two looks at unschedulable pods.")
+    debounce: Duration = Field(
+        default=5.0, description="How long pods must stay unschedulable before a solve."
+    )
+    min_interval: Duration = Field(default=30.0, description="Between two solves.")
+    min_improvement: int = Field(
+        default=1,
+        ge=1,
+        description="Pods a plan must gain at the first improved priority tier to be acted on.",
+    )
+    reservation_ttl: Duration = Field(
+        default=120.0, description="How long a plan holds its target nodes for the pods it places."
+    )
+    evictions_per_minute: float = Field(
+        default=10.0, gt=0, description="Rate limit of the plan's evictions."
+    )
     lease_name: str = "scheduler-extender-packer"
 
 
@@ -179,8 +218,10 @@ class Settings(BaseSettings):
     probe_port: int | None = Field(default=None, ge=0, le=65535)  # plain HTTP probes + metrics
     probe_host: str | None = None  # where the probe server listens; None: ``host``
     url_prefix: str = "/scheduler"
-    max_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
-    debug_endpoints: bool = False
+    max_body_bytes: int = Field(
+        default=16 * 1024 * 1024, gt=0, description="Largest request body accepted."
+    )
+    debug_endpoints: bool = Field(default=False, description="Serve /debug/scores.")
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     tls_client_ca_file: Path | None = None  # set: client certificates are required
@@ -188,26 +229,60 @@ class Settings(BaseSettings):
     # -- Kubernetes
     kubeconfig: Path | None = None  # None: in-cluster configuration
     scheduler_name: str = "gpu-scheduler"
-    gpu_resource: str = DEFAULT_GPU_RESOURCE
-    agent_label: str = "scheduler-extender.io/agent"
-    assume_timeout_seconds: float = Field(default=30.0, gt=0)
-    max_cache_staleness_seconds: float = Field(default=30.0, gt=0)
-    # How long a filter waits for the bind of the pod filtered before it (service/inflight.py);
-    # below kube-scheduler's httpTimeout for the extender (5 s in deploy/scheduler-config.yaml).
-    in_flight_wait_seconds: float = Field(default=3.0, ge=0)
-    # How long after refusing a pod the extender asks kube-scheduler to retry it once a
-    # refused node would pass, in case kube-scheduler's retry outran our watch
-    # (service/requeue.py); 0: never.
-    requeue_window_seconds: float = Field(default=2.0, ge=0)
-    watch_backoff_max_seconds: float = Field(default=30.0, gt=0)
+    gpu_resource: str = Field(
+        default=DEFAULT_GPU_RESOURCE, min_length=1, description="The extended resource of a GPU."
+    )
+    agent_label: str = Field(
+        default="scheduler-extender.io/agent",
+        min_length=1,
+        description="Pod label whose value names the agent a pod serves.",
+    )
+    assume_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long a bound pod is assumed before a watch event confirms it.",
+    )
+    max_cache_staleness_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long a broken watch may lag before the extender refuses to decide.",
+    )
+    # service/inflight.py; below kube-scheduler's httpTimeout for the extender (5 s in
+    # deploy/scheduler-config.yaml).
+    in_flight_wait_seconds: float = Field(
+        default=3.0,
+        ge=0,
+        description="How long a filter waits for the bind of the pod filtered before it.",
+    )
+    # service/requeue.py: kube-scheduler's retry can outrun our watch.
+    requeue_window_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        description="How long after a refusal the extender asks kube-scheduler to retry the pod "
+        "once a refused node would pass; 0: never.",
+    )
+    watch_backoff_max_seconds: float = Field(
+        default=30.0, gt=0, description="Longest wait between watch retries."
+    )
 
     # -- policy
-    score_weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
-    max_agent_replicas_per_node: int = Field(default=0, ge=0)
-    # GPU model (label nvidia.com/gpu.product) -> what one of its GPUs serves, relative to the
-    # others; models not listed count 1.0 (domain/popularity.py, GpuCapacity).
-    gpu_model_capacity: dict[str, float] = Field(default_factory=dict)
-    static_popularity: dict[str, float] = Field(default_factory=dict)
+    score_weights: dict[str, Annotated[float, Field(ge=0)]] = Field(
+        default_factory=lambda: dict(DEFAULT_WEIGHTS),
+        description="Scoring policy -> weight (not negative).",
+    )
+    max_agent_replicas_per_node: int = Field(
+        default=0, ge=0, description="0: no limit on one agent's replicas per node."
+    )
+    # domain/popularity.py, GpuCapacity.
+    gpu_model_capacity: dict[str, Annotated[float, Field(gt=0)]] = Field(
+        default_factory=dict,
+        description="GPU model (label nvidia.com/gpu.product) -> what one of its GPUs serves "
+        "relative to others; unlisted models count 1.0.",
+    )
+    static_popularity: dict[str, float] = Field(
+        default_factory=dict,
+        description="Agent -> popularity used when no forecast is available.",
+    )
     prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
     packer: PackerSettings = Field(default_factory=PackerSettings)
     controller: ControllerSettings = Field(default_factory=ControllerSettings)

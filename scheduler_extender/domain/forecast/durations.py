@@ -18,6 +18,8 @@ _UNITS = {
     "y": 365 * 86400.0,
 }
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
+# The whole syntax, for JSON schemas (the Helm chart's values).
+PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d|w|y))+$"
 
 
 def parse_duration(text: str) -> float:

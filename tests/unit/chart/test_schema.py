@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from scheduler_extender.devcluster.chart_schema import generated, render
 from tests.unit.chart.conftest import CHART, CI_VALUES, run_helm, template_args
 
 SCHEMA = json.loads((CHART / "values.schema.json").read_text())
@@ -122,3 +123,8 @@ def test_ci_values_are_valid(helm: Path, values: Path) -> None:
     args = template_args(values=[values], api_versions=["cert-manager.io/v1"])
     result = run_helm(helm, *args, check=False)
     assert "values don't meet the specifications" not in result.stderr, result.stderr
+
+
+def test_the_settings_maps_are_generated_from_the_settings_models() -> None:
+    """Run ``make chart-schema`` after changing a setting in config.py."""
+    assert render(generated(SCHEMA)) == (CHART / "values.schema.json").read_text()

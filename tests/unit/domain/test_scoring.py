@@ -95,7 +95,7 @@ def test_unknown_policy_names_are_rejected() -> None:
 def test_the_settings_check_weights_as_the_scorer_does() -> None:
     with pytest.raises(ValueError, match="negative"):
         Scorer.from_weights({"popularity": -1.0})
-    with pytest.raises(ValidationError, match="negative"):
+    with pytest.raises(ValidationError, match="greater than or equal to 0"):
         Settings(score_weights={"popularity": -1.0})
     with pytest.raises(ValidationError, match="unknown scoring policies"):
         Settings(score_weights={"nope": 1.0})
