@@ -19,7 +19,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from scheduler_extender.domain.forecast.durations import parse_duration
 from scheduler_extender.domain.resources import DEFAULT_GPU_RESOURCE
@@ -37,6 +37,19 @@ def _seconds(value: object) -> object:
 
 # Seconds, or a Prometheus-style duration string such as "30s", "15m", "2d".
 Duration = Annotated[float, BeforeValidator(_seconds), Field(gt=0)]
+
+
+def _season_list(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",")]
+    return [value] if isinstance(value, int | float) else value
+
+
+# One or several seasons: "1d", "1d,7d", 86400 or a list; each agent gets the one whose
+# backtest is best. NoDecode: the environment gives "1d,7d", not JSON.
+Seasons = Annotated[
+    tuple[Duration, ...], NoDecode, BeforeValidator(_season_list), Field(min_length=1)
+]
 
 
 class PrometheusSettings(BaseModel):
@@ -67,7 +80,7 @@ class PrometheusSettings(BaseModel):
     step: Duration = 60.0
     max_age: Duration = 600.0  # then popularity turns neutral
     horizon: Duration = 900.0
-    season: Duration = 86400.0
+    season: Seasons = (86400.0,)
     quantile: float = Field(default=0.9, gt=0, lt=1)
     correction_factor: float = Field(default=2.0, ge=1)
     metrics_top_agents: int = Field(default=10, ge=0, le=1000)  # agents with their own label
@@ -89,6 +102,8 @@ class PrometheusSettings(BaseModel):
             raise ValueError("key_file needs cert_file")
         if self.horizon < self.step or self.history < 2 * self.step:
             raise ValueError("horizon must be at least one step and history at least two")
+        if len(set(self.season)) != len(self.season) or min(self.season) < 2 * self.step:
+            raise ValueError("seasons must differ and each be at least two steps")
         return self
 
 
@@ -125,7 +140,8 @@ class ControllerSettings(BaseModel):
 
     Environment: ``SCHEDULER_EXTENDER_CONTROLLER__<FIELD>``, e.g.
     ``SCHEDULER_EXTENDER_CONTROLLER__SYNC_INTERVAL=15s``. It reads request
-    rates with the ``prometheus`` settings (url, query, step, season, history).
+    rates with the ``prometheus`` settings (url, query, step, season, history, horizon,
+    quantile) through the same forecast service as the extender.
     """
 
     model_config = ConfigDict(extra="forbid")

@@ -27,18 +27,14 @@ from pydantic import ValidationError
 
 from scheduler_extender.adapters.autoscaler.conflicts import KubeHpaConflicts
 from scheduler_extender.adapters.autoscaler.events import KubeEventRecorder
-from scheduler_extender.adapters.autoscaler.forecast import (
-    ForecastConfig,
-    ModelLoadForecaster,
-    PrometheusRates,
-)
+from scheduler_extender.adapters.autoscaler.forecast import ModelLoadForecaster
 from scheduler_extender.adapters.autoscaler.http import ProbeServer
 from scheduler_extender.adapters.autoscaler.leader import LeaderElector, LeaseConfig
 from scheduler_extender.adapters.autoscaler.metrics import AutoscalerMetrics
 from scheduler_extender.adapters.autoscaler.scale import KubeScaleClient
 from scheduler_extender.adapters.autoscaler.store import AutoscalerWatch, KubeAutoscalerStore
-from scheduler_extender.adapters.prometheus.client import PrometheusClient
-from scheduler_extender.adapters.prometheus.wiring import client_options
+from scheduler_extender.adapters.prometheus.forecasting import ForecastService
+from scheduler_extender.adapters.prometheus.wiring import forecast_service
 from scheduler_extender.commands import serve
 from scheduler_extender.commands.common import fail, kube_client
 from scheduler_extender.config import Settings
@@ -130,6 +126,7 @@ class Controller:
     metrics: AutoscalerMetrics
     elector: LeaderElector | None
     interval: float
+    forecasts: ForecastService  # shared with the extender under --with-extender
     _term: threading.Event | None = None
     _thread: threading.Thread | None = None
 
@@ -183,20 +180,8 @@ def build(settings: Settings, api: client.ApiClient) -> Controller:
     identity = cfg.identity or f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
     metrics = AutoscalerMetrics()
     store = KubeAutoscalerStore(api, namespace=cfg.namespace, timeout=cfg.request_timeout)
-    prometheus = settings.prometheus
-    forecaster = ModelLoadForecaster(
-        PrometheusRates(
-            PrometheusClient(client_options(prometheus)),
-            query=prometheus.query,
-            agent_label=prometheus.agent_label,
-        ),
-        ForecastConfig(
-            step=prometheus.step,
-            season=prometheus.season,
-            history=prometheus.history,
-            refresh=cfg.forecast_refresh,
-        ),
-    )
+    forecasts = forecast_service(settings.prometheus)
+    forecaster = ModelLoadForecaster(forecasts, refresh=cfg.forecast_refresh)
     controller = AutoscalerController(
         store=store,
         scales=KubeScaleClient(
@@ -211,7 +196,12 @@ def build(settings: Settings, api: client.ApiClient) -> Controller:
         may_act=lambda: runner.leading,
     )
     runner = Controller(
-        controller, AutoscalerWatch(store, controller.kick), metrics, None, cfg.sync_interval
+        controller,
+        AutoscalerWatch(store, controller.kick),
+        metrics,
+        None,
+        cfg.sync_interval,
+        forecasts,
     )
     if cfg.leader_elect:
         lease = LeaseConfig(
@@ -283,10 +273,12 @@ def run(args: argparse.Namespace) -> int:
             if cfg.with_extender:
                 # uvicorn re-raises the signal that stopped it once it has shut down;
                 # our handler takes it, so the Lease is still released below.
+                # One forecast service: the extender and the controller agree on every agent.
                 args.settings = settings
-                return serve.run(args)
+                return serve.run(args, forecast_service=controller.forecasts)
             stop.wait()
         return 0
     finally:
         controller.stop()
+        controller.forecasts.close()
         probes.stop()
