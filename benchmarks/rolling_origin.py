@@ -17,6 +17,7 @@ reported figure the mean over agents.
 from __future__ import annotations
 
 import csv
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -85,6 +86,11 @@ class Scores:
     covered: int = 0
     scored: int = 0
     covered_by_zero: int = 0  # targets a bound of 0 would already cover (actual 0)
+    # The same split by the forecast (not by the outcome, which would bias it): where
+    # the bound is 0 every actual 0 is covered whatever the model, so calibration
+    # shows where the bound is positive.
+    covered_positive: int = 0
+    scored_positive: int = 0
     seconds: list[float] = field(default_factory=list)  # per forecast() call
     agents_per_call: int = 0
     statuses: dict[str, int] = field(default_factory=dict)
@@ -99,6 +105,11 @@ class Scores:
     @property
     def coverage(self) -> float:
         return self.covered / self.scored
+
+    @property
+    def coverage_positive(self) -> float:
+        """Coverage where the upper bound is above 0 (NaN: no such bound)."""
+        return self.covered_positive / self.scored_positive if self.scored_positive else math.nan
 
     @property
     def ms_per_agent(self) -> float:
@@ -153,7 +164,10 @@ def evaluate(case: Case, *, season: float = 86400.0, quantile: float = 0.9) -> S
             for name, guess in baselines.items():
                 scores.add(f.agent, name, _mae(truth, guess) / scale[row])
             upper = np.array(f.upper)
-            scores.covered += int(np.sum(truth <= upper + 1e-9))
+            hit = truth <= upper + 1e-9
+            scores.covered += int(np.sum(hit))
+            scores.covered_positive += int(np.sum(hit[upper > 0]))
+            scores.scored_positive += int(np.sum(upper > 0))
             scores.covered_by_zero += int(np.sum(truth == 0))
             scores.scored += h
     return scores
