@@ -346,9 +346,13 @@ def other_steps(traces: Traces) -> str:
             "",
             table,
             "",
-            "The last column of coverage is the share of actual values that are 0: any "
-            "bound covers those, so on the GenAI trace, where most models get no request "
-            "in most steps, pooled coverage cannot fall to 0.95 whatever the bound.",
+            "Coverage, all points: its floor is the share of actual values that are 0, "
+            "which any bound covers; where most agents get no request in most steps (the "
+            "GenAI trace) that floor can lie above the band, and then no bound can bring "
+            "pooled coverage into it. Coverage where the bound > 0 splits "
+            "the points by the forecast (never by the outcome: dropping actual zeros would "
+            "drop the points a bound covers for sure): it shows whether the bound is "
+            "calibrated where it says anything.",
         ]
     )
 

@@ -102,6 +102,11 @@ class Scores:
         per_agent = [np.mean(e[name]) for e in self.errors.values() if name in e]
         return float(np.mean(per_agent))
 
+    def median_mase(self, name: str) -> float:
+        """The typical agent's MASE: the mean can be carried by a few agents (a regime shift)."""
+        per_agent = [np.mean(e[name]) for e in self.errors.values() if name in e]
+        return float(np.median(per_agent))
+
     @property
     def coverage(self) -> float:
         return self.covered / self.scored
@@ -187,9 +192,9 @@ def report(cases: list[Case], *, target_ratio: float, coverage: tuple[float, flo
     """
     band = f"{coverage[0]}-{coverage[1]}"
     lines = [
-        "| data, step, horizon | origins | forecaster MASE | naive | seasonal naive (1 d) | "
-        f"day mean | ratio to best baseline | verdict (ratio <= {target_ratio}; "
-        f"synthetic also MASE as the 1-minute target) | coverage q=0.9, all points "
+        "| data, step, horizon | origins | forecaster MASE (median over agents) | naive | seasonal naive (1 d) | "
+        f"day mean | ratio to best baseline | verdict (GenAI: ratio <= {target_ratio}; "
+        f"synthetic: MASE as the 1-minute target) | coverage q=0.9, all points "
         f"(target {band}; floor: share of actual 0) | coverage where the bound > 0 "
         f"(share of points) | ms per agent per refresh |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -204,12 +209,15 @@ def report(cases: list[Case], *, target_ratio: float, coverage: tuple[float, flo
         base = {name: s.mase(name) for name in BASELINES}
         mase = s.mase("forecaster")
         ratio = mase / min(base.values())
-        met = f"ratio: {verdict(ratio <= target_ratio)}"
-        if case.mase_target is not None:
-            met += f"; MASE <= {case.mase_target}: {verdict(mase <= case.mase_target)}"
+        met = (
+            verdict(ratio <= target_ratio)
+            if case.mase_target is None
+            else f"MASE <= {case.mase_target}: {verdict(mase <= case.mase_target)}"
+        )
         positive = s.coverage_positive
         lines.append(
-            f"| {case.name} | {len(s.seconds)} | {mase:.3f} | "
+            f"| {case.name} | {len(s.seconds)} | {mase:.3f} "
+            f"({s.median_mase('forecaster'):.3f}) | "
             + " | ".join(f"{base[n]:.3f}" for n in BASELINES)
             + f" | {ratio:.2f} | {met} | {s.coverage:.3f} "
             f"({verdict(coverage[0] <= s.coverage <= coverage[1])}; "
