@@ -389,17 +389,28 @@ def _fit_group(
     steps = np.arange(1, horizon + 1)
     columns = np.arange(agents)
 
-    def candidates(errors: FloatArray, origins: IntArray) -> _Candidates:
-        """Forecasts from absolute ``origins``, parameters chosen by ``errors``."""
-        out = np.empty((len(CANDIDATES), origins.size, horizon, agents))
+    def candidates(
+        errors: FloatArray, origins: IntArray, same_origins: _Candidates | None = None
+    ) -> _Candidates:
+        """Forecasts from absolute ``origins``, parameters chosen by ``errors``.
+
+        ``same_origins``: candidates from the same origins, whose models without
+        parameters (naive, seasonal naive, the medians) are copied, not recomputed.
+        """
         targets = origins[:, None] + steps[None, :]  # (origins, horizon)
-        out[CANDIDATES.index(Model.NAIVE)] = values[:, origins].T[:, None, :]
-        lagged = np.maximum(targets - season, 0)
-        out[CANDIDATES.index(Model.SEASONAL_NAIVE)] = values[:, lagged].transpose(1, 2, 0)
-        out[CANDIDATES.index(Model.MEDIAN)] = _trailing_median(values, origins, season)[:, None, :]
-        out[CANDIDATES.index(Model.SEASONAL_MEDIAN)] = _seasonal_median(
-            values, first, targets, season, settings.max_seasons
-        )
+        if same_origins is not None:
+            out = same_origins.values.copy()
+        else:
+            out = np.empty((len(CANDIDATES), origins.size, horizon, agents))
+            out[CANDIDATES.index(Model.NAIVE)] = values[:, origins].T[:, None, :]
+            lagged = np.maximum(targets - season, 0)
+            out[CANDIDATES.index(Model.SEASONAL_NAIVE)] = values[:, lagged].transpose(1, 2, 0)
+            out[CANDIDATES.index(Model.MEDIAN)] = _trailing_median(values, origins, season)[
+                :, None, :
+            ]
+            out[CANDIDATES.index(Model.SEASONAL_MEDIAN)] = _seasonal_median(
+                values, first, targets, season, settings.max_seasons
+            )
         combos: dict[Model, IntArray] = {}
         recorded = origins - o0
         for model, (offset, ks) in families.items():
@@ -459,7 +470,7 @@ def _fit_group(
 
     # The live forecast: the same choices, made on both windows.
     both = np.arange(o0, n)
-    second_choice = candidates(run.window_errors[0] + run.window_errors[1], both)
+    second_choice = candidates(run.window_errors[0] + run.window_errors[1], both, first_choice)
     truth_b, known_b = actual(both, n)
     chosen_2 = choose(second_choice, truth_b, known_b)
     offsets_2 = offsets(second_choice, chosen_2, truth_b, known_b)
