@@ -4,7 +4,8 @@ The forecast itself (history query, model per agent, backtest, upper
 quantile) is ``adapters/prometheus/forecasting.ForecastService``, the one the
 extender's popularity loop uses, so the controller and the extender agree
 about every agent. History is read again once the last read is ``refresh``
-seconds old, or when an autoscaler names an agent it did not hold. The
+seconds old, or when an autoscaler names an agent it did not hold and the
+grid has a newer point (see ``ForecastService.forecast``). The
 observed rate is read on every pass, because the reactive floor is only as
 quick as that reading.
 

@@ -142,22 +142,25 @@ class ForecastService:
         """Forecasts of every agent from the grid point at or before ``now`` (unix seconds).
 
         The last history read is reused when it is less than ``max_age``
-        seconds old and holds every one of ``agents``; otherwise history is
-        read again. Raises what the source raises, and then forgets the last
-        read (no consumer gets a forecast from an old read by accident).
+        seconds old and holds every one of ``agents``, or lacks some but the
+        grid has no newer point yet (an agent without traffic, asked for on
+        every pass, costs one read per step, not one per pass); otherwise
+        history is read again. Raises what the source raises, and then
+        forgets the last read (no consumer gets a forecast from an old read by
+        accident).
         """
         wanted_quantile = self.plan.quantile if quantile is None else quantile
+        step = self.plan.step
+        end = math.floor(now / step) * step  # a stable grid between reads
         with self._lock:
             self._reach = max(self._reach, horizon or 0.0)
             read = self._read
             if (
                 read is None
                 or not 0.0 <= now - read.at < max_age
-                or not set(agents) <= set(read.batch.agents)
+                or (not set(agents) <= set(read.batch.agents) and end > read.batch.end)
             ):
                 read = self._read = None
-                step = self.plan.step
-                end = math.floor(now / step) * step  # a stable grid between reads
                 batch = self.source.rate_history(start=end - self.plan.history, end=end, step=step)
                 read = self._read = _Read(batch, now)
             fit = read.fits.get(wanted_quantile)

@@ -98,9 +98,13 @@ def test_history_is_read_once_per_refresh_and_again_for_new_agents() -> None:
     model.outlooks({LLAMA}, NOW + 15)
     assert rates.history_reads == 1
     rates.agents["mistral"] = 0.0
-    model.outlooks({LLAMA, OutlookRequest("mistral", 600.0, 0.9)}, NOW + 30)
+    mistral = OutlookRequest("mistral", 600.0, 0.9)
+    # The grid's next point is the first that can show the new agent.
+    model.outlooks({LLAMA, mistral}, NOW + 30)
+    assert rates.history_reads == 1
+    model.outlooks({LLAMA, mistral}, NOW + STEP)
     assert rates.history_reads == 2
-    model.outlooks({LLAMA}, NOW + 95)
+    model.outlooks({LLAMA}, NOW + STEP + 65)  # the read is older than the refresh
     assert rates.history_reads == 3
 
 

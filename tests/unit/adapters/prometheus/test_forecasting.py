@@ -111,12 +111,15 @@ def test_a_read_is_reused_while_young_and_holding_every_agent_asked_for() -> Non
     first = service.forecast(NOW, max_age=60.0)
     assert service.forecast(NOW + 30, max_age=60.0) is first
     assert prometheus.range_calls == 1
-    service.forecast(NOW + 30, max_age=60.0, agents=["unknown"])
+    # An agent the read lacks is looked for again once the grid has a new point.
+    service.forecast(NOW + 30, max_age=120.0, agents=["unknown"])
+    assert prometheus.range_calls == 1
+    service.forecast(NOW + 60, max_age=120.0, agents=["unknown"])
     assert prometheus.range_calls == 2
-    service.forecast(NOW + 95, max_age=60.0)
+    service.forecast(NOW + 150, max_age=60.0)
     assert prometheus.range_calls == 3
     # Another quantile: the same read, another fit.
-    other = service.forecast(NOW + 95, max_age=60.0, quantile=0.5)
+    other = service.forecast(NOW + 150, max_age=60.0, quantile=0.5)
     assert prometheus.range_calls == 3
     assert other.forecasts.settings.quantile == 0.5
     service.close()
