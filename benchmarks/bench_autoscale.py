@@ -40,7 +40,10 @@ import numpy as np
 
 from benchmarks.common import machine, write_section
 from benchmarks.synthetic_traffic import DAY, Traces, generate
-from scheduler_extender.adapters.autoscaler.forecast import ForecastConfig, ModelLoadForecaster
+from scheduler_extender.adapters.autoscaler.forecast import ModelLoadForecaster
+from scheduler_extender.adapters.prometheus.forecasting import ForecastService
+from scheduler_extender.adapters.prometheus.wiring import forecast_plan
+from scheduler_extender.config import ControllerSettings, PrometheusSettings
 from scheduler_extender.domain.autoscaling.outlook import LoadOutlook, OutlookRequest
 from scheduler_extender.domain.autoscaling.policy import ScalingPolicy
 from scheduler_extender.domain.autoscaling.replicas import (
@@ -209,25 +212,25 @@ class TraceRates:
     def _minute(self, stamp: float) -> int:
         return int((stamp - self.start) // STEP) - 1  # the minute that ended at ``stamp``
 
-    def rate_history(
-        self, agents: Sequence[str], *, start: float, end: float, step: float
-    ) -> SeriesBatch:
+    def rate_history(self, *, start: float, end: float, step: float) -> SeriesBatch:
         end = min(end, math.floor(self.now / step) * step)
         points = round((end - start) / step) + 1
         first = self._minute(start)
-        rows = [self.traces.agents.index(a) for a in agents]
-        values = np.full((len(rows), points), np.nan)
+        values = np.full((len(self.traces.agents), points), np.nan)
         lo, hi = max(first, 0), first + points
-        values[:, lo - first :] = self.traces.rates[rows, lo:hi]
-        return SeriesBatch(tuple(agents), start, step, values)
+        values[:, lo - first :] = self.traces.rates[:, lo:hi]
+        return SeriesBatch(self.traces.agents, start, step, values)
 
-    def current_rates(self, agents: Sequence[str]) -> Mapping[str, float]:
+    def current_rates(self) -> Mapping[str, float]:
         minute = self._minute(math.floor(self.now / STEP) * STEP)
         rates = self.traces.rates[:, minute]
         return {
             a: float(rates[i]) for i, a in enumerate(self.traces.agents)
-            if a in agents and not math.isnan(rates[i])
+            if not math.isnan(rates[i])
         }  # fmt: skip
+
+    def close(self) -> None:
+        pass
 
 
 # -- one simulation --------------------------------------------------------------------------
@@ -267,8 +270,12 @@ def simulate(
     demand = np.nan_to_num(traces.rates)  # an agent that does not exist has no demand
     start = 1_800_000_000.0 - 1_800_000_000.0 % (DAY * STEP)  # midnight, so the day aligns
     source = TraceRates(traces, start)
+    # The service as the controller builds it, with the trace's step, season and history.
+    plan = forecast_plan(
+        PrometheusSettings(step=STEP, season=DAY * STEP, history=HISTORY_DAYS * DAY * STEP)
+    )
     forecaster = ModelLoadForecaster(
-        source, ForecastConfig(step=STEP, season=DAY * STEP, history=HISTORY_DAYS * DAY * STEP)
+        ForecastService(source, plan), refresh=ControllerSettings().forecast_refresh
     )
     agents = traces.agents
     first_tick = start + HISTORY_DAYS * DAY * STEP

@@ -20,9 +20,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
+import sys
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import orjson
@@ -39,6 +43,7 @@ HISTORY = 2 * DAY
 REFRESH_EVERY = 30  # minutes between evaluated refreshes
 QUANTILE = 0.9
 TARGET_MASE, TARGET_COVERAGE_POINTS, TARGET_MS = 0.8, 5.0, 5.0
+TARGET_FIRST_SECONDS = 60.0
 
 
 @dataclass
@@ -107,25 +112,34 @@ def evaluate(traces: Traces, settings: ForecastSettings) -> Result:
     return Result(scored, seconds, models, statuses, len(origins))
 
 
-def timing_only(agents: int, settings: ForecastSettings, repeats: int) -> list[float]:
+@dataclass
+class Timing:
+    """Seconds per agent per refresh, per repeat: wall clock, and this process's CPU time
+    (other jobs on a shared machine stretch the first, hardly the second)."""
+
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+
+
+def timing_only(agents: int, settings: ForecastSettings, repeats: int) -> Timing:
     traces = generate(agents=agents - agents // 10, rare_agents=agents // 10, seed=11)
     window = traces.rates[:, traces.minutes - HISTORY - 1 :]
     batch = SeriesBatch(traces.agents, 0.0, traces.step, window)
     forecast(batch, settings)  # warm-up
-    per_agent = []
+    timing = Timing()
     for _ in range(repeats):
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         forecast(batch, settings)
-        per_agent.append((time.perf_counter() - started) / len(traces.agents))
-    return per_agent
+        timing.wall.append((time.perf_counter() - started) / len(traces.agents))
+        timing.cpu.append((time.process_time() - cpu) / len(traces.agents))
+    return timing
 
 
-def decode_seconds(traces: Traces, repeats: int) -> list[float]:
-    """Decoding a query_range answer of two days for every agent, as the refresh loop does:
-    JSON (orjson), the matrix, and the grid. Per agent, per repeat."""
+def query_range_body(traces: Traces) -> bytes:
+    """The last two days of ``traces`` as Prometheus would answer the range query."""
     end = traces.minutes - 1
     window = traces.rates[:, end - HISTORY : end + 1]
-    body = orjson.dumps(
+    return orjson.dumps(
         {
             "status": "success",
             "data": {
@@ -142,6 +156,31 @@ def decode_seconds(traces: Traces, repeats: int) -> list[float]:
             },
         }
     )
+
+
+def first_forecast_seconds(agents: int) -> float:
+    """Wall time of a fresh process from start to its first forecast of ``agents`` agents
+    (``benchmarks/first_forecast.py``): interpreter, imports, decoding, fit."""
+    traces = generate(agents=agents - agents // 10, rare_agents=agents // 10, seed=11)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "history.json"
+        path.write_bytes(query_range_body(traces))
+        started = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-m", "benchmarks.first_forecast", str(path), str(60.0 * HISTORY)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        seconds = time.perf_counter() - started
+    assert int(done.stdout) == agents, done.stdout
+    return seconds
+
+
+def decode_seconds(traces: Traces, repeats: int) -> list[float]:
+    """Decoding a query_range answer of two days for every agent, as the refresh loop does:
+    JSON (orjson), the matrix, and the grid. Per agent, per repeat."""
+    body = query_range_body(traces)
     per_agent = []
     for _ in range(repeats):
         started = time.perf_counter()
@@ -152,7 +191,11 @@ def decode_seconds(traces: Traces, repeats: int) -> list[float]:
 
 
 def report(
-    traces: Traces, result: Result, scaling: dict[int, list[float]], decoding: list[float]
+    traces: Traces,
+    result: Result,
+    scaling: dict[int, Timing],
+    decoding: list[float],
+    first: float,
 ) -> str:
     agents = list(result.agents.values())
     mase = [a.mase for a in agents]
@@ -202,12 +245,20 @@ def report(
         f"({1000 * np.mean(result.seconds):.0f} ms per refresh) | < {TARGET_MS} ms "
         f"({verdict(mean_ms < TARGET_MS)}) |",
     ]
-    for count, values in scaling.items():
-        ms = [1000 * v for v in values]
+    for count, timing in scaling.items():
+        ms = [1000 * v for v in timing.wall]
+        cpu = 1000 * float(np.mean(timing.cpu))
         lines.append(
             f"| same, {count} agents (timing only) | {np.mean(ms):.2f} ms mean, "
-            f"{max(ms):.2f} ms max | < {TARGET_MS} ms ({verdict(np.mean(ms) < TARGET_MS)}) |"
+            f"{max(ms):.2f} ms max (CPU time {cpu:.2f} ms) | < {TARGET_MS} ms "
+            f"({verdict(np.mean(ms) < TARGET_MS)}; on CPU time {verdict(cpu < TARGET_MS)}) |"
         )
+    lines.append(
+        f"| first forecast after start, 1000 agents (a fresh process: imports, decoding "
+        f"the 2-day query_range answer, the fit; Prometheus's own answer time not included) "
+        f"| {first:.1f} s | <= {TARGET_FIRST_SECONDS:.0f} s "
+        f"({verdict(first <= TARGET_FIRST_SECONDS)}) |"
+    )
     decode_ms = [1000 * v for v in decoding]
     lines.append(
         f"| not in the target: decoding the query_range JSON per agent (2881 points) | "
@@ -245,7 +296,8 @@ def main() -> None:
     traces = generate()
     result = evaluate(traces, settings)
     scaling = {count: timing_only(count, settings, repeats=3) for count in (200, 1000)}
-    body = report(traces, result, scaling, decode_seconds(traces, repeats=3))
+    first = first_forecast_seconds(1000)
+    body = report(traces, result, scaling, decode_seconds(traces, repeats=3), first)
     print(body)
     steps = other_steps(traces)
     print(steps)
@@ -306,9 +358,13 @@ def other_steps(traces: Traces) -> str:
             "",
             table,
             "",
-            "The last column of coverage is the share of actual values that are 0: any "
-            "bound covers those, so on the GenAI trace, where most models get no request "
-            "in most steps, pooled coverage cannot fall to 0.95 whatever the bound.",
+            "Coverage, all points: its floor is the share of actual values that are 0, "
+            "which any bound covers; where most agents get no request in most steps (the "
+            "GenAI trace) that floor can lie above the band, and then no bound can bring "
+            "pooled coverage into it. Coverage where the bound > 0 splits "
+            "the points by the forecast (never by the outcome: dropping actual zeros would "
+            "drop the points a bound covers for sure): it shows whether the bound is "
+            "calibrated where it says anything.",
         ]
     )
 

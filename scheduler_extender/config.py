@@ -20,7 +20,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from scheduler_extender.domain.forecast.durations import PATTERN as DURATION_PATTERN
 from scheduler_extender.domain.forecast.durations import parse_duration
@@ -47,6 +47,31 @@ Duration = Annotated[
                    {"type": "string", "pattern": DURATION_PATTERN}]}
     ),
 ]  # fmt: skip
+
+
+def _season_list(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",")]
+    return [value] if isinstance(value, int | float) else value
+
+
+# One or several seasons: "1d", "1d,7d", 86400 or a list; each agent gets the one whose
+# backtest is best. NoDecode: the environment gives "1d,7d", not JSON.
+# The chart passes settings as environment variables, so its schema takes the string form.
+_SEASONS_SCHEMA = {
+    "anyOf": [
+        {"type": "number", "exclusiveMinimum": 0},
+        {"type": "string", "pattern": DURATION_PATTERN[:-1] + "(," + DURATION_PATTERN[1:-1] + ")*$"},
+    ],
+    "description": "One or several seasons, e.g. 1d or 1d,7d.",
+}
+Seasons = Annotated[
+    tuple[Duration, ...],
+    NoDecode,
+    BeforeValidator(_season_list),
+    Field(min_length=1),
+    WithJsonSchema(_SEASONS_SCHEMA),
+]
 
 
 class PrometheusSettings(BaseModel):
@@ -77,7 +102,7 @@ class PrometheusSettings(BaseModel):
     step: Duration = 60.0
     max_age: Duration = 600.0  # then popularity turns neutral
     horizon: Duration = 900.0
-    season: Duration = 86400.0
+    season: Seasons = (86400.0,)
     quantile: float = Field(default=0.9, gt=0, lt=1)
     correction_factor: float = Field(default=2.0, ge=1)
     metrics_top_agents: int = Field(default=10, ge=0, le=1000)  # agents with their own label
@@ -99,6 +124,8 @@ class PrometheusSettings(BaseModel):
             raise ValueError("key_file needs cert_file")
         if self.horizon < self.step or self.history < 2 * self.step:
             raise ValueError("horizon must be at least one step and history at least two")
+        if len(set(self.season)) != len(self.season) or min(self.season) < 2 * self.step:
+            raise ValueError("seasons must differ and each be at least two steps")
         return self
 
 
@@ -182,7 +209,8 @@ class ControllerSettings(LeaseSettings):
 
     Environment: ``SCHEDULER_EXTENDER_CONTROLLER__<FIELD>``, e.g.
     ``SCHEDULER_EXTENDER_CONTROLLER__SYNC_INTERVAL=15s``. It reads request
-    rates with the ``prometheus`` settings (url, query, step, season, history).
+    rates with the ``prometheus`` settings (url, query, step, season, history, horizon,
+    quantile) through the same forecast service as the extender.
     """
 
     model_config = ConfigDict(extra="forbid")

@@ -25,11 +25,7 @@ from pydantic import ValidationError
 
 from scheduler_extender.adapters.autoscaler.conflicts import KubeHpaConflicts
 from scheduler_extender.adapters.autoscaler.events import KubeEventRecorder
-from scheduler_extender.adapters.autoscaler.forecast import (
-    ForecastConfig,
-    ModelLoadForecaster,
-    PrometheusRates,
-)
+from scheduler_extender.adapters.autoscaler.forecast import ModelLoadForecaster
 from scheduler_extender.adapters.autoscaler.metrics import AutoscalerMetrics
 from scheduler_extender.adapters.autoscaler.scale import KubeScaleClient
 from scheduler_extender.adapters.autoscaler.store import AutoscalerWatch, KubeAutoscalerStore
@@ -39,8 +35,8 @@ from scheduler_extender.adapters.kube.leader import (
     Unelected,
     leadership,
 )
-from scheduler_extender.adapters.prometheus.client import PrometheusClient
-from scheduler_extender.adapters.prometheus.wiring import client_options
+from scheduler_extender.adapters.prometheus.forecasting import ForecastService
+from scheduler_extender.adapters.prometheus.wiring import forecast_service
 from scheduler_extender.api.health import ProbeServer
 from scheduler_extender.commands import serve
 from scheduler_extender.commands.common import fail, kube_client
@@ -132,6 +128,7 @@ class Controller:
     watch: AutoscalerWatch
     metrics: AutoscalerMetrics
     interval: float
+    forecasts: ForecastService  # shared with the extender under --with-extender
     leadership: LeaderElector | Unelected | None = None  # who runs ``lead``; set by ``build``
 
     def lead(self, term: threading.Event) -> None:
@@ -153,6 +150,7 @@ class Controller:
     def stop(self) -> None:
         if self.leadership is not None:
             self.leadership.stop()
+        self.forecasts.close()
 
     def live(self) -> tuple[bool, dict[str, Any]]:
         """Alive unless the leader's loop has stopped passing."""
@@ -173,20 +171,8 @@ def build(settings: Settings, api: client.ApiClient) -> Controller:
     lease = LeaseConfig.of(cfg)
     metrics = AutoscalerMetrics()
     store = KubeAutoscalerStore(api, namespace=cfg.namespace, timeout=cfg.request_timeout)
-    prometheus = settings.prometheus
-    forecaster = ModelLoadForecaster(
-        PrometheusRates(
-            PrometheusClient(client_options(prometheus)),
-            query=prometheus.query,
-            agent_label=prometheus.agent_label,
-        ),
-        ForecastConfig(
-            step=prometheus.step,
-            season=prometheus.season,
-            history=prometheus.history,
-            refresh=cfg.forecast_refresh,
-        ),
-    )
+    forecasts = forecast_service(settings.prometheus)
+    forecaster = ModelLoadForecaster(forecasts, refresh=cfg.forecast_refresh)
     controller = AutoscalerController(
         store=store,
         scales=KubeScaleClient(
@@ -201,7 +187,11 @@ def build(settings: Settings, api: client.ApiClient) -> Controller:
         may_act=lambda: runner.leading,
     )
     runner = Controller(
-        controller, AutoscalerWatch(store, controller.kick), metrics, cfg.sync_interval
+        controller,
+        AutoscalerWatch(store, controller.kick),
+        metrics,
+        cfg.sync_interval,
+        forecasts,
     )
     runner.leadership = leadership(
         api,
@@ -259,7 +249,8 @@ def run(args: argparse.Namespace) -> int:
             if cfg.with_extender:
                 # uvicorn re-raises the signal that stopped it once it has shut down;
                 # our handler takes it, so the Lease is still released when parts stop.
+                # One forecast service: the extender and the controller agree on every agent.
                 args.settings = settings
-                return serve.run(args)
+                return serve.run(args, forecast_service=controller.forecasts)
             stop.wait()
     return 0

@@ -22,6 +22,7 @@ from starlette.types import ASGIApp
 from scheduler_extender.adapters.kube.binder import KubeBinder
 from scheduler_extender.adapters.kube.cache import ClusterCache
 from scheduler_extender.adapters.metrics import Metrics
+from scheduler_extender.adapters.prometheus.forecasting import ForecastService
 from scheduler_extender.adapters.prometheus.source import PrometheusPopularity
 from scheduler_extender.adapters.prometheus.wiring import prometheus_popularity
 from scheduler_extender.api.app import AppConfig, create_app, create_probe_app
@@ -93,7 +94,9 @@ class Service:
     forecast: PrometheusPopularity | None = None  # None: static popularity
 
 
-def build(settings: Settings, api: client.ApiClient) -> Service:
+def build(
+    settings: Settings, api: client.ApiClient, forecast_service: ForecastService | None = None
+) -> Service:
     metrics = Metrics()
     cache = ClusterCache(
         api,
@@ -108,7 +111,9 @@ def build(settings: Settings, api: client.ApiClient) -> Service:
         Popularity(MappingProxyType(dict(settings.static_popularity)), source="static")
     )
     if settings.prometheus.url is not None:
-        popularity = forecast = prometheus_popularity(settings.prometheus, metrics.registry)
+        popularity = forecast = prometheus_popularity(
+            settings.prometheus, metrics.registry, forecast_service
+        )
     binder = KubeBinder(api.configuration, agent_label=settings.agent_label)
     refusals = Refusals(window=settings.requeue_window_seconds)
     extender = Extender(
@@ -218,10 +223,12 @@ async def _serve_all(servers: list[uvicorn.Server], service: Service) -> None:
         await service.binder.close()
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, forecast_service: ForecastService | None = None) -> int:
+    """Serve until stopped; ``forecast_service``: one to share (the controller's, when it
+    runs the extender in its process), else the extender builds its own."""
     settings: Settings = args.settings
     api = kube_client(settings.kubeconfig)
-    service = build(settings, api)
+    service = build(settings, api, forecast_service)
     log.info("serving the extender on %s:%d%s", settings.host, settings.port, settings.url_prefix)
     servers = [http_server(service.app, settings.host, settings.port, **tls_options(settings))]
     if settings.probe_port is not None:

@@ -203,6 +203,9 @@ def test_controller_scales_ahead_of_the_ramp_and_back_after_the_window(
                 "SCHEDULER_EXTENDER_PROMETHEUS__STEP": f"{STEP:g}s",
                 "SCHEDULER_EXTENDER_PROMETHEUS__SEASON": f"{PERIOD:g}s",
                 "SCHEDULER_EXTENDER_PROMETHEUS__HISTORY": f"{HISTORY:g}s",
+                # The forecast service fits at least this far for every consumer: the
+                # lead time, a refresh and two steps, in this test's short "day".
+                "SCHEDULER_EXTENDER_PROMETHEUS__HORIZON": f"{LEAD + 4 + 2 * STEP:g}s",
                 "SCHEDULER_EXTENDER_CONTROLLER__FORECAST_REFRESH": "4s",
             },
             port=metrics_port,

@@ -29,8 +29,10 @@ from fastapi.testclient import TestClient
 
 from scheduler_extender.adapters.metrics import Metrics
 from scheduler_extender.adapters.prometheus.client import ClientOptions, PrometheusClient
-from scheduler_extender.adapters.prometheus.source import LoopSettings, PrometheusPopularity
+from scheduler_extender.adapters.prometheus.source import PrometheusPopularity
+from scheduler_extender.adapters.prometheus.wiring import forecast_service, loop_settings
 from scheduler_extender.api.app import AppConfig, create_app
+from scheduler_extender.config import PrometheusSettings
 from scheduler_extender.devcluster.prometheus import (
     AgentTraffic,
     PrometheusMissingError,
@@ -86,7 +88,13 @@ class Stack:
         return PrometheusClient(ClientOptions(url=self.url, timeout=5.0, retries=retries))
 
     def source(self, **settings: float) -> PrometheusPopularity:
-        source = PrometheusPopularity(self.client(), LoopSettings(query=QUERY, **settings))
+        """A popularity source as ``serve`` builds it; ``settings``: PrometheusSettings fields."""
+        prometheus = PrometheusSettings.model_validate(
+            {"url": self.url, "query": QUERY, **settings}
+        )
+        source = PrometheusPopularity(
+            forecast_service(prometheus, client=self.client()), loop_settings(prometheus)
+        )
         self.sources.append(source)
         return source
 

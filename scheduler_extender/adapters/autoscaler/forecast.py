@@ -1,10 +1,13 @@
-"""The controller's ``LoadForecaster``: request-rate history in, per-agent outlooks out.
+"""The controller's ``LoadForecaster``: per-agent outlooks from the one forecast service.
 
-History comes from a ``RateSource`` (Prometheus in production) and is
-refreshed every ``refresh`` seconds; the forecasting models of
-``domain.forecast`` are fitted on it once per refresh and per quantile the
-autoscalers ask for. The observed rate is read on every pass, because the
-reactive floor is only as quick as that reading.
+The forecast itself (history query, model per agent, backtest, upper
+quantile) is ``adapters/prometheus/forecasting.ForecastService``, the one the
+extender's popularity loop uses, so the controller and the extender agree
+about every agent. History is read again once the last read is ``refresh``
+seconds old, or when an autoscaler names an agent it did not hold and the
+grid has a newer point (see ``ForecastService.forecast``). The
+observed rate is read on every pass, because the reactive floor is only as
+quick as that reading.
 
 A failed history read makes every outlook ``UNAVAILABLE`` until a read
 succeeds again: the controller must not scale down on an old forecast.
@@ -15,16 +18,10 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import Protocol
 
-from scheduler_extender.adapters.prometheus.response import (
-    agent_of,
-    batch_from_matrix,
-    instant_rates,
-)
-from scheduler_extender.adapters.prometheus.source import Querier
+from scheduler_extender.adapters.prometheus.forecasting import ForecastService
 from scheduler_extender.domain.autoscaling.outlook import (
     ForecastState,
     ForecastStep,
@@ -32,91 +29,27 @@ from scheduler_extender.domain.autoscaling.outlook import (
     OutlookRequest,
     peaks_within,
 )
-from scheduler_extender.domain.forecast.forecaster import (
-    AgentForecast,
-    Forecasts,
-    ForecastSettings,
-    Status,
-    forecast,
-)
-from scheduler_extender.domain.forecast.series import SeriesBatch
+from scheduler_extender.domain.forecast.forecaster import AgentForecast, Status
 
 log = logging.getLogger(__name__)
-
-
-class RateSource(Protocol):
-    """Per-agent request rates (requests per second); raises on any failure."""
-
-    def rate_history(
-        self, agents: Sequence[str], *, start: float, end: float, step: float
-    ) -> SeriesBatch: ...
-
-    def current_rates(self, agents: Sequence[str]) -> Mapping[str, float]: ...
-
-
-class PrometheusRates:
-    """A ``RateSource`` over the Prometheus client the popularity forecast uses.
-
-    The configured PromQL returns every agent's rate; only the agents asked
-    for are kept (the query is the user's, so no matcher is spliced into it).
-    """
-
-    def __init__(self, client: Querier, *, query: str, agent_label: str) -> None:
-        self._client = client
-        self._query = query
-        self._agent_label = agent_label
-
-    def rate_history(
-        self, agents: Sequence[str], *, start: float, end: float, step: float
-    ) -> SeriesBatch:
-        series = self._client.query_range(self._query, start, end, step)
-        wanted = set(agents)
-        kept = [s for s in series if agent_of(s.labels, self._agent_label) in wanted]
-        return batch_from_matrix(
-            kept, agent_label=self._agent_label, step=step, start=start, end=end
-        )
-
-    def current_rates(self, agents: Sequence[str]) -> Mapping[str, float]:
-        rates = instant_rates(self._client.query(self._query), self._agent_label)
-        return {agent: rates[agent] for agent in agents if agent in rates}
-
-
-@dataclass(frozen=True, slots=True)
-class ForecastConfig:
-    step: float = 60.0  # seconds between history samples
-    season: float = 86400.0  # seconds; the backtest windows scale with it
-    history: float = 2 * 86400.0  # seconds read; Holt-Winters needs two seasons
-    refresh: float = 60.0  # seconds between history reads and refits
-
-    def __post_init__(self) -> None:
-        if not (self.step > 0 and self.season >= 2 * self.step and self.refresh > 0):
-            raise ValueError("step and refresh must be positive and season at least two steps")
-        if self.history < 2 * self.step:
-            raise ValueError("history must span at least two steps")
-
-    def settings(self, horizon: float, quantile: float) -> ForecastSettings:
-        # The same windows as the extender's forecast (ForecastSettings.for_step).
-        return ForecastSettings.for_step(
-            self.step, horizon=horizon, season=self.season, quantile=quantile
-        )
 
 
 @dataclass(frozen=True, slots=True)
 class _Fit:
     forecasts: Mapping[str, AgentForecast]
     timestamps: tuple[float, ...]
-    horizon: float
+    generated_at: float  # unix seconds of the refresh that read the history
 
 
 class ModelLoadForecaster:
-    def __init__(self, source: RateSource, config: ForecastConfig) -> None:
-        self._source = source
-        self._config = config
+    def __init__(self, service: ForecastService, *, refresh: float) -> None:
+        if not refresh > 0:
+            raise ValueError("refresh must be positive")
+        self._service = service
+        self._refresh = refresh
         self._lock = threading.Lock()
-        self._history: SeriesBatch | None = None
-        self._read_at = -math.inf
         self._error = ""
-        self._fits: dict[float, _Fit] = {}
+        self._fits: dict[float, _Fit] | None = None  # by quantile; None: history unavailable
 
     def outlooks(
         self, requests: Collection[OutlookRequest], now: float
@@ -125,49 +58,44 @@ class ModelLoadForecaster:
             return {}
         agents = sorted({r.agent for r in requests})
         with self._lock:
-            self._refresh(agents, now)
+            # One fit per quantile, reaching as far as the longest lead time asks.
+            reach: dict[float, float] = {}
+            for r in requests:
+                reach[r.quantile] = max(reach.get(r.quantile, 0.0), self._reach(r))
+            self._fits = {}
+            for quantile, horizon in sorted(reach.items()):
+                try:
+                    fit = self._service.forecast(
+                        now, horizon=horizon, quantile=quantile, max_age=self._refresh,
+                        agents=agents,
+                    )  # fmt: skip
+                except Exception as exc:
+                    log.warning("cannot read request-rate history: %s", exc)
+                    self._fits, self._error = None, f"history unavailable: {exc}"
+                    break
+                self._fits[quantile] = _Fit(
+                    fit.forecasts.by_agent(), tuple(fit.forecasts.timestamps()), fit.read_at
+                )
             observed = self._observed(agents)
-            if self._history is not None:
-                # One fit per quantile, reaching as far as the longest lead time asks.
-                reach: dict[float, float] = {}
-                for r in requests:
-                    reach[r.quantile] = max(reach.get(r.quantile, 0.0), self._reach(r))
-                for quantile, horizon in reach.items():
-                    self._fit(quantile, horizon)
             return {r: self._outlook(r, observed.get(r.agent), now) for r in requests}
 
     def _reach(self, request: OutlookRequest) -> float:
         """The fit is as old as the history read: it must cover the lead time from
         any moment until the next refresh."""
-        return request.horizon + self._config.refresh + 2 * self._config.step
-
-    def _refresh(self, agents: list[str], now: float) -> None:
-        have = set() if self._history is None else set(self._history.agents)
-        if now - self._read_at < self._config.refresh and set(agents) <= have:
-            return
-        step = self._config.step
-        end = math.floor(now / step) * step
-        try:
-            history = self._source.rate_history(
-                agents, start=end - self._config.history, end=end, step=step
-            )
-        except Exception as exc:
-            log.warning("cannot read request-rate history: %s", exc)
-            self._history, self._error, self._fits = None, f"history unavailable: {exc}", {}
-            self._read_at = -math.inf  # retry on the next pass
-            return
-        self._history, self._error, self._fits, self._read_at = history, "", {}, now
+        return request.horizon + self._refresh + 2 * self._service.plan.step
 
     def _observed(self, agents: list[str]) -> Mapping[str, float]:
         try:
-            rates = self._source.current_rates(agents)
+            rates = self._service.current_rates()
         except Exception as exc:
             log.warning("cannot read current request rates: %s", exc)
             return {}
-        return {a: r for a, r in rates.items() if math.isfinite(r) and r >= 0}
+        return {
+            a: rates[a] for a in agents if a in rates and math.isfinite(rates[a]) and rates[a] >= 0
+        }
 
     def _outlook(self, request: OutlookRequest, observed: float | None, now: float) -> LoadOutlook:
-        if self._history is None:
+        if self._fits is None:
             return LoadOutlook(ForecastState.UNAVAILABLE, observed=observed, detail=self._error)
         fit = self._fits[request.quantile]
         agent = fit.forecasts.get(request.agent)
@@ -192,14 +120,6 @@ class ModelLoadForecaster:
             observed=observed,
             point_peak=max(peaks[0], 0.0),
             quantile_peak=max(peaks[1], 0.0),
-            generated_at=self._read_at,
+            generated_at=fit.generated_at,
             detail=f"model {agent.model.value} on {agent.history} points",
         )
-
-    def _fit(self, quantile: float, reach: float) -> None:
-        cached = self._fits.get(quantile)
-        if cached is not None and cached.horizon >= reach:
-            return
-        assert self._history is not None
-        result: Forecasts = forecast(self._history, self._config.settings(reach, quantile))
-        self._fits[quantile] = _Fit(result.by_agent(), tuple(result.timestamps()), reach)

@@ -1,11 +1,12 @@
 """The Prometheus-fed popularity source: a background loop the request path never waits on.
 
-Every ``refresh_interval`` the loop runs the configured range query over the
-history window, fits and backtests every agent (``domain.forecast``) and
-publishes an immutable ``Popularity``: per agent, the peak of the point
-forecast over the horizon (looking ahead, as Crane does, rather than at
-the next minute only). Every ``correction_interval`` it runs the same query
-as an instant query and applies the correction rule (``domain.forecast.
+Every ``refresh_interval`` the loop asks the forecast service
+(``forecasting.py``, the one the AgentAutoscaler controller uses too) for a
+fresh forecast of every agent and publishes an immutable ``Popularity``: per
+agent, the peak of the point forecast over the horizon (looking ahead, as
+Crane does, rather than at the next minute only). Every
+``correction_interval`` it reads the current rates (the same query, instant)
+and applies the correction rule (``domain.forecast.
 correction``), so a burst moves placement within seconds, not at the next
 refit.
 
@@ -24,18 +25,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any
 
 from scheduler_extender.adapters.prometheus.client import PrometheusError
+from scheduler_extender.adapters.prometheus.forecasting import ForecastService
 from scheduler_extender.adapters.prometheus.metrics import ForecastMetrics
-from scheduler_extender.adapters.prometheus.response import (
-    InstantSample,
-    RangeSeries,
-    batch_from_matrix,
-    instant_rates,
-)
 from scheduler_extender.domain.forecast.correction import corrected_rates
-from scheduler_extender.domain.forecast.forecaster import Forecasts, ForecastSettings, forecast
+from scheduler_extender.domain.forecast.forecaster import Forecasts
 from scheduler_extender.domain.popularity import NEUTRAL, Popularity
 
 log = logging.getLogger(__name__)
@@ -43,36 +39,15 @@ log = logging.getLogger(__name__)
 SOURCE = "prometheus"
 
 
-class Querier(Protocol):
-    """The part of ``PrometheusClient`` the loop uses."""
-
-    def query(self, promql: str, at: float | None = None) -> list[InstantSample]: ...
-    def query_range(
-        self, promql: str, start: float, end: float, step: float
-    ) -> list[RangeSeries]: ...
-    def close(self) -> None: ...
-
-
 @dataclass(frozen=True, slots=True)
 class LoopSettings:
-    """What to query and how to forecast; durations in seconds."""
+    """When to refresh and correct; seconds. Built from ``PrometheusSettings`` (its defaults)."""
 
-    query: str
-    agent_label: str = "agent"
-    refresh_interval: float = 30.0
-    correction_interval: float = 10.0
-    history: float = 2 * 86400.0
-    step: float = 60.0
-    max_age: float = 600.0
-    horizon: float = 900.0
-    season: float = 86400.0
-    quantile: float = 0.9
-    correction_factor: float = 2.0
-
-    def forecast_settings(self) -> ForecastSettings:
-        return ForecastSettings.for_step(
-            self.step, horizon=self.horizon, season=self.season, quantile=self.quantile
-        )
+    refresh_interval: float
+    correction_interval: float
+    max_age: float  # then popularity turns neutral
+    horizon: float  # placement reads the peak of the point forecast over it
+    correction_factor: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +72,7 @@ class _Health:
 class PrometheusPopularity:
     """A ``PopularitySource`` backed by Prometheus; thread-safe for readers."""
 
-    client: Querier
+    service: ForecastService
     settings: LoopSettings
     metrics: ForecastMetrics | None = None
     url: str = ""  # for status only
@@ -156,28 +131,21 @@ class PrometheusPopularity:
 
     # -- the loop ------------------------------------------------------------
     def refresh(self) -> bool:
-        """Query history, refit every agent, publish. False (and the old forecast
+        """Read history, refit every agent, publish. False (and the old forecast
         kept) when Prometheus fails."""
         started = self.monotonic()
-        step = self.settings.step
-        end = math.floor(self.wall() / step) * step  # a stable grid between refreshes
         try:
-            series = self.client.query_range(
-                self.settings.query, end - self.settings.history, end, step
-            )
+            fit = self.service.forecast(self.wall(), horizon=self.settings.horizon)
         except PrometheusError as exc:
             self._query_failed("range", exc)
             return False
         self._queried("range")
-        batch = batch_from_matrix(
-            series,
-            agent_label=self.settings.agent_label,
-            step=step,
-            start=end - self.settings.history,
-            end=end,
-        )
-        forecasts = forecast(batch, self.settings.forecast_settings())
-        peaks = MappingProxyType({f.agent: f.peak for f in forecasts})
+        forecasts = fit.forecasts
+        end = forecasts.end
+        # The service's fit may reach further (the controller's lead times): the
+        # placement rate is the peak over this loop's own horizon.
+        steps = max(1, math.ceil(self.settings.horizon / forecasts.step - 1e-9))
+        peaks = MappingProxyType({f.agent: max(f.point[:steps], default=0.0) for f in forecasts})
         with self._lock:
             self._published = _Published(
                 forecasts, peaks, Popularity(peaks, source=SOURCE), self.monotonic()
@@ -193,14 +161,13 @@ class PrometheusPopularity:
         if not forecasts.agents:
             log.warning(
                 "the popularity query returned no series over the last %.0fs: every agent "
-                "scores neutrally (query: %s)",
-                self.settings.history,
-                self.settings.query,
+                "scores neutrally",
+                self.service.plan.history,
             )
         log.debug(
             "forecast refreshed: %d agents, %d points each, in %.3fs",
             len(forecasts.agents),
-            batch.points,
+            forecasts.points,
             elapsed,
         )
         self.correct()
@@ -213,12 +180,11 @@ class PrometheusPopularity:
         if published is None:
             return False
         try:
-            samples = self.client.query(self.settings.query)
+            observed = self.service.current_rates()
         except PrometheusError as exc:
             self._query_failed("instant", exc)
             return False
         self._queried("instant")
-        observed = instant_rates(samples, self.settings.agent_label)
         with self._lock:
             latest = self._published
             if latest is None:
@@ -247,12 +213,12 @@ class PrometheusPopularity:
         self._thread.start()
 
     def stop(self, timeout: float = 15.0) -> None:
-        """Stop the loop and close the client; the last forecast stays readable."""
+        """Stop the loop and close the service's client; the last forecast stays readable."""
         self.stop_event.set()
         thread, self._thread = self._thread, None
         if thread is not None:
             thread.join(timeout)
-        self.client.close()
+        self.service.close()
 
     def _run(self) -> None:
         next_refresh = self.monotonic()

@@ -1,12 +1,24 @@
-"""Building the Prometheus popularity source from the service settings."""
+"""Building the forecast service and the popularity source from the settings.
+
+``PrometheusSettings`` holds the only defaults: the extender (``serve``) and
+the controller build their forecast here, so they read and fit alike.
+"""
 
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry
 
 from scheduler_extender.adapters.prometheus.client import ClientOptions, PrometheusClient
+from scheduler_extender.adapters.prometheus.forecasting import (
+    ForecastPlan,
+    ForecastService,
+    PrometheusRates,
+    Querier,
+)
 from scheduler_extender.adapters.prometheus.metrics import ForecastMetrics
 from scheduler_extender.adapters.prometheus.source import LoopSettings, PrometheusPopularity
 from scheduler_extender.config import PrometheusSettings
@@ -30,29 +42,49 @@ def client_options(settings: PrometheusSettings) -> ClientOptions:
     )
 
 
+def forecast_plan(settings: PrometheusSettings) -> ForecastPlan:
+    return ForecastPlan(
+        step=settings.step,
+        history=settings.history,
+        seasons=settings.season,
+        horizon=settings.horizon,
+        quantile=settings.quantile,
+    )
+
+
+def forecast_service(
+    settings: PrometheusSettings,
+    *,
+    client: Querier | None = None,
+    sleep: Callable[[float], object] = time.sleep,
+) -> ForecastService:
+    """The service over ``client``, or a new client whose retry wait is ``sleep``."""
+    if client is None:
+        client = PrometheusClient(client_options(settings), sleep=sleep)
+    rates = PrometheusRates(client, query=settings.query, agent_label=settings.agent_label)
+    return ForecastService(rates, forecast_plan(settings))
+
+
 def loop_settings(settings: PrometheusSettings) -> LoopSettings:
     return LoopSettings(
-        query=settings.query,
-        agent_label=settings.agent_label,
         refresh_interval=settings.refresh_interval,
         correction_interval=settings.correction_interval,
-        history=settings.history,
-        step=settings.step,
         max_age=settings.max_age,
         horizon=settings.horizon,
-        season=settings.season,
-        quantile=settings.quantile,
         correction_factor=settings.correction_factor,
     )
 
 
 def prometheus_popularity(
-    settings: PrometheusSettings, registry: CollectorRegistry
+    settings: PrometheusSettings,
+    registry: CollectorRegistry,
+    service: ForecastService | None = None,
 ) -> PrometheusPopularity:
-    """The source, not started yet; its metrics go to ``registry``."""
+    """The source, not started yet; its metrics go to ``registry``. Pass ``service`` to
+    share one with the controller of the same process."""
     stop = threading.Event()
     return PrometheusPopularity(
-        client=PrometheusClient(client_options(settings), sleep=stop.wait),
+        service=forecast_service(settings, sleep=stop.wait) if service is None else service,
         settings=loop_settings(settings),
         metrics=ForecastMetrics(registry, settings.metrics_top_agents),
         url=settings.url or "",

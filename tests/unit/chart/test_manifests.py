@@ -373,6 +373,21 @@ def test_packer_values_reach_the_service_settings(
     assert packer.lease_name == "rel-scheduler-extender-extender"
 
 
+def test_several_seasons_reach_the_service_as_the_chart_renders_them(
+    render: Render, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from scheduler_extender.config import Settings
+
+    manifests = render(
+        set_values=["prometheus.url=http://prom:9090"],
+        set_json=['prometheus.settings.season="1d,7d"'],
+    )
+    for name, value in env_of(extender_of(manifests)).items():
+        if name.startswith("SCHEDULER_EXTENDER_PROMETHEUS__"):
+            monkeypatch.setenv(name, value)
+    assert Settings().prometheus.season == (86400.0, 7 * 86400.0)
+
+
 def test_the_scheduler_runs_the_cluster_version_with_its_config(render: Render) -> None:
     manifests = render()
     deployment = scheduler_pod(manifests)

@@ -30,7 +30,7 @@ def test_flags_fill_the_nested_groups(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (controller.gpu_budget, controller.leader_elect) == (16, False)
     assert controller.lease_name == "from-env"  # the environment still counts
     assert settings.prometheus.url == "http://prometheus:9090"
-    assert settings.prometheus.season == 600.0
+    assert settings.prometheus.season == (600.0,)
     assert settings.port == 9999
 
 

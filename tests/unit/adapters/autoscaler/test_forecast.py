@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
 import numpy as np
 import pytest
 
-from scheduler_extender.adapters.autoscaler.forecast import (
-    ForecastConfig,
-    ModelLoadForecaster,
+from scheduler_extender.adapters.autoscaler.forecast import ModelLoadForecaster
+from scheduler_extender.adapters.prometheus.forecasting import (
+    ForecastPlan,
+    ForecastService,
     PrometheusRates,
 )
 from scheduler_extender.adapters.prometheus.response import InstantSample, RangeSeries
@@ -36,30 +37,32 @@ class FakeRates:
     fail_current: Exception | None = None
     history_reads: int = 0
 
-    def rate_history(
-        self, agents: Sequence[str], *, start: float, end: float, step: float
-    ) -> SeriesBatch:
+    def rate_history(self, *, start: float, end: float, step: float) -> SeriesBatch:
         self.history_reads += 1
         if self.fail_history is not None:
             raise self.fail_history
         points = round((end - start) / step) + 1
         stamps = start + step * np.arange(points)
-        known = [a for a in agents if a in self.agents]
+        known = list(self.agents)
         values = np.array(
             [np.where(stamps >= self.agents[a], daily(stamps), np.nan) for a in known]
         )
         return SeriesBatch(tuple(known), start, step, values.reshape(len(known), points))
 
-    def current_rates(self, agents: Sequence[str]) -> Mapping[str, float]:
+    def current_rates(self) -> Mapping[str, float]:
         if self.fail_current is not None:
             raise self.fail_current
-        return {a: float(daily(np.array([NOW]))[0]) for a in agents if a in self.agents}
+        return {a: float(daily(np.array([NOW]))[0]) for a in self.agents}
+
+    def close(self) -> None:
+        pass
+
+
+PLAN = ForecastPlan(step=STEP, history=2 * SEASON, seasons=(SEASON,), horizon=900.0, quantile=0.9)
 
 
 def forecaster(rates: FakeRates, refresh: float = 60.0) -> ModelLoadForecaster:
-    return ModelLoadForecaster(
-        rates, ForecastConfig(step=STEP, season=SEASON, history=2 * SEASON, refresh=refresh)
-    )
+    return ModelLoadForecaster(ForecastService(rates, PLAN), refresh=refresh)
 
 
 LLAMA = OutlookRequest("llama", horizon=600.0, quantile=0.9)
@@ -95,9 +98,13 @@ def test_history_is_read_once_per_refresh_and_again_for_new_agents() -> None:
     model.outlooks({LLAMA}, NOW + 15)
     assert rates.history_reads == 1
     rates.agents["mistral"] = 0.0
-    model.outlooks({LLAMA, OutlookRequest("mistral", 600.0, 0.9)}, NOW + 30)
+    mistral = OutlookRequest("mistral", 600.0, 0.9)
+    # The grid's next point is the first that can show the new agent.
+    model.outlooks({LLAMA, mistral}, NOW + 30)
+    assert rates.history_reads == 1
+    model.outlooks({LLAMA, mistral}, NOW + STEP)
     assert rates.history_reads == 2
-    model.outlooks({LLAMA}, NOW + 95)
+    model.outlooks({LLAMA}, NOW + STEP + 65)  # the read is older than the refresh
     assert rates.history_reads == 3
 
 
@@ -147,7 +154,9 @@ def test_no_requests_read_nothing() -> None:
 
 def test_config_is_validated() -> None:
     with pytest.raises(ValueError, match="season"):
-        ForecastConfig(step=60.0, season=60.0)
+        ForecastPlan(step=60.0, history=7200.0, seasons=(60.0,), horizon=600.0, quantile=0.9)
+    with pytest.raises(ValueError, match="refresh"):
+        ModelLoadForecaster(ForecastService(FakeRates(), PLAN), refresh=0.0)
 
 
 @dataclass
@@ -171,28 +180,33 @@ class FakeQuerier:
         ]
 
 
-def test_prometheus_rates_keep_the_agents_asked_for() -> None:
+def test_prometheus_rates_read_every_agent_and_the_controller_keeps_those_asked_for() -> None:
     querier = FakeQuerier()
     rates = PrometheusRates(querier, query="sum by (agent) (rate(x[1m]))", agent_label="agent")
-    assert rates.current_rates(["a", "c"]) == {"a": 4.0}
-    batch = rates.rate_history(["a", "b"], start=NOW - 600, end=NOW, step=60.0)
-    assert batch.agents == ("a", "b")
+    assert rates.current_rates() == {"a": 4.0, "b": 7.0}
+    batch = rates.rate_history(start=NOW - 600, end=NOW, step=60.0)
+    assert batch.agents == ("a", "b", "c")
     assert batch.points == 11
     assert batch.values[1].tolist() == [2.0] * 11
     assert querier.queries == ["sum by (agent) (rate(x[1m]))"] * 2
+    asked = OutlookRequest("a", horizon=120.0, quantile=0.9)
+    service = ForecastService(rates, PLAN)
+    outlooks = ModelLoadForecaster(service, refresh=60.0).outlooks({asked}, NOW)
+    assert list(outlooks) == [asked]
+    assert outlooks[asked].observed == 4.0
 
 
 def test_one_fit_per_refresh_serves_every_lead_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    from scheduler_extender.adapters.autoscaler import forecast as module
+    from scheduler_extender.adapters.prometheus import forecasting as module
 
     calls: list[int] = []
-    real = module.forecast
+    real = module.forecast_seasons
 
-    def counting(batch: SeriesBatch, settings: object) -> object:
+    def counting(batch: SeriesBatch, settings: object, seasons: object) -> object:
         calls.append(1)
-        return real(batch, settings)  # type: ignore[arg-type]
+        return real(batch, settings, seasons)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(module, "forecast", counting)
+    monkeypatch.setattr(module, "forecast_seasons", counting)
     model = forecaster(FakeRates())
     short = OutlookRequest("llama", horizon=120.0, quantile=0.9)
     model.outlooks({short, LLAMA}, NOW)

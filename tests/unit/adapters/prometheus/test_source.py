@@ -10,6 +10,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from scheduler_extender.adapters.prometheus.client import PrometheusUnavailableError
+from scheduler_extender.adapters.prometheus.forecasting import (
+    ForecastPlan,
+    ForecastService,
+    PrometheusRates,
+)
 from scheduler_extender.adapters.prometheus.metrics import ForecastMetrics
 from scheduler_extender.adapters.prometheus.response import InstantSample, RangeSeries
 from scheduler_extender.adapters.prometheus.source import LoopSettings, PrometheusPopularity
@@ -59,14 +64,20 @@ class Clock:
 
 
 SETTINGS = LoopSettings(
-    query="sum by (agent) (rate(agent_requests_total[1m]))",
-    history=6 * 3600.0,
-    step=STEP,
+    refresh_interval=30.0,
+    correction_interval=10.0,
     max_age=300.0,
     horizon=600.0,
-    season=3600.0,
     correction_factor=2.0,
 )
+PLAN = ForecastPlan(step=STEP, history=6 * 3600.0, seasons=(3600.0,), horizon=600.0, quantile=0.9)
+
+
+def service(prometheus: FakePrometheus, plan: ForecastPlan = PLAN) -> ForecastService:
+    rates = PrometheusRates(
+        prometheus, query="sum by (agent) (rate(agent_requests_total[1m]))", agent_label="agent"
+    )
+    return ForecastService(rates, plan)
 
 
 def make(
@@ -75,7 +86,7 @@ def make(
     registry = CollectorRegistry()
     clock = Clock()
     source = PrometheusPopularity(
-        client=prometheus,
+        service=service(prometheus),
         settings=SETTINGS,
         metrics=ForecastMetrics(registry, top),
         url="http://prom.test",
@@ -96,7 +107,7 @@ def test_a_refresh_publishes_the_forecast_rates() -> None:
     assert popularity.rate("cold") == pytest.approx(0.5)
     start, end, step = prometheus.range_calls[0]
     assert (end, step) == (NOW, STEP)  # aligned to the step, so the grid is stable
-    assert end - start == SETTINGS.history
+    assert end - start == PLAN.history
     assert registry.get_sample_value("scheduler_extender_forecast_source_up") == 1.0
     assert registry.get_sample_value("scheduler_extender_forecast_age_seconds") == 0.0
     assert (
@@ -184,15 +195,18 @@ def test_per_agent_metrics_are_bounded_to_the_top_agents_and_other() -> None:
 def test_the_loop_thread_refreshes_in_the_background_and_stops() -> None:
     prometheus = FakePrometheus({"a": 4.0})
     source = PrometheusPopularity(
-        client=prometheus,
+        service=service(
+            prometheus,
+            ForecastPlan(
+                step=STEP, history=3 * 3600.0, seasons=(3600.0,), horizon=300.0, quantile=0.9
+            ),
+        ),
         settings=LoopSettings(
-            query="q",
             refresh_interval=0.05,
             correction_interval=0.01,
-            history=3 * 3600.0,
-            step=STEP,
+            max_age=600.0,
             horizon=300.0,
-            season=3600.0,
+            correction_factor=2.0,
         ),
     )
     source.start()

@@ -10,7 +10,11 @@ from kubernetes import client
 from pydantic import ValidationError
 
 from scheduler_extender.adapters.prometheus.source import PrometheusPopularity
-from scheduler_extender.adapters.prometheus.wiring import client_options, loop_settings
+from scheduler_extender.adapters.prometheus.wiring import (
+    client_options,
+    forecast_plan,
+    loop_settings,
+)
 from scheduler_extender.commands.serve import build
 from scheduler_extender.config import PrometheusSettings, Settings
 
@@ -24,15 +28,25 @@ def test_durations_and_secrets_come_from_the_environment(monkeypatch: pytest.Mon
     assert prometheus.history == 3 * 86400.0
     assert "s3cret" not in repr(prometheus)
     loop = loop_settings(prometheus)
-    assert (loop.refresh_interval, loop.history, loop.step, loop.horizon) == (
-        45.0,
+    assert (loop.refresh_interval, loop.horizon) == (45.0, 900.0)
+    plan = forecast_plan(prometheus)
+    assert (plan.history, plan.step, plan.horizon, plan.seasons) == (
         259200.0,
         60.0,
         900.0,
+        (86400.0,),
     )
     options = client_options(prometheus)
     assert options.bearer_token == "s3cret"
     assert options.url == "https://prom:9090"
+
+
+def test_several_seasons_come_from_the_environment_as_a_list(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SCHEDULER_EXTENDER_PROMETHEUS__SEASON", "1d, 7d")
+    assert forecast_plan(Settings().prometheus).seasons == (86400.0, 7 * 86400.0)
+    assert PrometheusSettings(season=3600).season == (3600.0,)
 
 
 @pytest.mark.parametrize(
@@ -44,6 +58,9 @@ def test_durations_and_secrets_come_from_the_environment(monkeypatch: pytest.Mon
         ({"horizon": "10s"}, "horizon"),
         ({"history": "two days"}, "duration"),
         ({"quantile": 1.0}, "quantile"),
+        ({"season": "1d,1d"}, "seasons must differ"),
+        ({"season": "1m"}, "two steps"),
+        ({"season": ""}, "duration"),
     ],
 )
 def test_inconsistent_settings_are_rejected(fields: dict[str, object], message: str) -> None:

@@ -231,3 +231,92 @@ def test_with_a_daily_and_a_weekly_season_each_agent_gets_the_one_that_fits() ->
     assert both["daily"].point == pytest.approx(
         tuple(50 + 30 * np.sin(2 * np.pi * nxt / 24)), abs=3.0
     )
+
+
+# Each model on a series it answers exactly (or nearly), at 30-second, 5-minute and
+# hourly steps: every window is in steps and seasons, so the answer must not depend
+# on the step. (step, season) in seconds; 30 s gets a two-hour season to stay small.
+STEPS = [(30.0, 7200.0), (300.0, 86400.0), (3600.0, 86400.0)]
+
+
+def at_step(step: float, season: float, series: np.ndarray) -> AgentForecast:
+    settings = ForecastSettings.for_step(step, horizon=4 * step, season=season)
+    batch = SeriesBatch(("agent",), 0.0, step, series[None, :])
+    return forecast(batch, settings).by_agent()["agent"]
+
+
+def known_length(step: float, season: float) -> tuple[int, int]:
+    """Points of history (enough for every model) and steps per season."""
+    settings = ForecastSettings.for_step(step, horizon=4 * step, season=season)
+    fit = settings.burn_in + 2 * settings.window
+    return max(8 * settings.season, fit + 4 * settings.season), settings.season
+
+
+@pytest.mark.parametrize(("step", "season"), STEPS)
+def test_naive_follows_a_step_change_at_any_step(step: float, season: float) -> None:
+    points, _ = known_length(step, season)
+    settings = ForecastSettings.for_step(step, horizon=4 * step, season=season)
+    # The new level starts inside the last backtest window: only naive has it exactly.
+    series = np.where(np.arange(points) < points - settings.window // 2, 3.0, 8.0)
+    f = at_step(step, season, series)
+    assert f.model is Model.NAIVE
+    assert f.point == pytest.approx((8.0,) * 4)
+
+
+@pytest.mark.parametrize(("step", "season"), STEPS)
+def test_holt_extrapolates_a_ramp_at_any_step(step: float, season: float) -> None:
+    points, _ = known_length(step, season)
+    f = at_step(step, season, np.arange(points, dtype=float))
+    # Holt-Winters is Holt plus a profile, which a ramp does not need (both exact).
+    assert f.model in (Model.HOLT, Model.HOLT_WINTERS)
+    # Damped (phi 0.9): rising, by at most the slope of 1 per step.
+    assert np.all(np.diff(f.point) > 0)
+    assert points - 1 < f.point[0] <= f.point[-1] <= points + 3
+
+
+@pytest.mark.parametrize(("step", "season"), STEPS)
+def test_a_seasonal_model_repeats_an_exact_season_at_any_step(step: float, season: float) -> None:
+    points, per = known_length(step, season)
+    shape = np.where(np.arange(per) < per // 2, 10.0, 2.0)  # a square wave
+    series = np.resize(shape, points + 4)
+    f = at_step(step, season, series[:points])
+    assert f.model in (Model.SEASONAL_MEDIAN, Model.SEASONAL_NAIVE)
+    assert f.point == pytest.approx(tuple(series[points:]))
+
+
+@pytest.mark.parametrize(("step", "season"), STEPS)
+def test_holt_winters_takes_a_noisy_cycle_at_any_step(step: float, season: float) -> None:
+    points, per = known_length(step, season)
+    t = np.arange(points + 4)
+    truth = 50.0 + 20.0 * np.sin(2 * np.pi * t / per)
+    noisy = truth + np.random.default_rng(5).normal(0.0, 2.0, t.size)
+    f = at_step(step, season, noisy[:points])
+    assert f.model in (Model.HOLT_WINTERS, Model.SEASONAL_MEDIAN)
+    assert f.point == pytest.approx(tuple(truth[points:]), abs=3.0)
+
+
+@pytest.mark.parametrize(("step", "season"), STEPS)
+def test_the_median_forecasts_sparse_counts_at_any_step(step: float, season: float) -> None:
+    points, _ = known_length(step, season)
+    sparse = np.random.default_rng(8).poisson(0.2, points).astype(float)
+    f = at_step(step, season, sparse)
+    assert f.model in (Model.MEDIAN, Model.SEASONAL_MEDIAN)
+    assert f.point == pytest.approx((0.0,) * 4)
+
+
+# Seasons short enough that the backtest windows (224 steps here) see the end of a
+# "week": a choice between two seasons is only as good as what the windows hold.
+@pytest.mark.parametrize(("step", "per"), [(30.0, 40), (300.0, 48), (3600.0, 24)])
+def test_of_two_seasons_each_agent_gets_its_own_at_any_step(step: float, per: int) -> None:
+    season = per * step
+    long = 7 * per  # a "week" of seven seasons, the last two of them quiet
+    points = 4 * long + 5 * per + per // 2  # half-way into the first quiet season
+    t = np.arange(points + 4)
+    cycle = 50.0 + 30.0 * np.sin(2 * np.pi * t / per)
+    weekly = np.where((t // per) % 7 < 5, 1.0, 0.3) * cycle
+    batch = SeriesBatch(("weekly", "daily"), 0.0, step, np.stack([weekly, cycle])[:, :points])
+    settings = ForecastSettings.for_step(step, horizon=4 * step, season=season)
+    both = forecast_seasons(batch, settings, [per, long]).by_agent()
+    assert both["weekly"].params["season_steps"] == long
+    assert both["weekly"].point == pytest.approx(tuple(weekly[points:]), abs=3.0)
+    assert both["daily"].point == pytest.approx(tuple(cycle[points:]), abs=3.0)
