@@ -61,7 +61,10 @@ def _season_list(value: object) -> object:
 _SEASONS_SCHEMA = {
     "anyOf": [
         {"type": "number", "exclusiveMinimum": 0},
-        {"type": "string", "pattern": DURATION_PATTERN[:-1] + "(," + DURATION_PATTERN[1:-1] + ")*$"},
+        {
+            "type": "string",
+            "pattern": DURATION_PATTERN[:-1] + "(," + DURATION_PATTERN[1:-1] + ")*$",
+        },
     ],
     "description": "One or several seasons, e.g. 1d or 1d,7d.",
 }
