@@ -524,7 +524,7 @@ def test_every_dashboard_panel_returns_data_from_a_real_prometheus(
     with two days of backfilled history) while GPU pods are scheduled and an AgentAutoscaler
     scales a Deployment; then every panel's query, variables expanded as Grafana does with "All",
     must return at least one finite sample."""
-    from hack import dashboard_preview as dashboards
+    from scheduler_extender.devcluster import dashboards
     from scheduler_extender.devcluster import prometheus as prom
 
     cluster = reconfigurable_cluster

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from hack import dashboard_preview as dashboards
+from scheduler_extender.devcluster import dashboards
 from tests.unit.chart.metrics_catalog import KUBE_SCHEDULER, referenced, service_metrics
 
 FILES = dashboards.dashboard_files()

@@ -1,8 +1,11 @@
-"""The chart's Grafana dashboards as PromQL, and a PNG preview of a dashboard without Grafana.
+"""The chart's Grafana dashboards as PromQL, and PNG renderings of them without Grafana.
 
-``make dashboard-preview PROMETHEUS_URL=http://127.0.0.1:9090`` runs every panel's queries of the
-main dashboard against that Prometheus over the last hour and draws them with matplotlib, laid out on
-the dashboard's own grid. The e2e tests use ``panel_queries`` to run the same queries.
+``scheduler-extender dashboards --prometheus URL --out-dir DIR`` (``make dashboards``) runs every
+panel's queries of every dashboard in ``helm/scheduler-extender/dashboards`` against that
+Prometheus over the last hour and draws them with matplotlib, laid out on the dashboard's own grid,
+one ``<dashboard>.png`` per dashboard; ``--every SECONDS`` redraws them until Ctrl-C. ``make demo``
+does the same every minute. The e2e tests use ``panels``, ``expand`` and ``query_range`` to run
+the same queries.
 
 Grafana-only variables are expanded the way Grafana would with "All" selected: a query variable
 with ``allValue`` becomes that regex, a text box its default, ``$__rate_interval`` a fixed window.
@@ -10,11 +13,9 @@ with ``allValue`` becomes that regex, a text box its default, ``$__rate_interval
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import re
-import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -23,7 +24,9 @@ from typing import Any
 
 import httpx
 
-CHART = Path(__file__).resolve().parent.parent / "helm" / "scheduler-extender"
+from scheduler_extender.devcluster.paths import repo_root
+
+CHART = repo_root() / "helm" / "scheduler-extender"
 DASHBOARDS = CHART / "dashboards"
 MAIN_DASHBOARD = DASHBOARDS / "scheduling.json"
 GRID_COLUMNS = 24
@@ -273,30 +276,26 @@ def _date(timestamp: float) -> Any:
     return datetime.datetime.fromtimestamp(timestamp)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    p.add_argument("--prometheus", required=True, help="base URL, e.g. http://127.0.0.1:9090")
-    p.add_argument("--dashboard", type=Path, default=MAIN_DASHBOARD, help="dashboard JSON file")
-    p.add_argument("--out", type=Path, default=Path("build/dashboard-preview.png"))
-    p.add_argument("--minutes", type=float, default=60.0, help="time range (default 60)")
-    p.add_argument("--rate-interval", default="2m", help="what $__rate_interval becomes")
-    args = p.parse_args(argv)
-    try:
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    path: Path
+    empty: tuple[str, ...]  # titles of panels whose queries returned no data
+
+
+def render_all(
+    prometheus_url: str,
+    out_dir: Path,
+    *,
+    dashboards: Sequence[Path] | None = None,
+    minutes: float = 60,
+    rate_interval: str = "2m",
+) -> list[Rendered]:
+    """Every dashboard (default: all of the chart's) as ``out_dir/<name>.png``."""
+    out: list[Rendered] = []
+    for path in dashboards if dashboards is not None else dashboard_files():
+        png = out_dir / f"{path.stem}.png"
         empty = render_png(
-            load(args.dashboard),
-            args.prometheus,
-            args.out,
-            minutes=args.minutes,
-            rate_interval=args.rate_interval,
+            load(path), prometheus_url, png, minutes=minutes, rate_interval=rate_interval
         )
-    except (httpx.HTTPError, RuntimeError) as exc:
-        print(f"dashboard-preview: error: {exc}", file=sys.stderr)
-        return 2
-    print(f"wrote {args.out}")
-    if empty:
-        print(f"panels without data: {', '.join(empty)}", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        out.append(Rendered(png, tuple(empty)))
+    return out
