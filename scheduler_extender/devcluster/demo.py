@@ -362,6 +362,7 @@ class Demo:
 
     # -- the pieces ------------------------------------------------------------------
     def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
         api = self.cluster.api_client()
         nodes.create_nodes(api, self.fleet)
         nodes.create_nodes(
