@@ -145,7 +145,7 @@ def render_png(
     minutes: float = 60,
     rate_interval: str = "2m",
 ) -> list[str]:
-    """Draws every panel; returns the titles of panels whose queries returned no data."""
+    """Draws every panel; returns the titles of panels whose queries returned no finite value."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -175,8 +175,8 @@ def render_png(
             ]
             ax = fig.add_axes(_box(panel.grid, rows))
             ax.set_title(panel.title, fontsize=10, loc="left")
-            if not series:
-                empty.append(panel.title)
+            if not any(math.isfinite(v) for s in series for v in s.values):
+                empty.append(panel.title)  # no series, or only NaN / infinite values
                 ax.text(0.5, 0.5, "no data", ha="center", va="center", color="grey")
                 ax.set_xticks([])
                 ax.set_yticks([])

@@ -107,31 +107,40 @@ FULL = Timeline(season=480.0, warm_up=45.0, history=3 * 3600.0, rescue_at=45.0, 
 SHORT = Timeline(season=240.0, warm_up=40.0, history=3 * 3600.0, rescue_at=20.0, dry_run_for=15.0)
 
 
+# Short wobbles on top of the daily cycle (period in seconds, relative amplitude): no day
+# repeats the one before exactly, as in real traffic (and the backtest's MASE, which
+# divides by the seasonal naive forecast's error, stays finite).
+WOBBLES: tuple[tuple[float, float], ...] = ((37.0, 0.05), (113.0, 0.07))
+
+
 @dataclass(frozen=True)
 class DemoTraffic(prom.AgentTraffic):
-    """Each agent's mean times a daily sine with an amplitude and phase of its own;
-    the day starts at ``offset`` (wall-clock seconds)."""
+    """Each agent's mean times a daily sine with an amplitude and phase of its own, plus
+    ``WOBBLES``; the day starts at ``offset`` (wall-clock seconds)."""
 
     amplitudes: Mapping[str, float] = field(default_factory=dict)
     phases: Mapping[str, float] = field(default_factory=dict)  # fractions of a day
     offset: float = 0.0
 
-    def _angle(self, agent: str, at: float) -> float:
-        return 2 * math.pi * ((at - self.offset) / self.period + self.phases.get(agent, 0.0))
+    def _waves(self, agent: str) -> list[tuple[float, float, float]]:
+        """(amplitude, angular frequency, phase) of every sine in the agent's rate."""
+        phase = 2 * math.pi * self.phases.get(agent, 0.0)
+        day = 2 * math.pi / self.period
+        waves = [(self.amplitudes.get(agent, self.amplitude), day, phase - day * self.offset)]
+        salt = sum(map(ord, agent))  # each agent wobbles out of step with the others
+        waves += [
+            (amp, 2 * math.pi / period, salt * (i + 1.0)) for i, (period, amp) in enumerate(WOBBLES)
+        ]
+        return waves
 
     def rate(self, agent: str, at: float) -> float:
-        amplitude = self.amplitudes.get(agent, self.amplitude)
-        return self.means[agent] * (1.0 + amplitude * math.sin(self._angle(agent, at)))
+        wave = sum(a * math.sin(w * at + p) for a, w, p in self._waves(agent))
+        return self.means[agent] * (1.0 + wave)
 
     def count(self, agent: str, at: float) -> float:
-        amplitude = self.amplitudes.get(agent, self.amplitude)
-        omega = 2 * math.pi / self.period
-        return self.means[agent] * (
-            at
-            + amplitude
-            * (math.cos(self._angle(agent, 0.0)) - math.cos(self._angle(agent, at)))
-            / omega
-        )
+        """The integral of ``rate`` from 0 to ``at``."""
+        waves = sum(a * (math.cos(p) - math.cos(w * at + p)) / w for a, w, p in self._waves(agent))
+        return self.means[agent] * (at + waves)
 
 
 def demo_traffic(timeline: Timeline, started: float) -> DemoTraffic:
@@ -151,14 +160,16 @@ def replicas_needed(rate: float) -> int:
     return max(1, math.ceil(rate / TARGET_PER_REPLICA))
 
 
-def forecast_env(prometheus_url: str, timeline: Timeline, *, step: float) -> dict[str, str]:
+def forecast_env(
+    prometheus_url: str, timeline: Timeline, *, step: float, history_seasons: int = 3
+) -> dict[str, str]:
     """The forecaster's settings for a compressed day (extender and controller alike)."""
     return {
         "SCHEDULER_EXTENDER_PROMETHEUS__URL": prometheus_url,
         "SCHEDULER_EXTENDER_PROMETHEUS__QUERY": QUERY,
         "SCHEDULER_EXTENDER_PROMETHEUS__STEP": f"{step:g}s",
         "SCHEDULER_EXTENDER_PROMETHEUS__SEASON": f"{timeline.season:g}s",
-        "SCHEDULER_EXTENDER_PROMETHEUS__HISTORY": f"{3 * timeline.season:g}s",
+        "SCHEDULER_EXTENDER_PROMETHEUS__HISTORY": f"{history_seasons * timeline.season:g}s",
         "SCHEDULER_EXTENDER_PROMETHEUS__HORIZON": f"{timeline.lead_time * 2:g}s",
         "SCHEDULER_EXTENDER_PROMETHEUS__MAX_AGE": f"{timeline.season:g}s",
         "SCHEDULER_EXTENDER_PROMETHEUS__REFRESH_INTERVAL": "10s",
@@ -168,7 +179,7 @@ def forecast_env(prometheus_url: str, timeline: Timeline, *, step: float) -> dic
 
 def extender_env(prometheus_url: str, timeline: Timeline, *, dry_run: bool) -> dict[str, str]:
     return {
-        **forecast_env(prometheus_url, timeline, step=5.0),
+        **forecast_env(prometheus_url, timeline, step=5.0, history_seasons=8),
         # JSON at debug level: the summary reads each policy's share of the scores from it.
         "SCHEDULER_EXTENDER_LOG_LEVEL": "DEBUG",
         "SCHEDULER_EXTENDER_LOG_FORMAT": "json",
@@ -357,7 +368,8 @@ class Demo:
         self.dashboards_dir = workdir / "dashboards"
         self.report = Report(ramp_peak=started + timeline.ramp_peak)
         self.placed_at: float | None = None  # wall clock: the agents' replicas all bound
-        self.rescue_stage = "waiting"  # waiting, dry-run, executing, done
+        # waiting, dry-run, restarting the extender to execute, executing, done
+        self.rescue_stage = "waiting"
         self._stage_since = 0.0
 
     # -- the pieces ------------------------------------------------------------------
@@ -557,10 +569,13 @@ class Demo:
             self._set_stage("dry-run", now)
         elif stage == "dry-run" and now >= self._stage_since + self.timeline.dry_run_for:
             if "PackingDryRun" in {r for r, _ in self.large_pod_events(api)}:
-                self.cluster.start_extender(
-                    env=extender_env(self.server.url, self.timeline, dry_run=False)
-                )
-                self._set_stage("executing", now)
+                # Announced one tick ahead: the restart blocks for the extender's start.
+                self._set_stage("restarting the extender to execute", now)
+        elif stage.startswith("restarting"):
+            self.cluster.start_extender(
+                env=extender_env(self.server.url, self.timeline, dry_run=False)
+            )
+            self._set_stage("executing", time.time())
         elif stage == "executing" and self.large_pod_node(api):
             self._set_stage("done", now)
 
