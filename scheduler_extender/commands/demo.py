@@ -174,10 +174,11 @@ def summary(demo: scenario.Demo) -> str:
         lines.append(f"  placed on {seen.large_pod_node}")
     lines.append("")
     lines.append(f"firing alerts: {', '.join(seen.firing_alerts) or 'none'}")
-    lines.append(
-        "dashboards: "
-        + (", ".join(str(p) for p in seen.dashboards) or "(first drawing in progress)")
-    )
+    if seen.dashboards:
+        names = ", ".join(p.name for p in seen.dashboards)
+        lines.append(f"dashboards: {seen.dashboards[0].parent}/ {names}")
+    else:
+        lines.append("dashboards: (first drawing in progress)")
     return "\n".join(lines)
 
 
