@@ -96,7 +96,10 @@ def _run(
             demo.tick()
             now = time.monotonic()
             if interactive and now - last_summary >= REFRESH:
-                print(CLEAR + header(demo) + "\n" + summary(demo), flush=True)
+                print(
+                    CLEAR + header(demo) + "\n" + summary(demo.observe(), demo.rescue_stage),
+                    flush=True,
+                )
                 last_summary = now
             elif not interactive and (
                 now - last_summary >= HEADLESS_EVERY or stage != demo.rescue_stage
@@ -146,8 +149,8 @@ def _num(value: float | int | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def summary(demo: scenario.Demo) -> str:
-    seen = demo.observe()
+def summary(seen: scenario.Observation, rescue_stage: str) -> str:
+    """The refreshing part of the screen."""
     lines = [
         "",
         f"t={seen.elapsed:4.0f} s   {'agent':9} {'req/s':>7} {'forecast':>9} {'wanted':>7} "
@@ -167,7 +170,7 @@ def summary(demo: scenario.Demo) -> str:
     if not seen.decisions:
         lines.append("  (none yet)")
     lines += ["", f"packer rescue of {scenario.BATCH_NAMESPACE}/{scenario.LARGE_POD} "
-              f"(8 GPUs): {demo.rescue_stage}"]  # fmt: skip
+              f"(8 GPUs): {rescue_stage}"]  # fmt: skip
     for reason, message in seen.packer_events[-4:]:
         lines.append(f"  {reason:22} {message[:110]}")
     if seen.large_pod_node:

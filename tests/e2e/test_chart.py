@@ -650,7 +650,7 @@ def test_every_dashboard_panel_returns_data_from_a_real_prometheus(
         except AssertionError:
             pytest.fail("panels without data:\n" + "\n".join(last))
 
-        # make dashboard-preview draws the main dashboard from the same queries.
+        # scheduler-extender dashboards draws them from the same queries.
         preview = tmp_path / "dashboard-preview.png"
         empty = dashboards.render_png(
             dashboards.load(dashboards.MAIN_DASHBOARD), server.url, preview, minutes=10,
