@@ -46,6 +46,7 @@ from kubernetes import client
 from scheduler_extender.devcluster import nodes, workload
 from scheduler_extender.devcluster import prometheus as prom
 from scheduler_extender.devcluster.cluster import LocalCluster
+from scheduler_extender.devcluster.controller import start_controller
 from scheduler_extender.devcluster.paths import repo_root
 from scheduler_extender.devcluster.processes import ManagedProcess, free_port, wait_until
 
@@ -430,22 +431,10 @@ class Demo:
             **forecast_env(self.server.url, self.timeline, step=2.0),
             "SCHEDULER_EXTENDER_CONTROLLER__FORECAST_REFRESH": "4s",
         }
-        self.controller = ManagedProcess(
-            "controller",
-            [sys.executable, "-m", "scheduler_extender.cli", "controller",
-             "--kubeconfig", str(self.cluster.kubeconfig), "--prometheus-url", self.server.url,
-             "--namespace", NAMESPACE, "--no-leader-elect",
-             "--metrics-port", str(self.controller_port), "--sync-interval", "2s"],
-            self.cluster.logs_dir / "controller.log",
-            env=env,
-            port=self.controller_port,
+        self.controller = start_controller(
+            self.cluster.kubeconfig, self.server.url, self.cluster.logs_dir / "controller.log",
+            port=self.controller_port, namespace=NAMESPACE, env=env,
         )  # fmt: skip
-        wait_until(
-            "the controller's /readyz",
-            lambda: _ok(f"http://127.0.0.1:{self.controller_port}/readyz"),
-            timeout=60,
-            process=self.controller,
-        )
 
     def _start_renderer(self) -> None:
         self.renderer = ManagedProcess(
@@ -494,9 +483,9 @@ class Demo:
             node = self._wait_bound(api, BATCH_NAMESPACE, name)
             if first is None:
                 first = node
-                _cordon(api, node, True)
+                nodes.cordon(api, node, True)
         assert first is not None
-        _cordon(api, first, False)
+        nodes.cordon(api, first, False)
         log.info("batch pool %s: one 4-GPU pod on each node", [n.name for n in self.batch])
 
     def _wait_bound(self, api: client.ApiClient, namespace: str, prefix: str) -> str:
@@ -697,10 +686,6 @@ def last_decisions(extender_log: Path, count: int = 5) -> list[Decision]:
     return [best[p] for p in order[-count:]]
 
 
-def _cordon(api: client.ApiClient, node: str, on: bool) -> None:
-    client.CoreV1Api(api).patch_node(node, {"spec": {"unschedulable": on}})
-
-
 def _pods(api: client.ApiClient, namespace: str) -> list[dict[str, Any]]:
     raw: Any = client.CoreV1Api(api).list_namespaced_pod(namespace, _preload_content=False)
     pods: list[dict[str, Any]] = json.loads(raw.data)["items"]
@@ -743,10 +728,3 @@ def _desired_replicas(api: client.ApiClient) -> dict[str, int]:
         if desired is not None:
             out[item["spec"]["agent"]] = int(desired)
     return out
-
-
-def _ok(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1.0).status_code == 200
-    except httpx.HTTPError:
-        return False
