@@ -30,6 +30,7 @@ CHART = repo_root() / "helm" / "scheduler-extender"
 DASHBOARDS = CHART / "dashboards"
 MAIN_DASHBOARD = DASHBOARDS / "scheduling.json"
 GRID_COLUMNS = 24
+ROW_INCHES = 0.42  # the height of one grid row in the PNG
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +157,7 @@ def render_png(
     step = max(minutes * 60 / 240, 5.0)
     found = panels(dashboard)
     rows = max(p.grid[1] + p.grid[3] for p in found)
-    fig = plt.figure(figsize=(20, rows * 0.42))
+    fig = plt.figure(figsize=(20, rows * ROW_INCHES))
     fig.suptitle(dashboard["title"], fontsize=16, fontweight="bold")
     empty: list[str] = []
     with httpx.Client(base_url=prometheus_url, timeout=30.0) as client:
@@ -193,14 +194,18 @@ def render_png(
 
 
 def _box(grid: tuple[int, int, int, int], rows: int) -> tuple[float, float, float, float]:
-    """A panel's rectangle in figure coordinates, leaving room for titles and tick labels."""
+    """A panel's rectangle in figure coordinates, leaving room for titles and tick labels.
+
+    The figure is ``rows * ROW_INCHES`` high; the margins are fixed in inches, so a short
+    dashboard's panel titles do not run into the dashboard's title."""
     x, y, w, h = grid
-    top = 0.96
+    inches = rows * ROW_INCHES
+    top = 1.0 - 0.4 / inches  # the dashboard's title
     cell_h = top / rows
     left = x / GRID_COLUMNS + 0.035
     width = w / GRID_COLUMNS - 0.05
-    height = h * cell_h - 0.045 * (24 / max(rows, 24))
-    bottom = top - (y + h) * cell_h + 0.025 * (24 / max(rows, 24))
+    height = h * cell_h - 0.45 / inches  # the panel's title and its tick labels
+    bottom = top - (y + h) * cell_h + 0.25 / inches
     return left, bottom, width, max(height, 0.02)
 
 
