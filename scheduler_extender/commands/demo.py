@@ -108,6 +108,8 @@ def _run(
                 last_summary = now
             stage = demo.rescue_stage
             time.sleep(1.0)
+        if not interactive:
+            print(summary(demo.observe(), demo.rescue_stage), flush=True)
     except KeyboardInterrupt:
         print("\nstopping ...", flush=True)
     finally:
