@@ -101,7 +101,7 @@ for tool in "${order[@]}"; do
   fi
   case $tool in
     kubernetes) hint=" (the first build takes 15-30 min on 2 cores)" ;;
-    prometheus) hint=" (the first build takes 5-10 min on 2 cores)" ;;
+    prometheus) hint=" (the first build takes 10-15 min on 2 cores)" ;;
     *) hint="" ;;
   esac
   echo "[$i/${#order[@]}] $tool $version: building into $out$hint"

@@ -31,7 +31,7 @@ TOOLS: dict[str, tuple[str, tuple[str, ...]]] = {
 
 HOW_TO_BUILD = (
     "run 'make tools' (or 'bash hack/build-tools.sh') to build them into the cache; "
-    "the first build takes 15-30 minutes on 2 cores"
+    "the first build of them all takes 30-45 minutes on 2 cores"
 )
 
 
