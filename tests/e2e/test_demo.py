@@ -1,9 +1,9 @@
 """``make demo``'s scenario, headless and shortened (``dev-cluster --demo --short``), end to end.
 
 The command starts its own control plane, Prometheus (hours of traffic backfilled), the
-controller, the packer and the dashboard renderer, runs past the ramp agent's peak and
-writes a report. The test checks what the demo claims to show: the forecast comes from
-Prometheus, the first placement is quick, the AgentAutoscaler raised the ramp agent's
+controller, the packer and the dashboard renderer, runs past the ramp agent's peak, is
+stopped with Ctrl-C (SIGINT) and writes a report. The test checks what the demo claims to
+show: the forecast comes from Prometheus, the first placement is quick, the AgentAutoscaler raised the ramp agent's
 replicas before the ramp peaked (and before the load needed them), the packer's plan
 placed the large pod after a dry run, every dashboard PNG was drawn with data in every
 panel, and no process outlives the command.
@@ -12,8 +12,11 @@ panel, and no process outlives the command.
 from __future__ import annotations
 
 import json
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +29,8 @@ from tests.e2e.test_dev_cluster_command import processes_mentioning
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
-EXIT_AFTER = demo.SHORT.ramp_peak + 20.0
+STOP_AT = demo.SHORT.ramp_peak + 20.0  # seconds after the traffic's start
+PROGRESS = re.compile(r"^t=\s*(\d+) s")
 
 
 def test_the_demo_shows_forecast_autoscaling_rescue_and_dashboards(
@@ -37,12 +41,33 @@ def test_the_demo_shows_forecast_autoscaling_rescue_and_dashboards(
     command = [
         sys.executable, "-m", "scheduler_extender.cli", "dev-cluster",
         "--run-dir", str(run_dir), "--demo", "--short", "--headless",
-        "--exit-after", f"{EXIT_AFTER:g}", "--report", str(report_file),
+        "--report", str(report_file),
     ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output
-    assert "demo stopped" in output, output
+    demo_process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+    )
+    lines: list[str] = []
+    try:
+        assert demo_process.stdout is not None
+        deadline = time.monotonic() + 600
+        # Past the ramp's peak (the progress lines count from the traffic's start), Ctrl-C.
+        while not any(
+            (m := PROGRESS.match(line)) and float(m.group(1)) >= STOP_AT for line in lines
+        ):
+            line = demo_process.stdout.readline()
+            assert line, "the demo exited early:\n" + "".join(lines)
+            lines.append(line)
+            assert time.monotonic() < deadline, "the demo is too slow:\n" + "".join(lines)
+        demo_process.send_signal(signal.SIGINT)
+        rest, _ = demo_process.communicate(timeout=180)
+    finally:
+        if demo_process.poll() is None:
+            demo_process.kill()
+            demo_process.wait()
+    output = "".join(lines) + rest
+    assert demo_process.returncode == 0, output
+    assert "stopping ..." in rest, output
+    assert "demo stopped: every process is gone" in rest, output
     assert processes_mentioning(str(run_dir.resolve())) == [], "orphan processes"
     report: dict[str, Any] = json.loads(report_file.read_text())
 
