@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 DEMO_NAMESPACE = "agents"
 DEFAULT_RUN_DIR = Path(".cluster/dev")
+DEMO_MIN_GPUS = 48  # the demo's agents need ~40 GPUs at their peaks (the batch pool is extra)
 
 
 def add_parser(subparsers: Any) -> None:
@@ -122,6 +123,11 @@ def run_dev_cluster(args: argparse.Namespace) -> int:
         fail("--demo needs the extender (drop --no-extender)")
     if args.exit_after is not None and args.exit_after <= 0:
         fail("--exit-after must be positive")
+    if args.demo and sum(n.gpus for n in fleet) < DEMO_MIN_GPUS:
+        fail(
+            f"--demo needs at least {DEMO_MIN_GPUS} GPUs for its agents at their peaks; "
+            f"--nodes {args.nodes} --gpus {args.gpus} has {sum(n.gpus for n in fleet)}"
+        )
     if args.demo:
         from scheduler_extender.commands.demo import run_demo
 
