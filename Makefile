@@ -29,12 +29,20 @@ typecheck: install ## mypy --strict on the package
 	$(RUN) mypy
 
 .PHONY: unit
-unit: install ## unit tests (no cluster, no Prometheus)
+unit: install unit-tools ## unit tests (no cluster, no Prometheus server; helm and promtool check the chart)
 	$(PYTEST) tests/unit
 
+.PHONY: integration
+integration: install tools ## integration tests against a real Prometheus (built by `make tools`)
+	$(PYTEST) tests/integration
+
 .PHONY: tools
-tools: ## build the pinned control-plane tools into ~/.cache/scheduler-extender (slow the first time)
+tools: ## build the pinned tools (control plane, helm, prometheus, promtool) into ~/.cache/scheduler-extender (slow the first time)
 	bash hack/build-tools.sh
+
+.PHONY: unit-tools
+unit-tools: ## build only what the unit tests run: helm and promtool (a few minutes the first time)
+	bash hack/build-tools.sh helm prometheus
 
 .PHONY: test
 test: lint typecheck tools ## everything: lint, types, unit, integration and e2e tests (not the soak)

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Builds the pinned control-plane tools (kube-apiserver, kube-controller-manager,
-# kube-scheduler, etcd, kwok, helm) from their Go modules into a per-user cache
+# kube-scheduler, etcd, kwok, helm, prometheus, promtool) from their Go modules into a per-user cache
 # outside the repository, so every clone on this machine reuses them.
 #
 # Versions are pinned by the wrapper modules in hack/tools/<tool>/go.mod.
 # Idempotent: a tool whose binaries are already in the cache is not rebuilt.
+#
+# Tool names as arguments (e.g. `hack/build-tools.sh helm prometheus`) build
+# only those; no argument builds them all.
 #
 # --print-dirs prints "<tool> <version> <directory>" per tool and exits; the
 # Python launcher (scheduler_extender/devcluster/tools.py) resolves the same
@@ -22,20 +25,29 @@ declare -A packages=(
   [etcd]="go.etcd.io/etcd/server/v3"
   [kwok]="sigs.k8s.io/kwok/cmd/kwok"
   [helm]="helm.sh/helm/v3/cmd/helm"
+  [prometheus]="github.com/prometheus/prometheus/cmd/prometheus github.com/prometheus/prometheus/cmd/promtool"
 )
 declare -A binaries=(
   [kubernetes]="kube-apiserver kube-controller-manager kube-scheduler"
   [etcd]="etcd"
   [kwok]="kwok"
   [helm]="helm"
+  [prometheus]="prometheus promtool"
 )
-order=(etcd kwok helm kubernetes)
+order=(etcd kwok helm prometheus kubernetes)
 
 declare -A modules=(
   [kubernetes]="k8s.io/kubernetes"
   [etcd]="go.etcd.io/etcd/server/v3"
   [kwok]="sigs.k8s.io/kwok"
   [helm]="helm.sh/helm/v3"
+  [prometheus]="github.com/prometheus/prometheus"
+)
+# Build tags per tool. Prometheus: only static and file service discovery (the
+# cloud SDKs would triple the build), and no embedded web UI (its assets are built
+# with npm, not part of the Go module): the HTTP API is all the tests and the demo use.
+declare -A tags=(
+  [prometheus]="remove_all_sd"
 )
 
 version_of() {  # the version the wrapper module pins for the tool's main module
@@ -48,6 +60,9 @@ ldflags_for() {
     kubernetes)
       local minor; minor=$(echo "$version" | cut -d. -f2)
       echo "-s -w -X k8s.io/component-base/version.gitVersion=$version -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean" ;;
+    prometheus)  # module v0.316.0 is Prometheus 3.16.0
+      local release; release=$(echo "$version" | sed -E 's/^v0\.([0-9]+)([0-9]{2})\.([0-9]+)$/\1.\2.\3/; s/^([0-9]+)\.0*([0-9])/\1.\2/')
+      echo "-s -w -X github.com/prometheus/common/version.Version=$release" ;;
     *) echo "-s -w" ;;
   esac
 }
@@ -60,8 +75,15 @@ if [[ ${1:-} == --print-dirs ]]; then
   exit 0
 fi
 
+if (($#)); then
+  for tool in "$@"; do
+    [[ -n ${modules[$tool]:-} ]] || { echo "error: unknown tool '$tool' (known: ${order[*]})" >&2; exit 2; }
+  done
+  order=("$@")
+fi
+
 if ! command -v go >/dev/null 2>&1; then
-  echo "error: the Go toolchain (go >= 1.26) is needed to build the control-plane tools," >&2
+  echo "error: the Go toolchain (go >= 1.26.7) is needed to build the control-plane tools," >&2
   echo "       but 'go' is not on PATH. Install Go from https://go.dev/dl/ and re-run 'make tools'." >&2
   exit 1
 fi
@@ -77,12 +99,17 @@ for tool in "${order[@]}"; do
     echo "[$i/${#order[@]}] $tool $version: cached in $out"
     continue
   fi
-  echo "[$i/${#order[@]}] $tool $version: building into $out (the first build of kubernetes takes 15-30 min on 2 cores)"
+  case $tool in
+    kubernetes) hint=" (the first build takes 15-30 min on 2 cores)" ;;
+    prometheus) hint=" (the first build takes 10-15 min on 2 cores)" ;;
+    *) hint="" ;;
+  esac
+  echo "[$i/${#order[@]}] $tool $version: building into $out$hint"
   start=$(date +%s)
   tmp="$out.tmp.$$"
   mkdir -p "$tmp"
   # shellcheck disable=SC2086
-  (cd "$here/tools/$tool" && go build -v -trimpath -ldflags "$(ldflags_for "$tool" "$version")" -o "$tmp/" ${packages[$tool]} 2>&1) |
+  (cd "$here/tools/$tool" && go build -v -trimpath -tags "${tags[$tool]:-}" -ldflags "$(ldflags_for "$tool" "$version")" -o "$tmp/" ${packages[$tool]} 2>&1) |
     awk -v tool="$tool" '{ n++; if (n % 100 == 0) { printf "    %s: %d packages compiled\n", tool, n; fflush() } } /^(#|.*\.go:[0-9]+)/ { print; fflush() }'
   status=${PIPESTATUS[0]}
   if [[ $status != 0 ]]; then

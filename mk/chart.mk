@@ -7,7 +7,7 @@ CONTAINER_ENGINE ?= $(firstword $(foreach e,docker podman buildah,$(if $(shell c
 # helm as `make tools` built it (the version pinned by hack/tools/helm/go.mod).
 HELM ?= $(shell $(RUN) python -c 'from scheduler_extender.devcluster.tools import tool_dirs; print(tool_dirs()["helm"][1] / "helm")')
 PROMETHEUS_URL ?= http://127.0.0.1:9090
-PREVIEW ?= build/dashboard-preview.png
+DASHBOARDS_DIR ?= build/dashboards
 
 .PHONY: image
 image: ## build the container image $(IMAGE) with docker, podman or buildah
@@ -21,9 +21,9 @@ chart-lint: install ## helm lint --strict (default and ci/ values) and the chart
 	@for values in $(CHART_DIR)/ci/*-values.yaml; do echo "$(HELM) lint --strict -f $$values"; $(HELM) lint --strict $(CHART_DIR) -f $$values || exit 1; done
 	$(PYTEST) tests/unit/chart
 
-.PHONY: dashboard-preview
-dashboard-preview: install ## PNG of the main dashboard from PROMETHEUS_URL (default 127.0.0.1:9090) into build/
-	$(RUN) python hack/dashboard_preview.py --prometheus $(PROMETHEUS_URL) --out $(PREVIEW)
+.PHONY: dashboards
+dashboards: install ## every Grafana dashboard of the chart as PNG from PROMETHEUS_URL (default 127.0.0.1:9090) into DASHBOARDS_DIR
+	$(RUN) scheduler-extender dashboards --prometheus $(PROMETHEUS_URL) --out-dir $(DASHBOARDS_DIR)
 
 .PHONY: chart-schema
 chart-schema: install ## regenerate the settings maps of the chart's values.schema.json from config.py

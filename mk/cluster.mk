@@ -3,6 +3,7 @@
 DEMO_DIR ?= .cluster/demo
 DEV_CLUSTER_DIR ?= .cluster/dev
 DEMO_NODES ?= 16
+DEMO_FLAGS ?=  # e.g. --short (a 4-minute day) or --headless
 KIND ?= kind
 KIND_CLUSTER ?= scheduler-extender
 KIND_NODE_IMAGE ?=
@@ -12,8 +13,8 @@ KIND_KUBECTL = $(RUN) kubectl --kubeconfig $(KIND_KUBECONFIG)
 KIND_IMAGE ?= $(IMAGE)
 
 .PHONY: demo
-demo: install tools ## START HERE: control plane, 16 fake GPU nodes, the extender and a skewed agent workload (Ctrl-C stops)
-	$(RUN) scheduler-extender dev-cluster --run-dir $(DEMO_DIR) --nodes $(DEMO_NODES) --demo-workload
+demo: install tools ## START HERE: the whole loop on fake GPU nodes: live traffic, Prometheus, forecast, autoscaler, packer rescue, dashboards (Ctrl-C stops)
+	$(RUN) scheduler-extender dev-cluster --run-dir $(DEMO_DIR) --nodes $(DEMO_NODES) --demo $(DEMO_FLAGS)
 
 .PHONY: dev-cluster
 dev-cluster: install tools ## control plane with fake GPU nodes and the extender, no workload (Ctrl-C stops)

@@ -7,11 +7,11 @@ import sys
 from collections.abc import Sequence
 
 from scheduler_extender import __version__, logs
-from scheduler_extender.commands import controller, devcluster, forecast, pack, serve
+from scheduler_extender.commands import controller, dashboards, devcluster, forecast, pack, serve
 from scheduler_extender.commands.common import CommandError, print_error, settings_from
 
 # Each module contributes one subcommand: add_parser(subparsers) sets ``run``.
-COMMANDS = (serve, devcluster, pack, forecast, controller)
+COMMANDS = (serve, devcluster, dashboards, pack, forecast, controller)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 DEMO_NAMESPACE = "agents"
 DEFAULT_RUN_DIR = Path(".cluster/dev")
+DEMO_MIN_GPUS = 48  # the demo's agents need ~40 GPUs at their peaks (the batch pool is extra)
 
 
 def add_parser(subparsers: Any) -> None:
@@ -52,9 +53,20 @@ def add_parser(subparsers: Any) -> None:
                    help="run kube-scheduler alone, without the extender")  # fmt: skip
     p.add_argument("--extender-port", type=int, help="port of the extender (default: a free one)")
     p.add_argument("--demo-workload", action="store_true",
-                   help=f"deploy skewed-popularity agents into namespace {DEMO_NAMESPACE!r}")  # fmt: skip
+                   help=f"deploy skewed-popularity agents into namespace {DEMO_NAMESPACE!r} "
+                   "(static popularity, no Prometheus)")  # fmt: skip
+    p.add_argument("--demo", action="store_true",
+                   help="the whole loop (make demo): live agent traffic, a real Prometheus, the "
+                   "forecast, the AgentAutoscaler controller, a packer rescue and the dashboards")  # fmt: skip
+    p.add_argument("--short", action="store_true",
+                   help="with --demo: a shorter day (4 min) and rescue, as the e2e test runs it")  # fmt: skip
+    p.add_argument("--headless", action="store_true",
+                   help="with --demo: progress lines instead of the refreshing summary")  # fmt: skip
+    p.add_argument("--report", type=Path, metavar="FILE",
+                   help="with --demo: write what happened as JSON on exit")  # fmt: skip
     p.add_argument("--exit-after", type=float, metavar="SECONDS",
-                   help="stop after this many seconds instead of waiting for Ctrl-C")  # fmt: skip
+                   help="stop after this many seconds instead of waiting for Ctrl-C "
+                   "(with --demo: counted from the traffic's start)")  # fmt: skip
     p.set_defaults(run=run_dev_cluster, settings_fields=[])
 
     f: argparse.ArgumentParser = subparsers.add_parser(
@@ -103,6 +115,23 @@ def _stop_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
 
 def run_dev_cluster(args: argparse.Namespace) -> int:
     fleet = _fleet(args.nodes, args.gpus)
+    if args.demo and args.demo_workload:
+        fail("--demo and --demo-workload exclude each other (--demo deploys its own agents)")
+    if not args.demo and (args.short or args.headless or args.report is not None):
+        fail("--short, --headless and --report go with --demo")
+    if not args.extender and args.demo:
+        fail("--demo needs the extender (drop --no-extender)")
+    if args.exit_after is not None and args.exit_after <= 0:
+        fail("--exit-after must be positive")
+    if args.demo and sum(n.gpus for n in fleet) < DEMO_MIN_GPUS:
+        fail(
+            f"--demo needs at least {DEMO_MIN_GPUS} GPUs for its agents at their peaks; "
+            f"--nodes {args.nodes} --gpus {args.gpus} has {sum(n.gpus for n in fleet)}"
+        )
+    if args.demo:
+        from scheduler_extender.commands.demo import run_demo
+
+        return run_demo(args, fleet)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # health polls are not news
     # Imported here: the control plane needs `cryptography`, a development
     # dependency that the production image (which only serves) does not ship.

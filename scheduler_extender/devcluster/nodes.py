@@ -188,3 +188,8 @@ def wait_schedulable(
                 f"(e.g. {sample}); is kwok running with deploy/kwok/stages.yaml?"
             )
         time.sleep(0.5)
+
+
+def cordon(api: client.ApiClient, name: str, on: bool = True) -> None:
+    """Marks a node unschedulable (``on``) or schedulable again."""
+    client.CoreV1Api(api).patch_node(name, {"spec": {"unschedulable": on}})

@@ -6,7 +6,7 @@ Three pieces:
   pure function of time, so history and live traffic agree;
 * ``TrafficExporter``: a prometheus-client HTTP endpoint serving
   ``agent_requests_total{agent=...}``, advanced by a background thread;
-* ``PrometheusServer``: Debian's ``prometheus`` binary scraping the exporter.
+* ``PrometheusServer``: the ``prometheus`` binary ``make tools`` built scraping the exporter.
   Days of history need not take days: ``write_history`` writes them as
   OpenMetrics and ``promtool tsdb create-blocks-from openmetrics`` turns them
   into TSDB blocks before the server starts; live scrapes then continue the
@@ -14,21 +14,24 @@ Three pieces:
 
 ``start_traffic_stack`` puts the three together.
 
-The binaries come from Debian (``apt-get install prometheus``, which
-``hack/ci-prereqs.sh`` runs); without them ``PrometheusMissingError`` says so.
+The binaries are built from Prometheus' Go module, pinned by
+``hack/tools/prometheus/go.mod``, into the tools cache by ``make tools``
+(``hack/build-tools.sh``); without them ``PrometheusMissingError`` says so.
+That build has no web UI (its assets are not in the Go module): the HTTP API
+(``/api/v1/...``) is all there is.
 """
 
 from __future__ import annotations
 
 import math
-import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 import httpx
@@ -42,26 +45,22 @@ from scheduler_extender.devcluster.processes import (
     free_port,
     wait_until,
 )
+from scheduler_extender.devcluster.tools import ToolsMissingError, locate_prometheus
 
 METRIC = "agent_requests"  # exposed as agent_requests_total
 JOB = "agent-traffic"
-INSTALL_HINT = (
-    "install Debian's prometheus package (apt-get install prometheus; "
-    "bash hack/ci-prereqs.sh does it)"
-)
 
 
-class PrometheusMissingError(RuntimeError):
-    """The prometheus or promtool binary is not installed."""
+class PrometheusMissingError(ToolsMissingError):
+    """The prometheus or promtool binary is not in the tools cache."""
 
 
 def binaries() -> tuple[Path, Path]:
-    """Paths of ``prometheus`` and ``promtool``."""
-    found = {name: shutil.which(name) for name in ("prometheus", "promtool")}
-    missing = sorted(name for name, path in found.items() if path is None)
-    if missing:
-        raise PrometheusMissingError(f"{' and '.join(missing)} not found on PATH: {INSTALL_HINT}")
-    return Path(str(found["prometheus"])), Path(str(found["promtool"]))
+    """Paths of ``prometheus`` and ``promtool`` in the tools cache."""
+    try:
+        return locate_prometheus()
+    except ToolsMissingError as exc:
+        raise PrometheusMissingError(str(exc)) from None
 
 
 def zipf_rates(agents: int, total: float, exponent: float = 1.1) -> Mapping[str, float]:
@@ -188,6 +187,9 @@ class PrometheusServer(Started):
     scrape_interval: float = 1.0
     history: Path | None = None  # OpenMetrics to backfill before starting
     port: int = field(default_factory=free_port)
+    # More scrape_configs entries as Prometheus takes them (e.g. https targets).
+    scrape_configs: Sequence[Mapping[str, Any]] = ()
+    rule_files: Sequence[Path] = ()  # alerting and recording rules to evaluate
     _process: ManagedProcess | None = field(default=None, init=False)
 
     @property
@@ -210,9 +212,13 @@ class PrometheusServer(Started):
             yaml.safe_dump(
                 {
                     "global": {"scrape_interval": interval, "evaluation_interval": interval},
+                    "rule_files": [str(path) for path in self.rule_files],
                     "scrape_configs": [
-                        {"job_name": job, "static_configs": [{"targets": [address]}]}
-                        for job, address in self.targets.items()
+                        *(
+                            {"job_name": job, "static_configs": [{"targets": [address]}]}
+                            for job, address in self.targets.items()
+                        ),
+                        *(dict(extra) for extra in self.scrape_configs),
                     ],
                 }
             )
@@ -225,10 +231,6 @@ class PrometheusServer(Started):
                 f"--storage.tsdb.path={data}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
                 "--storage.tsdb.retention.time=30d",
-                # The Debian package's defaults point at /usr/share paths and a
-                # data directory owned by the prometheus user; none are needed here.
-                f"--web.console.templates={self.workdir}",
-                f"--web.console.libraries={self.workdir}",
             ],
             self.log,
             port=self.port,

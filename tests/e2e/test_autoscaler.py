@@ -21,7 +21,6 @@ import contextlib
 import json
 import math
 import statistics
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +35,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from scheduler_extender.devcluster import prometheus as prom
 from scheduler_extender.devcluster.cluster import LocalCluster
-from scheduler_extender.devcluster.processes import ManagedProcess, free_port, wait_until
+from scheduler_extender.devcluster.controller import start_controller
+from scheduler_extender.devcluster.processes import ManagedProcess
 from tests.e2e.helpers import NodePool, bound, extender_decisions, list_pods, verb_total, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -189,15 +189,9 @@ def test_controller_scales_ahead_of_the_ramp_and_back_after_the_window(
     try:
         server.start()
         server.wait_scraped(timeout=60)
-        metrics_port = free_port()
-        controller = ManagedProcess(
-            "controller",
-            [sys.executable, "-m", "scheduler_extender.cli", "controller",
-             "--kubeconfig", str(cluster.kubeconfig), "--prometheus-url", server.url,
-             "--namespace", namespace, "--lease-namespace", namespace, "--lease-name",
-             "agent-autoscaler", "--identity", "e2e-controller", "--metrics-port",
-             str(metrics_port), "--sync-interval", "2s"],
-            tmp_path / "controller.log",
+        controller = start_controller(
+            cluster.kubeconfig, server.url, tmp_path / "controller.log", namespace=namespace,
+            lease=(namespace, "agent-autoscaler", "e2e-controller"),
             env={
                 "SCHEDULER_EXTENDER_PROMETHEUS__QUERY": QUERY,
                 "SCHEDULER_EXTENDER_PROMETHEUS__STEP": f"{STEP:g}s",
@@ -208,14 +202,8 @@ def test_controller_scales_ahead_of_the_ramp_and_back_after_the_window(
                 "SCHEDULER_EXTENDER_PROMETHEUS__HORIZON": f"{LEAD + 4 + 2 * STEP:g}s",
                 "SCHEDULER_EXTENDER_CONTROLLER__FORECAST_REFRESH": "4s",
             },
-            port=metrics_port,
         )  # fmt: skip
-        wait_until(
-            "the controller's /readyz",
-            lambda: _ok(f"http://127.0.0.1:{metrics_port}/readyz"),
-            timeout=60,
-            process=controller,
-        )
+        metrics_port = controller.port
         for name, mode in (("expert", "Auto"), ("shadow", "DryRun")):
             manifest = autoscaler(name, mode)
             manifest["metadata"]["namespace"] = namespace
@@ -321,10 +309,3 @@ def test_controller_scales_ahead_of_the_ramp_and_back_after_the_window(
 
 def _every(start: float, end: float, step: float = 0.25) -> list[float]:
     return [start + i * step for i in range(int((end - start) / step) + 1)]
-
-
-def _ok(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1.0).status_code == 200
-    except httpx.HTTPError:
-        return False

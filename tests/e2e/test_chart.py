@@ -24,7 +24,6 @@ import math
 import os
 import shutil
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -38,6 +37,7 @@ from kubernetes import client
 
 from scheduler_extender.devcluster import schedconfig
 from scheduler_extender.devcluster.cluster import LocalCluster
+from scheduler_extender.devcluster.controller import start_controller
 from scheduler_extender.devcluster.processes import ManagedProcess, free_port
 from scheduler_extender.devcluster.tools import Tools
 from tests.e2e.helpers import NodePool, extender_decisions, wait_for
@@ -524,7 +524,7 @@ def test_every_dashboard_panel_returns_data_from_a_real_prometheus(
     with two days of backfilled history) while GPU pods are scheduled and an AgentAutoscaler
     scales a Deployment; then every panel's query, variables expanded as Grafana does with "All",
     must return at least one finite sample."""
-    from hack import dashboard_preview as dashboards
+    from scheduler_extender.devcluster import dashboards
     from scheduler_extender.devcluster import prometheus as prom
 
     cluster = reconfigurable_cluster
@@ -567,16 +567,13 @@ def test_every_dashboard_panel_returns_data_from_a_real_prometheus(
                 "SCHEDULER_EXTENDER_PACKER__MIN_INTERVAL": "3s",
             }
         )
-        controller = ManagedProcess(
-            "controller",
-            [sys.executable, "-m", "scheduler_extender.cli", "controller",
-             "--kubeconfig", str(cluster.kubeconfig), "--prometheus-url", server.url,
-             "--metrics-host", "127.0.0.1", "--metrics-port", str(controller_port),
-             "--no-leader-elect", "--sync-interval", "2s"],
+        controller = start_controller(
+            cluster.kubeconfig,
+            server.url,
             tmp_path / "controller.log",
-            env={**os.environ, "SCHEDULER_EXTENDER_CONTROLLER__FORECAST_REFRESH": "5s"},
             port=controller_port,
-        )  # fmt: skip
+            env={"SCHEDULER_EXTENDER_CONTROLLER__FORECAST_REFRESH": "5s"},
+        )
         server.wait_scraped(timeout=60)
 
         # The workload: agent-0's Deployment on a pool of three nodes, scaled by an
@@ -650,7 +647,7 @@ def test_every_dashboard_panel_returns_data_from_a_real_prometheus(
         except AssertionError:
             pytest.fail("panels without data:\n" + "\n".join(last))
 
-        # make dashboard-preview draws the main dashboard from the same queries.
+        # scheduler-extender dashboards draws them from the same queries.
         preview = tmp_path / "dashboard-preview.png"
         empty = dashboards.render_png(
             dashboards.load(dashboards.MAIN_DASHBOARD), server.url, preview, minutes=10,

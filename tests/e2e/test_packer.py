@@ -19,7 +19,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from scheduler_extender.devcluster import workload
+from scheduler_extender.devcluster import nodes, workload
 from scheduler_extender.devcluster.cluster import LocalCluster
 from tests.e2e.helpers import (
     NodePool,
@@ -57,10 +57,6 @@ def gpu_pod(
     return pod
 
 
-def cordon(api: client.ApiClient, node: str, on: bool) -> None:
-    client.CoreV1Api(api).patch_node(node, {"spec": {"unschedulable": on}})
-
-
 def placed(api: client.ApiClient, namespace: str, prefix: str) -> dict[str, Any]:
     def find() -> dict[str, Any] | None:
         pods = [
@@ -87,8 +83,8 @@ def fragment(
             )
         where[name] = placed(api, namespace, name)["spec"]["nodeName"]
         if i == 0:
-            cordon(api, where[name], True)  # the second one must go to the other node
-    cordon(api, where["low-a"], False)
+            nodes.cordon(api, where[name], True)  # the second one must go to the other node
+    nodes.cordon(api, where["low-a"], False)
     assert len(set(where.values())) == 2
     return where
 

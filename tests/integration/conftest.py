@@ -1,7 +1,7 @@
-"""Fixtures for tests against a real Prometheus (Debian's ``prometheus`` package).
+"""Fixtures for tests against a real Prometheus (built from its Go module by ``make tools``).
 
 Every test here is marked ``integration``. Without the binaries the tests FAIL
-(they never skip) and say how to install them.
+(they never skip) and say to run ``make tools``.
 
 Fixtures
     ``traffic``            -> ``AgentTraffic``: 8 agents, Zipf(1.1) popularity,

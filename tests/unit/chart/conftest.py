@@ -38,6 +38,11 @@ def helm() -> Path:
     return tool("helm", "helm")
 
 
+@pytest.fixture(scope="session")
+def promtool() -> Path:
+    return tool("prometheus", "promtool")
+
+
 def run_helm(helm: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         [str(helm), *args], capture_output=True, text=True, timeout=120, check=False

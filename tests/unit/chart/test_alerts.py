@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from tests.unit.chart.conftest import CHART, MONITORING_API, Render, one
@@ -20,27 +18,19 @@ RULES = CHART / "alerts" / "scheduler-extender.rules.yaml"
 TESTS = Path(__file__).parent / "alerts.test.yaml"
 
 
-@pytest.fixture(scope="module")
-def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        pytest.fail("promtool is missing: apt-get install prometheus (bash hack/ci-prereqs.sh)")
-    return path
-
-
 def alerts() -> list[dict[str, Any]]:
     groups = yaml.safe_load(RULES.read_text())["groups"]
     return [rule for group in groups for rule in group["rules"] if "alert" in rule]
 
 
-def test_promtool_check_rules(promtool: str) -> None:
+def test_promtool_check_rules(promtool: Path) -> None:
     result = subprocess.run(
         [promtool, "check", "rules", str(RULES)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_promtool_unit_tests(promtool: str) -> None:
+def test_promtool_unit_tests(promtool: Path) -> None:
     result = subprocess.run(
         [promtool, "test", "rules", str(TESTS)],
         capture_output=True,

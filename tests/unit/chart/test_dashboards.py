@@ -3,7 +3,6 @@ valid PromQL (checked by promtool) over metrics that exist."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from hack import dashboard_preview as dashboards
+from scheduler_extender.devcluster import dashboards
 from tests.unit.chart.metrics_catalog import KUBE_SCHEDULER, referenced, service_metrics
 
 FILES = dashboards.dashboard_files()
@@ -69,15 +68,7 @@ def test_panels_have_ids_queries_and_a_grid_without_overlaps(path: Path) -> None
     assert board["title"]
 
 
-@pytest.fixture(scope="module")
-def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        pytest.fail("promtool is missing: apt-get install prometheus (bash hack/ci-prereqs.sh)")
-    return path
-
-
-def test_every_query_is_valid_promql(promtool: str, tmp_path: Path) -> None:
+def test_every_query_is_valid_promql(promtool: Path, tmp_path: Path) -> None:
     """promtool parses each panel query, variables expanded, as a recording rule."""
     rules = []
     for path in FILES:

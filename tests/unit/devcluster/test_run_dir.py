@@ -22,7 +22,8 @@ def unusable_tools(tmp_path: Path) -> Tools:
     missing = tmp_path / "not-a-binary"
     return Tools(
         etcd=missing, kube_apiserver=missing, kube_controller_manager=missing,
-        kube_scheduler=missing, kwok=missing, helm=missing, kubectl=missing,
+        kube_scheduler=missing, kwok=missing, helm=missing, prometheus=missing,
+        promtool=missing, kubectl=missing,
         kubernetes_version="v1.36.4",
     )  # fmt: skip
 

@@ -11,6 +11,7 @@ from scheduler_extender.devcluster.tools import (
     TOOLS,
     ToolsMissingError,
     cache_dir,
+    locate_prometheus,
     locate_tools,
     pinned_version,
     tool_dirs,
@@ -63,6 +64,8 @@ def test_missing_binaries_are_named_with_the_way_to_build_them(tmp_path: Path) -
         "kube-scheduler",
         "kwok",
         "helm",
+        "prometheus",
+        "promtool",
     ):
         assert binary in message
 
@@ -77,3 +80,14 @@ def test_complete_cache_is_located(tmp_path: Path) -> None:
     tools = locate_tools(tmp_path)
     assert tools.kube_scheduler == tool_dirs(tmp_path)["kubernetes"][1] / "kube-scheduler"
     assert tools.kubernetes_version.startswith("v1.")
+
+
+def test_prometheus_alone_is_located_or_named_missing(tmp_path: Path) -> None:
+    with pytest.raises(ToolsMissingError, match=r"promtool .*make tools"):
+        locate_prometheus(tmp_path)
+    _version, directory = tool_dirs(tmp_path)["prometheus"]
+    directory.mkdir(parents=True)
+    for binary in ("prometheus", "promtool"):
+        (directory / binary).write_text("#!/bin/sh\n")
+        (directory / binary).chmod(0o755)
+    assert locate_prometheus(tmp_path) == (directory / "prometheus", directory / "promtool")

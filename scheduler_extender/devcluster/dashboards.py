@@ -1,8 +1,11 @@
-"""The chart's Grafana dashboards as PromQL, and a PNG preview of a dashboard without Grafana.
+"""The chart's Grafana dashboards as PromQL, and PNG renderings of them without Grafana.
 
-``make dashboard-preview PROMETHEUS_URL=http://127.0.0.1:9090`` runs every panel's queries of the
-main dashboard against that Prometheus over the last hour and draws them with matplotlib, laid out on
-the dashboard's own grid. The e2e tests use ``panel_queries`` to run the same queries.
+``scheduler-extender dashboards --prometheus URL --out-dir DIR`` (``make dashboards``) runs every
+panel's queries of every dashboard in ``helm/scheduler-extender/dashboards`` against that
+Prometheus over the last hour and draws them with matplotlib, laid out on the dashboard's own grid,
+one ``<dashboard>.png`` per dashboard; ``--every SECONDS`` redraws them until Ctrl-C. ``make demo``
+does the same every minute. The e2e tests use ``panels``, ``expand`` and ``query_range`` to run
+the same queries.
 
 Grafana-only variables are expanded the way Grafana would with "All" selected: a query variable
 with ``allValue`` becomes that regex, a text box its default, ``$__rate_interval`` a fixed window.
@@ -10,11 +13,9 @@ with ``allValue`` becomes that regex, a text box its default, ``$__rate_interval
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import re
-import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -23,10 +24,13 @@ from typing import Any
 
 import httpx
 
-CHART = Path(__file__).resolve().parent.parent / "helm" / "scheduler-extender"
+from scheduler_extender.devcluster.paths import repo_root
+
+CHART = repo_root() / "helm" / "scheduler-extender"
 DASHBOARDS = CHART / "dashboards"
 MAIN_DASHBOARD = DASHBOARDS / "scheduling.json"
 GRID_COLUMNS = 24
+ROW_INCHES = 0.42  # the height of one grid row in the PNG
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +146,7 @@ def render_png(
     minutes: float = 60,
     rate_interval: str = "2m",
 ) -> list[str]:
-    """Draws every panel; returns the titles of panels whose queries returned no data."""
+    """Draws every panel; returns the titles of panels whose queries returned no finite value."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -153,7 +157,7 @@ def render_png(
     step = max(minutes * 60 / 240, 5.0)
     found = panels(dashboard)
     rows = max(p.grid[1] + p.grid[3] for p in found)
-    fig = plt.figure(figsize=(20, rows * 0.42))
+    fig = plt.figure(figsize=(20, rows * ROW_INCHES))
     fig.suptitle(dashboard["title"], fontsize=16, fontweight="bold")
     empty: list[str] = []
     with httpx.Client(base_url=prometheus_url, timeout=30.0) as client:
@@ -172,8 +176,8 @@ def render_png(
             ]
             ax = fig.add_axes(_box(panel.grid, rows))
             ax.set_title(panel.title, fontsize=10, loc="left")
-            if not series:
-                empty.append(panel.title)
+            if not any(math.isfinite(v) for s in series for v in s.values):
+                empty.append(panel.title)  # no series, or only NaN / infinite values
                 ax.text(0.5, 0.5, "no data", ha="center", va="center", color="grey")
                 ax.set_xticks([])
                 ax.set_yticks([])
@@ -190,14 +194,18 @@ def render_png(
 
 
 def _box(grid: tuple[int, int, int, int], rows: int) -> tuple[float, float, float, float]:
-    """A panel's rectangle in figure coordinates, leaving room for titles and tick labels."""
+    """A panel's rectangle in figure coordinates, leaving room for titles and tick labels.
+
+    The figure is ``rows * ROW_INCHES`` high; the margins are fixed in inches, so a short
+    dashboard's panel titles do not run into the dashboard's title."""
     x, y, w, h = grid
-    top = 0.96
+    inches = rows * ROW_INCHES
+    top = 1.0 - 0.4 / inches  # the dashboard's title
     cell_h = top / rows
     left = x / GRID_COLUMNS + 0.035
     width = w / GRID_COLUMNS - 0.05
-    height = h * cell_h - 0.045 * (24 / max(rows, 24))
-    bottom = top - (y + h) * cell_h + 0.025 * (24 / max(rows, 24))
+    height = h * cell_h - 0.45 / inches  # the panel's title and its tick labels
+    bottom = top - (y + h) * cell_h + 0.25 / inches
     return left, bottom, width, max(height, 0.02)
 
 
@@ -273,30 +281,26 @@ def _date(timestamp: float) -> Any:
     return datetime.datetime.fromtimestamp(timestamp)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    p.add_argument("--prometheus", required=True, help="base URL, e.g. http://127.0.0.1:9090")
-    p.add_argument("--dashboard", type=Path, default=MAIN_DASHBOARD, help="dashboard JSON file")
-    p.add_argument("--out", type=Path, default=Path("build/dashboard-preview.png"))
-    p.add_argument("--minutes", type=float, default=60.0, help="time range (default 60)")
-    p.add_argument("--rate-interval", default="2m", help="what $__rate_interval becomes")
-    args = p.parse_args(argv)
-    try:
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    path: Path
+    empty: tuple[str, ...]  # titles of panels whose queries returned no data
+
+
+def render_all(
+    prometheus_url: str,
+    out_dir: Path,
+    *,
+    dashboards: Sequence[Path] | None = None,
+    minutes: float = 60,
+    rate_interval: str = "2m",
+) -> list[Rendered]:
+    """Every dashboard (default: all of the chart's) as ``out_dir/<name>.png``."""
+    out: list[Rendered] = []
+    for path in dashboards if dashboards is not None else dashboard_files():
+        png = out_dir / f"{path.stem}.png"
         empty = render_png(
-            load(args.dashboard),
-            args.prometheus,
-            args.out,
-            minutes=args.minutes,
-            rate_interval=args.rate_interval,
+            load(path), prometheus_url, png, minutes=minutes, rate_interval=rate_interval
         )
-    except (httpx.HTTPError, RuntimeError) as exc:
-        print(f"dashboard-preview: error: {exc}", file=sys.stderr)
-        return 2
-    print(f"wrote {args.out}")
-    if empty:
-        print(f"panels without data: {', '.join(empty)}", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        out.append(Rendered(png, tuple(empty)))
+    return out
