@@ -5,13 +5,30 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
 from scheduler_extender import __version__, logs
-from scheduler_extender.commands import controller, dashboards, devcluster, forecast, pack, serve
+from scheduler_extender.commands import controller, forecast, pack, serve
 from scheduler_extender.commands.common import CommandError, print_error, settings_from
 
+
+def _development_commands() -> tuple[ModuleType, ...]:
+    """dev-cluster, fake-nodes and dashboards: in a source checkout only.
+
+    They run the local control plane (``devcluster/``), which the wheel and the
+    container image leave out (``[tool.hatch.build.targets.wheel]``).
+    """
+    try:
+        from scheduler_extender.commands import dashboards, devcluster
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith("scheduler_extender.devcluster"):
+            raise
+        return ()
+    return (devcluster, dashboards)
+
+
 # Each module contributes one subcommand: add_parser(subparsers) sets ``run``.
-COMMANDS = (serve, devcluster, dashboards, pack, forecast, controller)
+COMMANDS = (serve, *_development_commands(), pack, forecast, controller)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
 import pytest
 
 from scheduler_extender import cli
@@ -49,3 +55,28 @@ def test_missing_kubeconfig_is_a_clear_error(capsys: pytest.CaptureFixture[str])
 def test_bad_port_is_rejected(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["serve", "--port", "70000"]) == 2
     assert "port" in capsys.readouterr().err
+
+
+def test_the_wheel_leaves_the_local_control_plane_out(tmp_path: Path) -> None:
+    uv = shutil.which("uv")
+    assert uv is not None, "uv (make install) builds the wheel"
+    root = Path(__file__).resolve().parents[3]
+    subprocess.run([uv, "build", "--wheel", "--out-dir", str(tmp_path)], cwd=root, check=True,
+                   capture_output=True, timeout=300)  # fmt: skip
+    (wheel,) = tmp_path.glob("*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "scheduler_extender/cli.py" in names
+    assert "scheduler_extender/commands/serve.py" in names
+    assert not [n for n in names if "devcluster" in n or "commands/demo" in n]
+
+
+def test_without_the_local_control_plane_the_cli_offers_the_service_commands() -> None:
+    # As installed from the wheel: importing scheduler_extender.devcluster fails.
+    script = (
+        "import sys; sys.modules['scheduler_extender.devcluster'] = None\n"
+        "from scheduler_extender import cli\n"
+        "print(sorted(cli.parser()._subparsers._group_actions[0].choices))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True, timeout=60).stdout  # fmt: skip
+    assert out.strip() == "['controller', 'forecast', 'pack', 'serve']"
