@@ -50,6 +50,18 @@ class FakeStore(KubeAutoscalerStore):
         return FakeResponse([])
 
 
+def watch(store: FakeStore) -> list[int]:
+    """The controller's wake-ups while the watch follows ``store`` until it has nothing new."""
+    kicks: list[int] = []
+    watcher = AutoscalerWatch(store, lambda: kicks.append(1))
+    watcher.start()
+    try:
+        assert store.done.wait(5.0)
+    finally:
+        assert watcher.stop(wait=5.0)
+    return kicks
+
+
 def test_spec_changes_and_deletions_wake_the_controller_status_writes_do_not() -> None:
     store = FakeStore(
         [
@@ -60,13 +72,7 @@ def test_spec_changes_and_deletions_wake_the_controller_status_writes_do_not() -
             {"type": "DELETED", "object": obj("a", 2, "15")},
         ]
     )
-    kicks: list[int] = []
-    watcher = AutoscalerWatch(store, lambda: kicks.append(1))
-    watcher.start()
-    try:
-        assert store.done.wait(5.0)
-    finally:
-        assert watcher.stop(wait=5.0)
+    kicks = watch(store)
     # One for the initial list, then the spec change, the new object and the deletion.
     assert len(kicks) == 4
     first, second = store.watches[0], store.watches[1]
@@ -78,12 +84,6 @@ def test_spec_changes_and_deletions_wake_the_controller_status_writes_do_not() -
 def test_an_expired_watch_relists_and_wakes_the_controller() -> None:
     gone = {"type": "ERROR", "object": {"kind": "Status", "code": 410, "message": "too old"}}
     store = FakeStore([gone])
-    kicks: list[int] = []
-    watcher = AutoscalerWatch(store, lambda: kicks.append(1))
-    watcher.start()
-    try:
-        assert store.done.wait(5.0)
-    finally:
-        assert watcher.stop(wait=5.0)
+    kicks = watch(store)
     assert len(kicks) == 2  # the first list and the relist after 410 Gone
     assert store.watches[1]["resource_version"] == "10"  # from the relist
