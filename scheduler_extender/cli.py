@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from collections.abc import Sequence
 from types import ModuleType
@@ -18,12 +19,10 @@ def _development_commands() -> tuple[ModuleType, ...]:
     They run the local control plane (``devcluster/``), which the wheel and the
     container image leave out (``[tool.hatch.build.targets.wheel]``).
     """
-    try:
-        from scheduler_extender.commands import dashboards, devcluster
-    except ModuleNotFoundError as exc:
-        if not (exc.name or "").startswith("scheduler_extender.devcluster"):
-            raise
+    if importlib.util.find_spec("scheduler_extender.devcluster") is None:
         return ()
+    from scheduler_extender.commands import dashboards, devcluster
+
     return (devcluster, dashboards)
 
 
