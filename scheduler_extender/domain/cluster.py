@@ -24,9 +24,16 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from scheduler_extender.domain.columns import ColumnBuilder, Columns
+from scheduler_extender.domain.demand import (
+    DEFAULT_MEMORY,
+    NO_DEMAND,
+    Demand,
+    DemandBook,
+    demand_class,
+)
 from scheduler_extender.domain.objects import Node, Pod
 from scheduler_extender.domain.packing.reservations import EMPTY_BOOK, ReservationBook
-from scheduler_extender.domain.resources import PODS, Resources
+from scheduler_extender.domain.resources import DEFAULT_GPU_RESOURCE, PODS, Resources
 
 # A node that does not declare a pod limit is not limited by pod count.
 _UNLIMITED = 2**62
@@ -84,6 +91,8 @@ class Snapshot:
     nominated: Mapping[str, tuple[NominatedPod, ...]] = field(
         default_factory=lambda: _NO_NOMINATIONS
     )
+    # The GPU pods likely to come: recent and pending shapes (see domain/demand.py).
+    demand: Demand = NO_DEMAND
 
     def get(self, name: str) -> NodeState | None:
         return self.nodes.get(name)
@@ -107,6 +116,7 @@ class Snapshot:
             self.synced,
             self.reservations,
             self.nominated,
+            self.demand,
         )
 
 
@@ -171,7 +181,11 @@ class Assumption:
 class ClusterState:
     """Mutable node/pod accounting fed by watch events and our own binds."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, *, gpu_resource: str = DEFAULT_GPU_RESOURCE, demand_memory: int = DEFAULT_MEMORY
+    ) -> None:
+        self._gpu_resource = gpu_resource
+        self._demand = DemandBook(demand_memory)
         self._nodes: dict[str, _NodeTotals] = {}
         self._pods: dict[str, Pod] = {}  # uid -> latest watched pod
         self._uid_by_key: dict[str, str] = {}  # namespace/name -> uid
@@ -230,6 +244,8 @@ class ClusterState:
             return  # e.g. a status update we do not read: keep the snapshot
         self._pods[pod.uid] = pod
         self._uid_by_key[pod.key] = pod.uid
+        if old is None and not pod.terminal:
+            self._arrived(pod)
         if old is None and not pod.terminal and pod.agent:
             self._agent_replicas[pod.agent] += 1
         elif old is not None and not old.terminal and pod.terminal and old.agent:
@@ -272,6 +288,7 @@ class ClusterState:
         if pod.uid not in self._pods:
             self._pods[pod.uid] = pod
             self._uid_by_key[pod.key] = pod.uid
+            self._arrived(pod)
             if pod.agent:
                 self._agent_replicas[pod.agent] += 1
         self._assumed[pod.uid] = Assumption(pod, node_name, deadline)
@@ -327,6 +344,7 @@ class ClusterState:
             version=self._version,
             synced=self.synced,
             nominated=MappingProxyType(dict(self._frozen_nominated)),
+            demand=self._demand.freeze(),
         )
         return self._snapshot
 
@@ -364,7 +382,17 @@ class ClusterState:
             self._placed[uid] = new
             self._count(new[0], new[1], +1)
         self._renominate(uid)
+        pod = self._pods.get(uid)
+        waiting = pod is not None and new is None and not pod.terminal and not pod.deleting
+        self._demand.set_pending(
+            uid, demand_class(pod, self._gpu_resource) if waiting and pod is not None else None
+        )
         self._version += 1
+
+    def _arrived(self, pod: Pod) -> None:
+        shape = demand_class(pod, self._gpu_resource)
+        if shape is not None:
+            self._demand.arrived(shape)
 
     def _renominate(self, uid: str) -> None:
         """List the pod under its nominated node while it is not accounted anywhere.

@@ -73,7 +73,7 @@ class ClusterCache(SharedCluster):
         gpu_resource: str,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__(assume_timeout=assume_timeout, clock=clock)
+        super().__init__(assume_timeout=assume_timeout, clock=clock, gpu_resource=gpu_resource)
         self._core = client.CoreV1Api(api)
         self._agent_label = agent_label
         self._backoff_max = backoff_max

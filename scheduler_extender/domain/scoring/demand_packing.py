@@ -1,0 +1,199 @@
+"""Demand-aware packing: place a GPU pod where it costs the likely next pods the least room.
+
+The idea of fragmentation gradient descent (FGD; Weng et al., "Beware of
+Fragmentation: Scheduling GPU-Sharing Workloads with Fragmentation Gradient
+Descent", USENIX ATC'23), for whole GPUs and GPU models. The cluster's demand
+(``Snapshot.demand``, ``domain/demand.py``) is a mix of pod shapes *m*: GPUs,
+cpu, memory and the GPU models (labels) they accept, each with a weight
+(recent and pending pods of that shape).
+
+On a node, the GPUs *usable* by shape *m* are the GPUs of the copies of *m*
+the node could still take (limited by free GPUs, cpu and memory; none when
+the node's GPU labels do not admit *m*). A free GPU that *m* cannot use is
+fragmented for *m*: FGD's fragmentation is the expectation of that over the
+mix, and placing a pod changes it, on that node only, by the usable GPUs it
+destroys. Not all shapes are equally short of room, though: each shape's
+loss is priced by its demand over the room the whole cluster has for it,
+
+    price(m) = weight(m) x gpus(m) / usable GPUs for m on all nodes
+    cost(node) = sum over m of price(m) x (usable(m) before - usable(m) after)
+
+so a pod goes where it destroys the least room that is in demand. Without any
+pricing this is plain FGD: a pod lands on a node already useless to the
+largest shapes (bin-packing by shape, not by fill). With it, a pod that may
+use any model stays off a small, scarce model (an empty 2-GPU T4 node) that
+pods constrained to that model need, and takes an 8-GPU node's GPU only when
+8-GPU pods are not short of room there.
+
+The per-shape usable room of every node and the prices are computed once per
+snapshot (one vectorised pass over the nodes); a request only recomputes the
+room left on its candidates. Among nodes of equal cost the fullest wins (the
+fill after placement, as ``gpu_binpack``), which is also the whole score
+when the cluster has seen no GPU pod yet.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from scheduler_extender.domain.cluster import NodeState, Snapshot
+from scheduler_extender.domain.columns import Columns, FloatArray, IntArray
+from scheduler_extender.domain.demand import Demand, gpu_labels
+from scheduler_extender.domain.objects import Node, Pod
+from scheduler_extender.domain.resources import CPU, MEMORY
+from scheduler_extender.domain.scoring.gpu_binpack import fill_after
+from scheduler_extender.domain.scoring.policy import Audience, ScoringContext, neutral
+
+# Share of the score that goes to filling the fullest node among equally costly ones.
+FILL_SHARE = 0.1
+_MANY = np.int64(2**40)  # copies when a shape asks for none of a resource
+
+
+@dataclass(frozen=True, slots=True)
+class _Shapes:
+    """The demand as arrays, one entry per shape (K shapes)."""
+
+    gpus: IntArray  # K
+    cpu: IntArray  # K
+    memory: IntArray  # K
+
+    def usable(self, free_gpu: IntArray, free_cpu: IntArray, free_memory: IntArray) -> IntArray:
+        """GPUs of the copies of each shape that fit: K x len(free_gpu)."""
+        copies = np.maximum(free_gpu, 0)[None, :] // self.gpus[:, None]
+        cpu = self.cpu[:, None]
+        copies = np.minimum(
+            copies, np.where(cpu > 0, np.maximum(free_cpu, 0)[None, :] // np.maximum(cpu, 1), _MANY)
+        )
+        memory = self.memory[:, None]
+        copies = np.minimum(
+            copies,
+            np.where(
+                memory > 0, np.maximum(free_memory, 0)[None, :] // np.maximum(memory, 1), _MANY
+            ),
+        )
+        usable: IntArray = copies * self.gpus[:, None]
+        return usable
+
+
+@dataclass(frozen=True, slots=True)
+class _Memo:
+    """What the policy derives from one snapshot's columns and demand."""
+
+    columns: Columns
+    demand: Demand
+    gpu: str
+    shapes: _Shapes
+    admitted: np.ndarray  # K x rows, bool: the node's GPU labels admit the shape
+    usable: IntArray  # K x rows, before any placement
+    price: FloatArray  # K
+
+    def holds(self, columns: Columns, demand: Demand, gpu: str) -> bool:
+        return self.columns is columns and self.demand is demand and self.gpu == gpu
+
+
+class _LabelRows:
+    """Each row's GPU labels as a small integer code, kept across snapshots.
+
+    Rows of nodes that did not change keep their code without reading labels
+    again; a fleet has a handful of distinct GPU label sets (one per model).
+    """
+
+    def __init__(self) -> None:
+        self._nodes: dict[str, tuple[Node, int]] = {}  # name -> (node, code)
+        self._codes: dict[tuple[tuple[str, str], ...], int] = {}
+        self.labels: list[Mapping[str, str]] = []  # code -> GPU labels
+
+    def codes(self, nodes: Mapping[str, NodeState], columns: Columns) -> IntArray:
+        """Code per row; -1 for rows without a node."""
+        codes = np.full(columns.size, -1, dtype=np.int64)
+        kept: dict[str, tuple[Node, int]] = {}
+        for name, state in nodes.items():
+            row = columns.rows.get(name)
+            if row is None:
+                continue
+            known = self._nodes.get(name)
+            if known is None or known[0] is not state.node:
+                key = gpu_labels(state.node.labels)
+                code = self._codes.get(key)
+                if code is None:
+                    code = self._codes[key] = len(self.labels)
+                    self.labels.append(dict(key))
+                known = (state.node, code)
+            kept[name] = known
+            codes[row] = known[1]
+        self._nodes = kept
+        return codes
+
+
+class DemandAwarePacking:
+    name = "demand_packing"
+    audience = Audience.UNLABELLED
+
+    def __init__(self) -> None:
+        self._memo: _Memo | None = None
+        self._labels = _LabelRows()
+        self._lock = threading.Lock()
+
+    def score(self, pod: Pod, rows: IntArray, ctx: ScoringContext) -> FloatArray:
+        gpus = pod.requests.get(ctx.gpu_resource)
+        if gpus <= 0 or len(rows) == 0:
+            return neutral(rows)
+        columns = ctx.snapshot.columns
+        fill = fill_after(columns, rows, gpus, ctx.gpu_resource)
+        if not ctx.snapshot.demand:
+            return fill
+        memo = self._memo_of(ctx.snapshot, ctx.gpu_resource)
+        after = memo.shapes.usable(
+            columns.free_of(ctx.gpu_resource, rows) - gpus,
+            columns.free_of(CPU, rows) - pod.requests.get(CPU),
+            columns.free_of(MEMORY, rows) - pod.requests.get(MEMORY),
+        )
+        lost = np.where(memo.admitted[:, rows], memo.usable[:, rows] - after, 0)
+        cost: FloatArray = memo.price @ lost
+        low, high = float(cost.min()), float(cost.max())
+        if high - low <= 1e-9 * max(abs(high), 1.0):
+            return fill
+        scored: FloatArray = (1.0 - FILL_SHARE) * (high - cost) / (high - low) + FILL_SHARE * fill
+        return scored
+
+    def _memo_of(self, snapshot: Snapshot, gpu: str) -> _Memo:
+        columns, demand = snapshot.columns, snapshot.demand
+        with self._lock:
+            memo = self._memo
+            if memo is not None and memo.holds(columns, demand, gpu):
+                return memo
+            codes = self._labels.codes(snapshot.nodes, columns)
+            classes = demand.classes
+            shapes = _Shapes(
+                np.array([c.gpus for c in classes], dtype=np.int64),
+                np.array([c.cpu for c in classes], dtype=np.int64),
+                np.array([c.memory for c in classes], dtype=np.int64),
+            )
+            # K x (codes + 1): whether each shape admits each label set; the last column is
+            # for rows without a node (code -1), which admit nothing.
+            table = np.array(
+                [
+                    [c.constraint.admits(labels) for labels in self._labels.labels] + [False]
+                    for c in classes
+                ],
+                dtype=np.bool_,
+            ).reshape(len(classes), len(self._labels.labels) + 1)
+            admitted = table[:, codes]
+            usable = np.where(
+                admitted,
+                shapes.usable(
+                    columns.free_of(gpu, np.arange(columns.size)),
+                    columns.free_of(CPU, np.arange(columns.size)),
+                    columns.free_of(MEMORY, np.arange(columns.size)),
+                ),
+                0,
+            )
+            room = usable.sum(axis=1).astype(float)
+            wanted = np.array(demand.weights) * shapes.gpus
+            price = wanted / np.maximum(room, shapes.gpus.astype(float))
+            self._memo = memo = _Memo(columns, demand, gpu, shapes, admitted, usable, price)
+            return memo
