@@ -21,6 +21,7 @@ from scheduler_extender.config import Settings
 
 AGENT_LABEL: str = Settings.model_fields["agent_label"].default
 GPU_RESOURCE: str = Settings.model_fields["gpu_resource"].default
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 # Never pulled: kwok only pretends to run containers.
 IMAGE = "registry.k8s.io/pause:3.10"
 CREATE_PARALLELISM = 8
@@ -34,7 +35,11 @@ def pod_spec(
     memory: str = "4Gi",
     node_selector: Mapping[str, str] | None = None,
     tolerations: Sequence[Mapping[str, str]] = (),
+    gpu_models: Sequence[str] = (),
+    labels_in: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, Any]:
+    """``gpu_models``: the GPU models allowed (required node affinity on
+    ``nvidia.com/gpu.product``); ``labels_in``: more required ``In`` terms (label -> values)."""
     resources: dict[str, Any] = {"requests": {"cpu": cpu, "memory": memory}}
     if gpus:
         resources["requests"][GPU_RESOURCE] = str(gpus)
@@ -48,6 +53,19 @@ def pod_spec(
         spec["nodeSelector"] = dict(node_selector)
     if tolerations:
         spec["tolerations"] = [dict(t) for t in tolerations]
+    required = {**({GPU_PRODUCT_LABEL: gpu_models} if gpu_models else {}), **(labels_in or {})}
+    if required:
+        expressions = [
+            {"key": key, "operator": "In", "values": list(values)}
+            for key, values in required.items()
+        ]
+        spec["affinity"] = {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [{"matchExpressions": expressions}]
+                }
+            }
+        }
     return spec
 
 
