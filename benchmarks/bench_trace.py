@@ -12,7 +12,11 @@ run ends once no pod was bound for a while and every pending pod was tried.
 
 Each variant runs twice on the same nodes with fresh pods: kube-scheduler
 alone, then kube-scheduler calling a freshly started extender (default
-settings; the pods carry no agent label, so ``demand_packing`` scores them).
+settings; the pods carry no agent label, so ``demand_packing`` scores them)
+for every pod of the trace, CPU-only ones included: the extender entry has no
+``managedResources`` (the deploy file's sends only GPU pods, and the trace's
+CPU-only pods, placed by kube-scheduler's least-allocated rule, take the cpu
+of the large GPU nodes that the 8-GPU pods need).
 Both runs set ``percentageOfNodesToScore: 100`` (every feasible node is scored
 and sent to the extender) and raise kube-scheduler's client rate limits, as
 ``bench_e2e`` does.
@@ -163,7 +167,9 @@ def replay(
     workload.create_pods(api, pod_manifests(pods, namespace, cluster.scheduler_name))
     listing: Any = core.list_namespaced_pod(namespace, limit=1, _preload_content=False)
     clock = BindClock(api, namespace, json.loads(listing.data)["metadata"]["resourceVersion"])
-    cluster.start_scheduler(extender=extender is not None, overrides=OVERRIDES)
+    cluster.start_scheduler(
+        extender=extender is not None, overrides=OVERRIDES, every_pod=extender is not None
+    )
     started = time.monotonic()
     last, last_change = -1, started
     while True:

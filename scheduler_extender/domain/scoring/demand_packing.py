@@ -18,7 +18,14 @@ loss is priced by its demand over the room the whole cluster has for it,
     price(m) = weight(m) x gpus(m) / usable GPUs for m on all nodes
     cost(node) = sum over m of price(m) x (usable(m) before - usable(m) after)
 
-so a pod goes where it destroys the least room that is in demand. Without any
+so a pod goes where it destroys the least room that is in demand. Besides
+the pods seen, pods taking a whole node of each node size are always
+expected (3% of the demand seen each), so that among placements the demand seen finds equal, the rarest
+large nodes stay whole (the pods that need all of such a node, GPUs, cpu and
+memory, are rare and come late, as in the production trace of the paper).
+Pods without GPUs (in the extender's profile) are placed the same way: their
+cpu and memory go where they cost the GPU shapes the least, e.g. on nodes
+whose GPUs are all taken. Without any
 pricing this is plain FGD: a pod lands on a node already useless to the
 largest shapes (bin-packing by shape, not by fill). With it, a pod that may
 use any model stays off a small, scarce model (an empty 2-GPU T4 node) that
@@ -50,6 +57,11 @@ from scheduler_extender.domain.scoring.policy import Audience, ScoringContext, n
 
 # Share of the score that goes to filling the fullest node among equally costly ones.
 FILL_SHARE = 0.1
+# Besides the pods seen, pods taking a whole node of each node size (GPUs, cpu, memory) are
+# always expected, this share of the demand seen each: among placements about equal for the
+# demand seen, the rarest large nodes stay whole.
+WHOLE_NODE_SHARE = 0.03
+MAX_WHOLE_NODES = 16  # node sizes kept (the most GPUs first)
 _MANY = np.int64(2**40)  # copies when a shape asks for none of a resource
 
 
@@ -93,6 +105,34 @@ class _Memo:
 
     def holds(self, columns: Columns, demand: Demand, gpu: str) -> bool:
         return self.columns is columns and self.demand is demand and self.gpu == gpu
+
+
+def _round_down(values: IntArray) -> IntArray:
+    """Down to powers of 2 ** (1 / 16): nodes a few percent apart make one size."""
+    grid = np.floor(16 * np.log2(np.maximum(values, 1)) + 1e-9) / 16
+    rounded: IntArray = np.where(values > 16, np.floor(2**grid), values).astype(np.int64)
+    return rounded
+
+
+def whole_nodes(gpus: IntArray, cpu: IntArray, memory: IntArray) -> list[tuple[int, int, int]]:
+    """The distinct sizes of the GPU nodes, each as a pod that takes a whole node of it.
+
+    cpu and memory are rounded down (to within about 4%), so that nodes a few
+    reserved megabytes apart make one size and each size fits its own nodes.
+    """
+    has = gpus > 0
+    sizes = sorted(
+        set(
+            zip(
+                gpus[has].tolist(),
+                _round_down(cpu[has]).tolist(),
+                _round_down(memory[has]).tolist(),
+                strict=True,
+            )
+        ),
+        reverse=True,
+    )
+    return sizes[:MAX_WHOLE_NODES]
 
 
 class _LabelRows:
@@ -140,7 +180,7 @@ class DemandAwarePacking:
 
     def score(self, pod: Pod, rows: IntArray, ctx: ScoringContext) -> FloatArray:
         gpus = pod.requests.get(ctx.gpu_resource)
-        if gpus <= 0 or len(rows) == 0:
+        if len(rows) == 0 or (gpus <= 0 and not ctx.snapshot.demand):
             return neutral(rows)
         columns = ctx.snapshot.columns
         fill = fill_after(columns, rows, gpus, ctx.gpu_resource)
@@ -167,33 +207,42 @@ class DemandAwarePacking:
             if memo is not None and memo.holds(columns, demand, gpu):
                 return memo
             codes = self._labels.codes(snapshot.nodes, columns)
+            everywhere = np.arange(columns.size)
+            wholes = whole_nodes(
+                columns.allocatable_of(gpu, everywhere),
+                columns.allocatable_of(CPU, everywhere),
+                columns.allocatable_of(MEMORY, everywhere),
+            )
             classes = demand.classes
             shapes = _Shapes(
-                np.array([c.gpus for c in classes], dtype=np.int64),
-                np.array([c.cpu for c in classes], dtype=np.int64),
-                np.array([c.memory for c in classes], dtype=np.int64),
+                np.array([c.gpus for c in classes] + [w[0] for w in wholes], dtype=np.int64),
+                np.array([c.cpu for c in classes] + [w[1] for w in wholes], dtype=np.int64),
+                np.array([c.memory for c in classes] + [w[2] for w in wholes], dtype=np.int64),
             )
             # K x (codes + 1): whether each shape admits each label set; the last column is
-            # for rows without a node (code -1), which admit nothing.
+            # for rows without a node (code -1), which admit nothing. Whole nodes take any GPU.
             table = np.array(
                 [
                     [c.constraint.admits(labels) for labels in self._labels.labels] + [False]
                     for c in classes
-                ],
+                ]
+                + [[True] * len(self._labels.labels) + [False] for _ in wholes],
                 dtype=np.bool_,
-            ).reshape(len(classes), len(self._labels.labels) + 1)
+            ).reshape(len(classes) + len(wholes), len(self._labels.labels) + 1)
             admitted = table[:, codes]
             usable = np.where(
                 admitted,
                 shapes.usable(
-                    columns.free_of(gpu, np.arange(columns.size)),
-                    columns.free_of(CPU, np.arange(columns.size)),
-                    columns.free_of(MEMORY, np.arange(columns.size)),
+                    columns.free_of(gpu, everywhere),
+                    columns.free_of(CPU, everywhere),
+                    columns.free_of(MEMORY, everywhere),
                 ),
                 0,
             )
             room = usable.sum(axis=1).astype(float)
-            wanted = np.array(demand.weights) * shapes.gpus
+            prior = WHOLE_NODE_SHARE * sum(demand.weights)
+            weights = np.array([*demand.weights, *([prior] * len(wholes))])
+            wanted = weights * shapes.gpus
             price = wanted / np.maximum(room, shapes.gpus.astype(float))
             self._memo = memo = _Memo(columns, demand, gpu, shapes, admitted, usable, price)
             return memo

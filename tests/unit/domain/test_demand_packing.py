@@ -37,8 +37,8 @@ def best(state: ClusterState, p: Pod, names: list[str]) -> str:
 
 
 def scarce_t4_fleet() -> ClusterState:
-    """An empty 2-GPU T4 node and an empty 8-GPU node; T4-only pods waiting, others seen."""
-    state = fleet(("t4", 2, "T4", "64"), ("g2", 8, "G2", "64"))
+    """An empty 2-GPU T4 node among empty 8-GPU nodes; T4-only pods waiting, others seen."""
+    state = fleet(("t4", 2, "T4", "64"), *((f"g2-{i}", 8, "G2", "64") for i in range(4)))
     for i in range(2):
         state.upsert_pod(pod(f"t4-only-{i}", 1, gpu_models=["T4"]))
     for i in range(4):
@@ -48,9 +48,9 @@ def scarce_t4_fleet() -> ClusterState:
 
 def test_an_unconstrained_pod_stays_off_the_scarce_model_constrained_pods_need() -> None:
     state = scarce_t4_fleet()
-    assert best(state, pod("any", 1), ["t4", "g2"]) == "g2"
+    assert best(state, pod("any", 1), ["t4", "g2-0"]) == "g2-0"
     # What the issue saw: fullest-after-placement puts it on the small T4 node.
-    binpack = scores(state, pod("any", 1), ["t4", "g2"], GpuBinPacking())
+    binpack = scores(state, pod("any", 1), ["t4", "g2-0"], GpuBinPacking())
     assert binpack[0] > binpack[1]
 
 
@@ -101,7 +101,7 @@ def test_non_agent_pods_are_scored_by_demand_packing_alone() -> None:
     state = scarce_t4_fleet()
     scorer = Scorer.from_weights(DEFAULT_WEIGHTS)
     snapshot = state.snapshot()
-    names = ["t4", "g2"]
+    names = ["t4", "g2-0"]
     rows = snapshot.columns.rows_of(names)
     ctx = ScoringContext(snapshot, NEUTRAL, GPU)
     table = scorer.score(pod("any", 1), names, rows, ctx, explain=True)
@@ -119,15 +119,15 @@ def test_non_agent_pods_are_scored_by_demand_packing_alone() -> None:
 def test_the_filter_rejects_nodes_of_models_the_pod_excludes() -> None:
     state = scarce_t4_fleet()
     outcome = filter_nodes(
-        pod("t4-only", 1, gpu_models=["T4"]), ["t4", "g2"], state.snapshot(), FilterRules()
+        pod("t4-only", 1, gpu_models=["T4"]), ["t4", "g2-0"], state.snapshot(), FilterRules()
     )
     assert outcome.passed == ["t4"]
-    assert outcome.failed["g2"].reason is Reason.GPU_MODEL
-    assert outcome.failed["g2"].unresolvable
+    assert outcome.failed["g2-0"].reason is Reason.GPU_MODEL
+    assert outcome.failed["g2-0"].unresolvable
     selected = filter_nodes(
         pod("p", 1, node_selector={GPU_PRODUCT: "G2"}),
-        ["t4", "g2"],
+        ["t4", "g2-0"],
         state.snapshot(),
         FilterRules(),
     )
-    assert selected.passed == ["g2"]
+    assert selected.passed == ["g2-0"]
