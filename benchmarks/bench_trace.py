@@ -4,11 +4,12 @@ The Alibaba GPU cluster trace of 2023 (``openb``, see ``trace_replay``) is
 replayed on the local control plane: one kwok node per node of the node list
 (its GPU count and model label, cpu and memory), then the pods in creation
 order until the GPUs requested exceed 120% of the fleet's (a GPU-sharing pod
-asks for one whole GPU; the product schedules whole GPUs). The pods are
-created while no scheduler runs, named in arrival order, so kube-scheduler's
-queue (ordered by the time each pod was added, which the initial list does in
-name order) takes them in arrival order; then kube-scheduler starts and the
-run ends once no pod was bound for a while and every pending pod was tried.
+asks for one whole GPU; the product schedules whole GPUs). kube-scheduler
+starts first; the pods are then created in arrival order, four requests in
+flight, so its queue (ordered by when each pod was added) takes them in that
+order give or take four (pods created before it starts come out of its
+initial list in no useful order).
+The run ends once no pod was bound for a while and every pending pod was tried.
 
 Each variant runs twice on the same nodes with fresh pods: kube-scheduler
 alone, then kube-scheduler calling a freshly started extender (default
@@ -37,6 +38,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +73,7 @@ OVERRIDES = {
 }
 SETTLE_SECONDS = 20.0  # no bind for this long, and every pending pod tried: done
 RUN_TIMEOUT = 1800.0
+SUBMIT_PARALLELISM = 4
 KWOK_IP_ERROR = "may specify no more than one IP for each IP family"
 
 
@@ -163,14 +166,22 @@ def replay(
         cluster.stop_extender()
     errors_before = kwok_ip_errors(cluster)
     workload.ensure_namespace(api, namespace)
-    print(f"[{variant} / {run}] creating {len(pods)} pods ...", flush=True)
-    workload.create_pods(api, pod_manifests(pods, namespace, cluster.scheduler_name))
     listing: Any = core.list_namespaced_pod(namespace, limit=1, _preload_content=False)
     clock = BindClock(api, namespace, json.loads(listing.data)["metadata"]["resourceVersion"])
     cluster.start_scheduler(
         extender=extender is not None, overrides=OVERRIDES, every_pod=extender is not None
     )
     started = time.monotonic()
+    print(f"[{variant} / {run}] submitting {len(pods)} pods in arrival order ...", flush=True)
+    # In order, a few at a time: kube-scheduler's queue takes pods in the order it sees them
+    # added, so arrivals are reordered at most within one window of SUBMIT_PARALLELISM pods.
+    with ThreadPoolExecutor(SUBMIT_PARALLELISM) as pool:
+        list(
+            pool.map(
+                lambda body: core.create_namespaced_pod(namespace, body, _preload_content=False),
+                pod_manifests(pods, namespace, cluster.scheduler_name),
+            )
+        )
     last, last_change = -1, started
     while True:
         time.sleep(2.0)
