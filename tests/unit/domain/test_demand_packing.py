@@ -131,3 +131,19 @@ def test_the_filter_rejects_nodes_of_models_the_pod_excludes() -> None:
         FilterRules(),
     )
     assert selected.passed == ["g2-0"]
+
+
+def test_a_pod_without_gpus_goes_where_the_gpus_are_taken() -> None:
+    state = fleet(("busy", 8, "G2", "64"), ("free", 8, "G2", "64"))
+    state.upsert_pod(pod("all-gpus", 8, node="busy", cpu="8"))
+    for i in range(2):
+        state.upsert_pod(pod(f"wide-{i}", 8, cpu="60"))  # need nearly all of a node's cpu
+    assert best(state, pod("cpu-only", 0, cpu="16"), ["free", "busy"]) == "busy"
+
+
+def test_the_rarest_large_nodes_stay_whole_among_equal_choices() -> None:
+    # Two sizes of 8-GPU node; small pods seen only. The large size is rare: keep it whole.
+    state = fleet(("large", 8, "G3", "128"), *((f"common-{i}", 8, "G2", "96") for i in range(6)))
+    for i in range(20):
+        state.upsert_pod(pod(f"small-{i}", 1))
+    assert best(state, pod("small", 1), ["large", "common-0"]) == "common-0"
