@@ -30,7 +30,9 @@ from scheduler_extender.domain.demand import (
     Demand,
     DemandBook,
     demand_class,
+    gpu_labels,
 )
+from scheduler_extender.domain.groups import group_of
 from scheduler_extender.domain.objects import Node, Pod
 from scheduler_extender.domain.packing.reservations import EMPTY_BOOK, ReservationBook
 from scheduler_extender.domain.resources import DEFAULT_GPU_RESOURCE, PODS, Resources
@@ -74,6 +76,7 @@ class NominatedPod:
 
 
 _NO_NOMINATIONS: Mapping[str, tuple[NominatedPod, ...]] = MappingProxyType({})
+_NO_GROUPS: Mapping[str, Mapping[str, int]] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +96,8 @@ class Snapshot:
     )
     # The GPU pods likely to come: recent and pending shapes (see domain/demand.py).
     demand: Demand = NO_DEMAND
+    # group -> node -> members placed there (see domain/groups.py); only groups with some.
+    groups: Mapping[str, Mapping[str, int]] = field(default_factory=lambda: _NO_GROUPS)
 
     def get(self, name: str) -> NodeState | None:
         return self.nodes.get(name)
@@ -117,6 +122,7 @@ class Snapshot:
             self.reservations,
             self.nominated,
             self.demand,
+            self.groups,
         )
 
 
@@ -129,7 +135,13 @@ def columns_of(states: Mapping[str, NodeState]) -> Columns:
 
     agents: dict[str, dict[str, int]] = {}
     for name, state in states.items():
-        builder.set_node(name, state.node.allocatable.amounts, state.free_amounts, lookup)
+        builder.set_node(
+            name,
+            state.node.allocatable.amounts,
+            state.free_amounts,
+            lookup,
+            gpu_labels(state.node.labels),
+        )
         for agent, count in state.agents.items():
             agents.setdefault(agent, {})[name] = count
     for agent, where in agents.items():
@@ -201,6 +213,9 @@ class ClusterState:
         self._columns = ColumnBuilder()
         self._dirty: set[str] = set()
         self._dirty_agents: set[str] = set()
+        self._group_nodes: dict[str, Counter[str]] = {}  # group -> node -> members
+        self._frozen_groups: Mapping[str, Mapping[str, int]] = _NO_GROUPS
+        self._groups_dirty = False
         self._version = 0
         self._snapshot = empty_snapshot()
         self.synced = False
@@ -330,7 +345,11 @@ class ClusterState:
         for name in sorted(self._dirty):
             state = self._frozen[name]
             self._columns.set_node(
-                name, state.node.allocatable.amounts, state.free_amounts, self._amounts_of
+                name,
+                state.node.allocatable.amounts,
+                state.free_amounts,
+                self._amounts_of,
+                gpu_labels(state.node.labels),
             )
         for agent in self._dirty_agents:
             self._columns.set_agent(agent, self._agent_nodes.get(agent, {}))
@@ -345,8 +364,17 @@ class ClusterState:
             synced=self.synced,
             nominated=MappingProxyType(dict(self._frozen_nominated)),
             demand=self._demand.freeze(),
+            groups=self._freeze_groups(),
         )
         return self._snapshot
+
+    def _freeze_groups(self) -> Mapping[str, Mapping[str, int]]:
+        if self._groups_dirty:
+            self._frozen_groups = MappingProxyType(
+                {g: MappingProxyType(dict(where)) for g, where in self._group_nodes.items()}
+            )
+            self._groups_dirty = False
+        return self._frozen_groups
 
     @property
     def counts(self) -> tuple[int, int]:
@@ -424,6 +452,15 @@ class ClusterState:
         self._dirty_nominated.clear()
 
     def _count(self, node_name: str, pod: Pod, sign: int) -> None:
+        group = group_of(pod)
+        if group is not None:
+            members = self._group_nodes.setdefault(group, Counter())
+            members[node_name] += sign
+            if members[node_name] <= 0:
+                del members[node_name]
+            if not members:
+                del self._group_nodes[group]
+            self._groups_dirty = True
         if pod.agent:
             where = self._agent_nodes.setdefault(pod.agent, Counter())
             where[node_name] += sign

@@ -30,7 +30,7 @@ from scheduler_extender.domain.resources import CPU, MEMORY
 # Node labels of NVIDIA's GPU Feature Discovery (nvidia.com/gpu.product, .memory, .family, ...).
 GPU_LABEL_PREFIX = "nvidia.com/"
 DEFAULT_MEMORY = 1000  # GPU pods remembered, by arrival
-MAX_CLASSES = 64  # the heaviest shapes kept in a snapshot's demand
+MAX_CLASSES = 48  # the heaviest shapes kept in a snapshot's demand
 _GRID = 4  # cpu and memory are rounded up to powers of 2 ** (1 / _GRID)
 
 
@@ -125,21 +125,36 @@ NO_DEMAND = Demand()
 
 
 class DemandBook:
-    """The recent and pending GPU pods behind a cluster's demand; not thread-safe."""
+    """The recent and pending GPU pods behind a cluster's demand; not thread-safe.
+
+    Shapes are counted by a small integer id (hashing a shape costs more than
+    hashing an int, and ``freeze`` runs after every change).
+    """
 
     def __init__(self, memory: int = DEFAULT_MEMORY, max_classes: int = MAX_CLASSES) -> None:
-        self._recent: deque[DemandClass] = deque()
+        self._recent: deque[int] = deque()
         self._memory = memory
         self._max_classes = max_classes
-        self._counts: Counter[DemandClass] = Counter()
-        self._pending: dict[str, DemandClass] = {}  # uid -> class
+        self._ids: dict[DemandClass, int] = {}
+        self._shapes: list[DemandClass] = []
+        self._counts: Counter[int] = Counter()
+        self._pending: dict[str, int] = {}  # uid -> shape id
+        self._pending_counts: Counter[int] = Counter()
         self._frozen = NO_DEMAND
         self._dirty = False
 
+    def _id(self, shape: DemandClass) -> int:
+        known = self._ids.get(shape)
+        if known is None:
+            known = self._ids[shape] = len(self._shapes)
+            self._shapes.append(shape)
+        return known
+
     def arrived(self, shape: DemandClass) -> None:
         """A GPU pod seen for the first time."""
-        self._recent.append(shape)
-        self._counts[shape] += 1
+        key = self._id(shape)
+        self._recent.append(key)
+        self._counts[key] += 1
         if len(self._recent) > self._memory:
             old = self._recent.popleft()
             self._counts[old] -= 1
@@ -149,24 +164,32 @@ class DemandBook:
 
     def set_pending(self, uid: str, shape: DemandClass | None) -> None:
         """Whether the pod ``uid`` waits for a node (``shape``) or not (None)."""
-        if shape is None:
-            if self._pending.pop(uid, None) is not None:
-                self._dirty = True
-        elif self._pending.get(uid) != shape:
-            self._pending[uid] = shape
-            self._dirty = True
+        key = None if shape is None else self._id(shape)
+        old = self._pending.get(uid)
+        if old == key:
+            return
+        if old is not None:
+            self._pending_counts[old] -= 1
+            if self._pending_counts[old] <= 0:
+                del self._pending_counts[old]
+            del self._pending[uid]
+        if key is not None:
+            self._pending[uid] = key
+            self._pending_counts[key] += 1
+        self._dirty = True
 
     def freeze(self) -> Demand:
         if not self._dirty:
             return self._frozen
-        weights: Counter[DemandClass] = Counter(self._counts)
-        weights.update(self._pending.values())
-        # Heaviest (in GPUs) first; ties in a fixed order, so equal histories give equal demand.
-        heaviest = sorted(
-            weights.items(),
-            key=lambda cw: (-cw[1] * cw[0].gpus, cw[0].gpus, cw[0].cpu, cw[0].memory),
-        )
-        kept = heaviest[: self._max_classes]
-        self._frozen = Demand(tuple(c for c, _ in kept), tuple(float(w) for _, w in kept))
+        weights = self._counts + self._pending_counts
+        shapes = self._shapes
+        # The heaviest (in GPUs), listed in a fixed order: while the same shapes stay the
+        # heaviest, ``classes`` stays the same and only the weights change.
+        heaviest = sorted(weights.items(), key=lambda kw: (-kw[1] * shapes[kw[0]].gpus, kw[0]))
+        kept = sorted(heaviest[: self._max_classes])
+        classes = tuple(shapes[k] for k, _ in kept)
+        if classes == self._frozen.classes:
+            classes = self._frozen.classes  # the same object: consumers compare by identity
+        self._frozen = Demand(classes, tuple(float(w) for _, w in kept))
         self._dirty = False
         return self._frozen

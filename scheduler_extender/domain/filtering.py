@@ -139,10 +139,10 @@ def filter_nodes(
     # holds here too, for callers that are not kube-scheduler (and for nodes relabelled since).
     constraint = gpu_constraint(pod)
     if not constraint.unconstrained:
-        model_bit = 1 << (2 * len(requested) + 2)
-        for i in np.flatnonzero(known).tolist():
-            if not constraint.admits(snapshot.nodes[unique[i]].node.labels):
-                code[i] |= model_bit
+        # Once per distinct set of GPU labels (one per model), not per node.
+        admits = np.array([constraint.admits(s) for s in columns.label_sets] + [False])
+        labels = columns.label_codes[rows] if len(columns.label_codes) else np.full(len(rows), -1)
+        code |= np.where(admits[labels], 0, 1 << (2 * len(requested) + 2))
     code[~known] = 1  # an unknown node has no other problems worth telling
     passed = list(compress(unique, (code == 0).tolist()))
     failing = np.flatnonzero(code != 0)

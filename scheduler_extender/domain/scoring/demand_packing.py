@@ -42,15 +42,14 @@ when the cluster has seen no GPU pod yet.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
-from scheduler_extender.domain.cluster import NodeState, Snapshot
+from scheduler_extender.domain.cluster import Snapshot
 from scheduler_extender.domain.columns import Columns, FloatArray, IntArray
-from scheduler_extender.domain.demand import Demand, gpu_labels
-from scheduler_extender.domain.objects import Node, Pod
+from scheduler_extender.domain.demand import Demand
+from scheduler_extender.domain.objects import Pod
 from scheduler_extender.domain.resources import CPU, MEMORY
 from scheduler_extender.domain.scoring.gpu_binpack import fill_after
 from scheduler_extender.domain.scoring.policy import Audience, ScoringContext, neutral
@@ -61,7 +60,7 @@ FILL_SHARE = 0.1
 # always expected, this share of the demand seen each: among placements about equal for the
 # demand seen, the rarest large nodes stay whole.
 WHOLE_NODE_SHARE = 0.03
-MAX_WHOLE_NODES = 16  # node sizes kept (the most GPUs first)
+MAX_WHOLE_NODES = 8  # node sizes kept (the most GPUs first)
 _MANY = np.int64(2**40)  # copies when a shape asks for none of a resource
 
 
@@ -98,13 +97,35 @@ class _Memo:
     columns: Columns
     demand: Demand
     gpu: str
+    wholes: tuple[tuple[int, int, int], ...]  # node sizes, as whole-node shapes
+    allocatable: tuple[IntArray, IntArray, IntArray]  # gpu, cpu, memory per row
+    free: tuple[IntArray, IntArray, IntArray]  # gpu, cpu, memory per row
     shapes: _Shapes
     admitted: np.ndarray  # K x rows, bool: the node's GPU labels admit the shape
     usable: IntArray  # K x rows, before any placement
+    room: IntArray  # K: usable GPUs over all rows
     price: FloatArray  # K
 
     def holds(self, columns: Columns, demand: Demand, gpu: str) -> bool:
         return self.columns is columns and self.demand is demand and self.gpu == gpu
+
+    def same_shapes(
+        self,
+        columns: Columns,
+        demand: Demand,
+        gpu: str,
+        allocatable: tuple[IntArray, IntArray, IntArray],
+    ) -> bool:
+        """Whether ``usable`` holds for these shapes and nodes, but for changed free amounts."""
+        return (
+            self.gpu == gpu
+            and self.demand.classes is demand.classes
+            and self.columns.label_codes is columns.label_codes
+            and self.columns.rows is columns.rows
+            and all(
+                np.array_equal(a, b) for a, b in zip(self.allocatable, allocatable, strict=True)
+            )
+        )
 
 
 def _round_down(values: IntArray) -> IntArray:
@@ -135,47 +156,12 @@ def whole_nodes(gpus: IntArray, cpu: IntArray, memory: IntArray) -> list[tuple[i
     return sizes[:MAX_WHOLE_NODES]
 
 
-class _LabelRows:
-    """Each row's GPU labels as a small integer code, kept across snapshots.
-
-    Rows of nodes that did not change keep their code without reading labels
-    again; a fleet has a handful of distinct GPU label sets (one per model).
-    """
-
-    def __init__(self) -> None:
-        self._nodes: dict[str, tuple[Node, int]] = {}  # name -> (node, code)
-        self._codes: dict[tuple[tuple[str, str], ...], int] = {}
-        self.labels: list[Mapping[str, str]] = []  # code -> GPU labels
-
-    def codes(self, nodes: Mapping[str, NodeState], columns: Columns) -> IntArray:
-        """Code per row; -1 for rows without a node."""
-        codes = np.full(columns.size, -1, dtype=np.int64)
-        kept: dict[str, tuple[Node, int]] = {}
-        for name, state in nodes.items():
-            row = columns.rows.get(name)
-            if row is None:
-                continue
-            known = self._nodes.get(name)
-            if known is None or known[0] is not state.node:
-                key = gpu_labels(state.node.labels)
-                code = self._codes.get(key)
-                if code is None:
-                    code = self._codes[key] = len(self.labels)
-                    self.labels.append(dict(key))
-                known = (state.node, code)
-            kept[name] = known
-            codes[row] = known[1]
-        self._nodes = kept
-        return codes
-
-
 class DemandAwarePacking:
     name = "demand_packing"
     audience = Audience.UNLABELLED
 
     def __init__(self) -> None:
         self._memo: _Memo | None = None
-        self._labels = _LabelRows()
         self._lock = threading.Lock()
 
     def score(self, pod: Pod, rows: IntArray, ctx: ScoringContext) -> FloatArray:
@@ -206,43 +192,70 @@ class DemandAwarePacking:
             memo = self._memo
             if memo is not None and memo.holds(columns, demand, gpu):
                 return memo
-            codes = self._labels.codes(snapshot.nodes, columns)
             everywhere = np.arange(columns.size)
-            wholes = whole_nodes(
+            allocatable = (
                 columns.allocatable_of(gpu, everywhere),
                 columns.allocatable_of(CPU, everywhere),
                 columns.allocatable_of(MEMORY, everywhere),
             )
-            classes = demand.classes
-            shapes = _Shapes(
-                np.array([c.gpus for c in classes] + [w[0] for w in wholes], dtype=np.int64),
-                np.array([c.cpu for c in classes] + [w[1] for w in wholes], dtype=np.int64),
-                np.array([c.memory for c in classes] + [w[2] for w in wholes], dtype=np.int64),
+            free = (
+                columns.free_of(gpu, everywhere),
+                columns.free_of(CPU, everywhere),
+                columns.free_of(MEMORY, everywhere),
             )
-            # K x (codes + 1): whether each shape admits each label set; the last column is
-            # for rows without a node (code -1), which admit nothing. Whole nodes take any GPU.
-            table = np.array(
-                [
-                    [c.constraint.admits(labels) for labels in self._labels.labels] + [False]
-                    for c in classes
-                ]
-                + [[True] * len(self._labels.labels) + [False] for _ in wholes],
-                dtype=np.bool_,
-            ).reshape(len(classes) + len(wholes), len(self._labels.labels) + 1)
-            admitted = table[:, codes]
-            usable = np.where(
-                admitted,
-                shapes.usable(
-                    columns.free_of(gpu, everywhere),
-                    columns.free_of(CPU, everywhere),
-                    columns.free_of(MEMORY, everywhere),
-                ),
-                0,
-            )
-            room = usable.sum(axis=1).astype(float)
+            if memo is not None and memo.same_shapes(columns, demand, gpu, allocatable):
+                # The usual step (a bind, a pod seen): only a few rows' free amounts changed.
+                shapes, admitted, wholes = memo.shapes, memo.admitted, memo.wholes
+                changed = np.flatnonzero(
+                    (free[0] != memo.free[0])
+                    | (free[1] != memo.free[1])
+                    | (free[2] != memo.free[2])
+                )
+                usable = memo.usable.copy()
+                room = memo.room.copy()
+                if len(changed):
+                    fresh = np.where(
+                        admitted[:, changed],
+                        shapes.usable(free[0][changed], free[1][changed], free[2][changed]),
+                        0,
+                    )
+                    room += (fresh - usable[:, changed]).sum(axis=1)
+                    usable[:, changed] = fresh
+            else:
+                wholes = tuple(whole_nodes(*allocatable))
+                classes = demand.classes
+                shapes = _Shapes(
+                    np.array([c.gpus for c in classes] + [w[0] for w in wholes], dtype=np.int64),
+                    np.array([c.cpu for c in classes] + [w[1] for w in wholes], dtype=np.int64),
+                    np.array([c.memory for c in classes] + [w[2] for w in wholes], dtype=np.int64),
+                )
+                # K x (label sets + 1): whether each shape admits each set of GPU labels; the
+                # last column is for rows without a node (code -1). Whole nodes take any GPU.
+                sets = columns.label_sets
+                table = np.array(
+                    [[c.constraint.admits(labels) for labels in sets] + [False] for c in classes]
+                    + [[True] * len(sets) + [False] for _ in wholes],
+                    dtype=np.bool_,
+                ).reshape(len(classes) + len(wholes), len(sets) + 1)
+                codes = columns.label_codes
+                admitted = table[:, codes] if len(codes) == columns.size else table[:, [-1]]
+                usable = np.where(admitted, shapes.usable(*free), 0)
+                room = usable.sum(axis=1)
             prior = WHOLE_NODE_SHARE * sum(demand.weights)
             weights = np.array([*demand.weights, *([prior] * len(wholes))])
             wanted = weights * shapes.gpus
-            price = wanted / np.maximum(room, shapes.gpus.astype(float))
-            self._memo = memo = _Memo(columns, demand, gpu, shapes, admitted, usable, price)
+            price = wanted / np.maximum(room.astype(float), shapes.gpus.astype(float))
+            self._memo = memo = _Memo(
+                columns,
+                demand,
+                gpu,
+                wholes,
+                allocatable,
+                free,
+                shapes,
+                admitted,
+                usable,
+                room,
+                price,
+            )
             return memo

@@ -8,11 +8,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from scheduler_extender.domain.columns import IntArray
+from scheduler_extender.domain.groups import group_of
 from scheduler_extender.domain.objects import Pod
 from scheduler_extender.domain.popularity import UNIFORM_GPUS, GpuCapacity
 from scheduler_extender.domain.scoring.agent_spread import AgentSpread
 from scheduler_extender.domain.scoring.demand_packing import DemandAwarePacking
 from scheduler_extender.domain.scoring.gpu_binpack import GpuBinPacking
+from scheduler_extender.domain.scoring.group_topology import GroupTopology
 from scheduler_extender.domain.scoring.policy import Audience, ScoringContext, ScoringPolicy
 from scheduler_extender.domain.scoring.popularity import PopularityAware
 
@@ -24,6 +26,7 @@ POLICIES: Mapping[str, Callable[[GpuCapacity], ScoringPolicy]] = {
     "agent_spread": lambda _capacity: AgentSpread(),
     "popularity": PopularityAware,
     "demand_packing": lambda _capacity: DemandAwarePacking(),
+    "group_topology": lambda _capacity: GroupTopology(),
 }
 
 # demand_packing scores the pods without the agent label alone (see policy.Audience), so its
@@ -33,6 +36,7 @@ DEFAULT_WEIGHTS: Mapping[str, float] = {
     "agent_spread": 2.0,
     "popularity": 3.0,
     "demand_packing": 1.0,
+    "group_topology": 4.0,
 }
 
 
@@ -59,7 +63,8 @@ class Scorer:
 
     Agent replicas are scored by the policies for all pods and for agents; the
     other pods by the policies for unlabelled pods if one has a weight, else by
-    the policies for all pods (``policy.Audience``).
+    the policies for all pods; pods of a group by the group policies as well
+    (``policy.Audience``).
     """
 
     policies: tuple[tuple[ScoringPolicy, float], ...]
@@ -73,6 +78,8 @@ class Scorer:
             wanted = (Audience.UNLABELLED,)
         else:
             wanted = (Audience.ALL,)
+        if group_of(pod) is not None:
+            wanted = (*wanted, Audience.GROUPS)
         return tuple((p, w) for p, w in self.policies if p.audience in wanted)
 
     @staticmethod

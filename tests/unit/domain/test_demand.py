@@ -69,9 +69,18 @@ def test_the_book_remembers_the_last_pods_and_counts_pending_ones_again() -> Non
     book.set_pending("u", eight)
     demand = book.freeze()
     assert dict(zip(demand.classes, demand.weights, strict=True)) == {one: 3.0, eight: 1.0}
-    assert demand.classes[0] == eight  # heaviest in GPUs first
+    book.set_pending("v", one)  # only a weight changes: the same classes, the same object
+    assert book.freeze().classes is demand.classes
     book.set_pending("u", None)
     assert book.freeze().classes == (one,)
+
+
+def test_the_book_keeps_the_heaviest_shapes_only() -> None:
+    book = DemandBook(max_classes=2)
+    one, two, eight = DemandClass(1), DemandClass(2), DemandClass(8)
+    for shape in (one, one, one, two, eight):
+        book.arrived(shape)
+    assert set(book.freeze().classes) == {one, eight}  # 3 and 8 GPUs beat 2
 
 
 def test_cluster_demand_follows_arrivals_and_binds() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from scheduler_extender.domain.cluster import ClusterState
@@ -147,3 +149,16 @@ def test_the_rarest_large_nodes_stay_whole_among_equal_choices() -> None:
     for i in range(20):
         state.upsert_pod(pod(f"small-{i}", 1))
     assert best(state, pod("small", 1), ["large", "common-0"]) == "common-0"
+
+
+def test_scores_kept_up_bind_by_bind_equal_scores_computed_afresh() -> None:
+    state = fleet(*((f"n{i}", 8 if i % 2 else 2, "G2" if i % 3 else "T4", "64") for i in range(8)))
+    names = [f"n{i}" for i in range(8)]
+    for i in range(6):
+        state.upsert_pod(pod(f"seen-{i}", 1 + i % 3, gpu_models=["T4"] if i % 2 else None))
+    kept = DemandAwarePacking()
+    for i in range(10):
+        incoming = pod(f"p{i}", 1 + i % 2, cpu=str(1 + i))
+        ours = scores(state, incoming, names, kept)
+        assert np.allclose(ours, scores(state, incoming, names, DemandAwarePacking()))
+        state.upsert_pod(dataclasses.replace(incoming, node_name=names[int(np.argmax(ours))]))
