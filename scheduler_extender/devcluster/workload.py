@@ -36,10 +36,8 @@ def pod_spec(
     node_selector: Mapping[str, str] | None = None,
     tolerations: Sequence[Mapping[str, str]] = (),
     gpu_models: Sequence[str] = (),
-    labels_in: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, Any]:
-    """``gpu_models``: the GPU models allowed (required node affinity on
-    ``nvidia.com/gpu.product``); ``labels_in``: more required ``In`` terms (label -> values)."""
+    """``gpu_models``: the GPU models allowed (required node affinity on ``nvidia.com/gpu.product``)."""
     resources: dict[str, Any] = {"requests": {"cpu": cpu, "memory": memory}}
     if gpus:
         resources["requests"][GPU_RESOURCE] = str(gpus)
@@ -53,12 +51,8 @@ def pod_spec(
         spec["nodeSelector"] = dict(node_selector)
     if tolerations:
         spec["tolerations"] = [dict(t) for t in tolerations]
-    required = {**({GPU_PRODUCT_LABEL: gpu_models} if gpu_models else {}), **(labels_in or {})}
-    if required:
-        expressions = [
-            {"key": key, "operator": "In", "values": list(values)}
-            for key, values in required.items()
-        ]
+    if gpu_models:
+        expressions = [{"key": GPU_PRODUCT_LABEL, "operator": "In", "values": list(gpu_models)}]
         spec["affinity"] = {
             "nodeAffinity": {
                 "requiredDuringSchedulingIgnoredDuringExecution": {
