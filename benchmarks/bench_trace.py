@@ -218,14 +218,36 @@ def replay(
         kwok_ip_errors(cluster) - errors_before,
     )
     print(f"[{variant} / {run}] {row(result)}", flush=True)
-    core.delete_collection_namespaced_pod(namespace, grace_period_seconds=0, _preload_content=False)
-    core.delete_namespace(namespace, _preload_content=False)
-    while True:  # the next run starts from empty nodes
-        left: Any = core.list_namespaced_pod(namespace, limit=1, _preload_content=False)
-        if not json.loads(left.data)["items"]:
-            break
-        time.sleep(1.0)
+    empty(core, namespace)
     return result
+
+
+def empty(core: client.CoreV1Api, namespace: str) -> None:
+    """Deletes the run's pods and waits until they are gone (the next run starts from empty
+    nodes). Deleting thousands of pods at once may time out: the namespace controller then
+    finishes the job."""
+    try:
+        core.delete_collection_namespaced_pod(
+            namespace, grace_period_seconds=0, _preload_content=False
+        )
+    except client.ApiException as exc:
+        print(f"deleting the pods of {namespace}: {exc.status} {exc.reason}; waiting", flush=True)
+    while True:
+        try:
+            core.delete_namespace(namespace, _preload_content=False)
+            break
+        except client.ApiException as exc:
+            if exc.status == 404:
+                break
+            time.sleep(5.0)
+    while True:
+        try:
+            left: Any = core.list_namespaced_pod(namespace, limit=1, _preload_content=False)
+            if not json.loads(left.data)["items"]:
+                return
+        except client.ApiException:
+            pass
+        time.sleep(2.0)
 
 
 def variants(
@@ -323,6 +345,13 @@ def main() -> int:
         default=["trace", "model-constrained", "multi-GPU-heavy"],
         choices=["trace", "model-constrained", "multi-GPU-heavy"],
     )
+    p.add_argument(
+        "--runs",
+        nargs="+",
+        default=["alone", "extender"],
+        choices=["alone", "extender"],
+        help="kube-scheduler alone, with the extender, or both (in that order)",
+    )
     p.add_argument("--no-write", action="store_true", help="print, do not update BENCHMARKS.md")
     p.add_argument("--keep", type=Path, help="run the cluster in this directory and keep its logs")
     args = p.parse_args()
@@ -353,15 +382,17 @@ def main() -> int:
                 api, [n.name for n in fleet], timeout=600, alive=cluster.check_alive
             )
             for name, pods in chosen.items():
-                replays.append(
-                    replay(cluster, fleet, pods, name, "kube-scheduler alone", extender=None)
-                )
-                replays.append(
-                    replay(
-                        cluster, fleet, pods, name, "with the extender",
-                        extender=cluster.start_extender,
+                if "alone" in args.runs:
+                    replays.append(
+                        replay(cluster, fleet, pods, name, "kube-scheduler alone", extender=None)
                     )
-                )  # fmt: skip
+                if "extender" in args.runs:
+                    replays.append(
+                        replay(
+                            cluster, fleet, pods, name, "with the extender",
+                            extender=cluster.start_extender,
+                        )
+                    )  # fmt: skip
             startup = cluster.startup_seconds or 0.0
     body = report(replays, references, chosen, fleet, args, startup)
     print(body)
