@@ -31,7 +31,6 @@ from scheduler_extender.domain.resources import CPU, MEMORY
 GPU_LABEL_PREFIX = "nvidia.com/"
 DEFAULT_MEMORY = 1000  # GPU pods remembered, by arrival
 MAX_CLASSES = 48  # the heaviest shapes kept in a snapshot's demand
-MAX_MODEL_CLASSES = 16  # the constraints of the shapes cut off, kept as one-GPU shapes
 _GRID = 4  # cpu and memory are rounded up to powers of 2 ** (1 / _GRID)
 
 
@@ -188,24 +187,9 @@ class DemandBook:
         # heaviest, ``classes`` stays the same and only the weights change.
         heaviest = sorted(weights.items(), key=lambda kw: (-kw[1] * shapes[kw[0]].gpus, kw[0]))
         kept = sorted(heaviest[: self._max_classes])
-        # The shapes cut off still say which GPU models pods need: per constraint, the GPUs
-        # of its cut-off pods as one-GPU pods of that constraint (the smallest shape of it).
-        by_model: dict[GpuConstraint, float] = {}
-        for key, weight in heaviest[self._max_classes :]:
-            shape = shapes[key]
-            if not shape.constraint.unconstrained:
-                by_model[shape.constraint] = (
-                    by_model.get(shape.constraint, 0.0) + weight * shape.gpus
-                )
-        models = sorted(by_model.items(), key=lambda cw: -cw[1])[:MAX_MODEL_CLASSES]
-        merged: dict[int, float] = {k: float(w) for k, w in kept}
-        for constraint, gpus in models:
-            key = self._id(DemandClass(1, 0, 0, constraint))
-            merged[key] = merged.get(key, 0.0) + gpus
-        listed = sorted(merged.items())
-        classes = tuple(shapes[k] for k, _ in listed)
+        classes = tuple(shapes[k] for k, _ in kept)
         if classes == self._frozen.classes:
             classes = self._frozen.classes  # the same object: consumers compare by identity
-        self._frozen = Demand(classes, tuple(float(w) for _, w in listed))
+        self._frozen = Demand(classes, tuple(float(w) for _, w in kept))
         self._dirty = False
         return self._frozen

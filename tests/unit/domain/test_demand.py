@@ -105,14 +105,3 @@ def _uid(state: ClusterState, name: str) -> str:
     found = state.find_pod("default", name)
     assert found is not None
     return found.uid
-
-
-def test_models_that_cut_off_shapes_need_stay_in_the_demand() -> None:
-    book = DemandBook(max_classes=1)
-    t4 = gpu_constraint(pod("p", 1, gpu_models=["T4"]))
-    book.arrived(DemandClass(8))
-    book.arrived(DemandClass(2, 4000, 2**30, t4))
-    book.arrived(DemandClass(1, 8000, 2**31, t4))
-    demand = book.freeze()
-    weights = dict(zip(demand.classes, demand.weights, strict=True))
-    assert weights == {DemandClass(8): 1.0, DemandClass(1, 0, 0, t4): 3.0}  # 2 + 1 GPUs
