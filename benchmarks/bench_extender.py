@@ -102,7 +102,7 @@ def serve(port: int) -> None:
     run_on_event_loop(http_server(app, "127.0.0.1", port).serve())
 
 
-def run(iterations: int) -> str:
+def run(iterations: int, unlabelled: bool = False) -> str:
     port = free_port()
     print(f"starting the extender with {NODES} nodes and {PODS} pods ...", flush=True)
     server = subprocess.Popen(
@@ -116,7 +116,7 @@ def run(iterations: int) -> str:
             names = [f"gpu-{i:05d}" for i in range(NODES)]
             rng = random.Random(11)
             for size in (100, 500, 5000):
-                rows.append(measure(client, rng, names, size, iterations))
+                rows.append(measure(client, rng, names, size, iterations, unlabelled))
         finally:
             client.close()
     finally:
@@ -169,15 +169,24 @@ def wait_until_up(port: int, server: subprocess.Popen[bytes]) -> None:
 
 
 def measure(
-    client: Client, rng: random.Random, names: list[str], size: int, iterations: int
+    client: Client,
+    rng: random.Random,
+    names: list[str],
+    size: int,
+    iterations: int,
+    unlabelled: bool = False,
 ) -> tuple[int, list[float], list[float], list[float]]:
+    """``unlabelled``: the pods carry no agent label (``demand_packing`` scores them)."""
     filter_times: list[float] = []
     prioritize_times: list[float] = []
     both: list[float] = []
     warmup = max(iterations // 10, 5)
     for i in range(iterations + warmup):
         candidates = rng.sample(names, size)
-        the_pod: dict[str, Any] = pod_json(f"bench-{i}", 1, agent=f"agent-{rng.randrange(AGENTS)}")
+        if unlabelled:
+            the_pod: dict[str, Any] = pod_json(f"bench-{i}", rng.choice((1, 1, 2, 4)))
+        else:
+            the_pod = pod_json(f"bench-{i}", 1, agent=f"agent-{rng.randrange(AGENTS)}")
         t0 = time.perf_counter()
         reply = client.post("/scheduler/filter", {"Pod": the_pod, "NodeNames": candidates})
         t1 = time.perf_counter()
@@ -205,12 +214,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=1000)
     parser.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--unlabelled",
+        action="store_true",
+        help="pods without the agent label (demand_packing); prints, does not edit BENCHMARKS.md",
+    )
     args = parser.parse_args()
     if args.serve:
         serve(args.serve)
         return
-    table = run(args.iterations)
+    table = run(args.iterations, args.unlabelled)
     print(table)
+    if args.unlabelled:
+        return
     write_section(
         "Extender latency (make bench-extender)",
         f"Command: `make bench-extender` ({args.iterations} filter+prioritize cycles per size, one "

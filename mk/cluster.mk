@@ -28,6 +28,10 @@ e2e: install tools ## the e2e tests only (real control plane, ~2 min)
 bench-e2e: install tools ## 1000 fake nodes, 2000 GPU pods: kube-scheduler alone vs with the extender -> BENCHMARKS.md
 	$(RUN) python -m benchmarks.bench_e2e
 
+.PHONY: bench-trace
+bench-trace: install tools ## replay the Alibaba GPU trace (../shared/data/openb): allocation, fragmentation -> BENCHMARKS.md
+	$(RUN) python -m benchmarks.bench_trace $(BENCH_TRACE_ARGS)
+
 .PHONY: kind-up
 kind-up: install tools image ## kind cluster (needs Docker): kwok, fake GPU nodes and the Helm chart (kube-scheduler pods with the extender beside them)
 	@command -v $(KIND) >/dev/null 2>&1 || { echo "error: kind is not on PATH (go install sigs.k8s.io/kind@latest); it needs Docker" >&2; exit 1; }

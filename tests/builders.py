@@ -10,6 +10,7 @@ from scheduler_extender.domain.objects import Node, Pod
 
 AGENT_LABEL = "scheduler-extender.io/agent"
 GPU = "nvidia.com/gpu"
+GPU_PRODUCT = "nvidia.com/gpu.product"
 
 
 def node_json(
@@ -47,7 +48,9 @@ def pod_json(
     scheduler: str = "gpu-scheduler",
     phase: str = "Pending",
     node_selector: dict[str, str] | None = None,
+    gpu_models: list[str] | None = None,
 ) -> dict[str, Any]:
+    """``gpu_models``: required node affinity on ``nvidia.com/gpu.product`` (In)."""
     requests: dict[str, str] = {"cpu": cpu, "memory": memory}
     limits: dict[str, str] = {}
     if gpus:
@@ -73,6 +76,15 @@ def pod_json(
         spec["priority"] = priority
     if node_selector:
         spec["nodeSelector"] = node_selector
+    if gpu_models:
+        expression = {"key": GPU_PRODUCT, "operator": "In", "values": gpu_models}
+        spec["affinity"] = {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [{"matchExpressions": [expression]}]
+                }
+            }
+        }
     return {
         "apiVersion": "v1",
         "kind": "Pod",

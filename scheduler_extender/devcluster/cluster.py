@@ -270,12 +270,14 @@ class LocalCluster(Started):
         ignorable: bool | None = None,
         overrides: Mapping[str, Any] | None = None,
         extender_tls: Mapping[str, Any] | None = None,
+        every_pod: bool = False,
     ) -> Path:
         """(Re)starts kube-scheduler; returns the configuration file it runs with.
 
         ``extender=False`` is the control configuration: the same profile
         without the extender. The extender need not be running: with
         ``ignorable=False`` GPU pods then stay Pending until it is back.
+        ``every_pod``: the extender is called for pods without GPUs too.
         """
         self.stop_scheduler()
         rendered = schedconfig.render_local(
@@ -285,6 +287,7 @@ class LocalCluster(Started):
             ignorable=ignorable,
             overrides=overrides,
             extender_tls=extender_tls,
+            every_pod=every_pod,
         )
         self._scheduler_configs += 1
         path = schedconfig.write(

@@ -30,6 +30,9 @@ ZONE_LABEL = "topology.kubernetes.io/zone"
 RACK_LABEL = "topology.scheduler-extender.io/rack"
 NVLINK_LABEL = "nvidia.com/gpu.clique"
 HOSTNAME_LABEL = "kubernetes.io/hostname"
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+GPU_COUNT_LABEL = "nvidia.com/gpu.count"
+GPU_RESOURCE = "nvidia.com/gpu"
 FAKE_NODE_LABEL = "type"  # "kwok" on every template
 NOT_READY_TAINT = "node.kubernetes.io/not-ready"
 CREATE_PARALLELISM = 8
@@ -84,13 +87,24 @@ class FakeNode:
         *,
         labels: Mapping[str, str] | None = None,
         taints: Sequence[Mapping[str, str]] = (),
+        capacity: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
-        node = template(self.gpus)
+        """``capacity``: resources replacing the template's (capacity and allocatable).
+
+        A GPU count without a template of its own (e.g. 2) starts from the
+        largest template, with its GPU count changed.
+        """
+        node = template(self.gpus if self.gpus in GPU_SHAPES else max(GPU_SHAPES))
+        status = node["status"]
+        for key in ("capacity", "allocatable"):
+            status[key][GPU_RESOURCE] = str(self.gpus)
+            status[key].update(capacity or {})
         meta = node["metadata"]
         meta["name"] = self.name
         node_labels: dict[str, str] = meta.setdefault("labels", {})
         rack = self.index // NODES_PER_RACK
         node_labels[HOSTNAME_LABEL] = self.name
+        node_labels[GPU_COUNT_LABEL] = str(self.gpus)
         node_labels[ZONE_LABEL] = zone_name(self.index)
         node_labels[RACK_LABEL] = f"rack-{rack}"
         if NVLINK_LABEL in node_labels:  # only multi-GPU templates have an NVLink domain
@@ -119,20 +133,25 @@ def create_nodes(
     taints: Sequence[Mapping[str, str]] = (),
 ) -> list[str]:
     """Creates the nodes (in parallel); returns the names that already existed."""
+    return create_manifests(api, [n.manifest(labels=labels, taints=taints) for n in nodes])
+
+
+def create_manifests(api: client.ApiClient, manifests: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Creates nodes from their manifests (in parallel); returns the names that already existed."""
     core = client.CoreV1Api(api)
 
-    def create(node: FakeNode) -> str | None:
+    def create(manifest: Mapping[str, Any]) -> str | None:
         try:
-            body: Any = node.manifest(labels=labels, taints=taints)
+            body: Any = dict(manifest)
             core.create_node(body, _preload_content=False)
         except client.ApiException as exc:
             if exc.status == 409:
-                return node.name
+                return str(manifest["metadata"]["name"])
             raise
         return None
 
     with ThreadPoolExecutor(CREATE_PARALLELISM) as pool:
-        existing = [name for name in pool.map(create, list(nodes)) if name is not None]
+        existing = [name for name in pool.map(create, list(manifests)) if name is not None]
     return existing
 
 

@@ -79,8 +79,12 @@ def render_local(
     ignorable: bool | None = None,
     overrides: Mapping[str, Any] | None = None,
     extender_tls: Mapping[str, Any] | None = None,
+    every_pod: bool = False,
 ) -> dict[str, Any]:
     """The configuration for one local kube-scheduler.
+
+    ``every_pod``: drop the extender's ``managedResources``, so that kube-scheduler
+    calls it for every pod of the profile, not only for GPU pods.
 
     ``extender_url``: e.g. ``http://127.0.0.1:40123``; None drops the extender.
     ``ignorable``: None keeps the deploy file's value.
@@ -100,6 +104,8 @@ def render_local(
         extender["urlPrefix"] = with_extender_address(extender["urlPrefix"], extender_url)
         if ignorable is not None:
             extender["ignorable"] = ignorable
+        if every_pod:
+            extender.pop("managedResources", None)
         if extender_tls is not None:
             extender["urlPrefix"] = extender["urlPrefix"].replace("http://", "https://", 1)
             extender["enableHTTPS"] = True

@@ -21,6 +21,7 @@ from scheduler_extender.config import Settings
 
 AGENT_LABEL: str = Settings.model_fields["agent_label"].default
 GPU_RESOURCE: str = Settings.model_fields["gpu_resource"].default
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 # Never pulled: kwok only pretends to run containers.
 IMAGE = "registry.k8s.io/pause:3.10"
 CREATE_PARALLELISM = 8
@@ -34,7 +35,9 @@ def pod_spec(
     memory: str = "4Gi",
     node_selector: Mapping[str, str] | None = None,
     tolerations: Sequence[Mapping[str, str]] = (),
+    gpu_models: Sequence[str] = (),
 ) -> dict[str, Any]:
+    """``gpu_models``: the GPU models allowed (required node affinity on ``nvidia.com/gpu.product``)."""
     resources: dict[str, Any] = {"requests": {"cpu": cpu, "memory": memory}}
     if gpus:
         resources["requests"][GPU_RESOURCE] = str(gpus)
@@ -48,6 +51,15 @@ def pod_spec(
         spec["nodeSelector"] = dict(node_selector)
     if tolerations:
         spec["tolerations"] = [dict(t) for t in tolerations]
+    if gpu_models:
+        expressions = [{"key": GPU_PRODUCT_LABEL, "operator": "In", "values": list(gpu_models)}]
+        spec["affinity"] = {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [{"matchExpressions": expressions}]
+                }
+            }
+        }
     return spec
 
 

@@ -24,8 +24,17 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from scheduler_extender.domain.columns import ColumnBuilder, Columns
+from scheduler_extender.domain.demand import (
+    DEFAULT_MEMORY,
+    NO_DEMAND,
+    Demand,
+    DemandBook,
+    demand_class,
+    gpu_labels,
+)
+from scheduler_extender.domain.groups import group_of
 from scheduler_extender.domain.objects import Node, Pod
-from scheduler_extender.domain.resources import PODS, Resources
+from scheduler_extender.domain.resources import DEFAULT_GPU_RESOURCE, PODS, Resources
 from scheduler_extender.domain.rules import NodeRule
 
 # A node that does not declare a pod limit is not limited by pod count.
@@ -67,6 +76,7 @@ class NominatedPod:
 
 
 _NO_NOMINATIONS: Mapping[str, tuple[NominatedPod, ...]] = MappingProxyType({})
+_NO_GROUPS: Mapping[str, Mapping[str, int]] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +94,10 @@ class Snapshot:
     nominated: Mapping[str, tuple[NominatedPod, ...]] = field(
         default_factory=lambda: _NO_NOMINATIONS
     )
+    # The GPU pods likely to come: recent and pending shapes (see domain/demand.py).
+    demand: Demand = NO_DEMAND
+    # group -> node -> members placed there (see domain/groups.py); only groups with some.
+    groups: Mapping[str, Mapping[str, int]] = field(default_factory=lambda: _NO_GROUPS)
 
     def get(self, name: str) -> NodeState | None:
         return self.nodes.get(name)
@@ -107,6 +121,8 @@ class Snapshot:
             self.synced,
             self.rules,
             self.nominated,
+            self.demand,
+            self.groups,
         )
 
 
@@ -119,7 +135,13 @@ def columns_of(states: Mapping[str, NodeState]) -> Columns:
 
     agents: dict[str, dict[str, int]] = {}
     for name, state in states.items():
-        builder.set_node(name, state.node.allocatable.amounts, state.free_amounts, lookup)
+        builder.set_node(
+            name,
+            state.node.allocatable.amounts,
+            state.free_amounts,
+            lookup,
+            gpu_labels(state.node.labels),
+        )
         for agent, count in state.agents.items():
             agents.setdefault(agent, {})[name] = count
     for agent, where in agents.items():
@@ -171,7 +193,11 @@ class Assumption:
 class ClusterState:
     """Mutable node/pod accounting fed by watch events and our own binds."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, *, gpu_resource: str = DEFAULT_GPU_RESOURCE, demand_memory: int = DEFAULT_MEMORY
+    ) -> None:
+        self._gpu_resource = gpu_resource
+        self._demand = DemandBook(demand_memory)
         self._nodes: dict[str, _NodeTotals] = {}
         self._pods: dict[str, Pod] = {}  # uid -> latest watched pod
         self._uid_by_key: dict[str, str] = {}  # namespace/name -> uid
@@ -187,6 +213,9 @@ class ClusterState:
         self._columns = ColumnBuilder()
         self._dirty: set[str] = set()
         self._dirty_agents: set[str] = set()
+        self._group_nodes: dict[str, Counter[str]] = {}  # group -> node -> members
+        self._frozen_groups: Mapping[str, Mapping[str, int]] = _NO_GROUPS
+        self._groups_dirty = False
         self._version = 0
         self._snapshot = empty_snapshot()
         self.synced = False
@@ -230,6 +259,8 @@ class ClusterState:
             return  # e.g. a status update we do not read: keep the snapshot
         self._pods[pod.uid] = pod
         self._uid_by_key[pod.key] = pod.uid
+        if old is None and not pod.terminal:
+            self._arrived(pod)
         if old is None and not pod.terminal and pod.agent:
             self._agent_replicas[pod.agent] += 1
         elif old is not None and not old.terminal and pod.terminal and old.agent:
@@ -272,6 +303,7 @@ class ClusterState:
         if pod.uid not in self._pods:
             self._pods[pod.uid] = pod
             self._uid_by_key[pod.key] = pod.uid
+            self._arrived(pod)
             if pod.agent:
                 self._agent_replicas[pod.agent] += 1
         self._assumed[pod.uid] = Assumption(pod, node_name, deadline)
@@ -313,7 +345,11 @@ class ClusterState:
         for name in sorted(self._dirty):
             state = self._frozen[name]
             self._columns.set_node(
-                name, state.node.allocatable.amounts, state.free_amounts, self._amounts_of
+                name,
+                state.node.allocatable.amounts,
+                state.free_amounts,
+                self._amounts_of,
+                gpu_labels(state.node.labels),
             )
         for agent in self._dirty_agents:
             self._columns.set_agent(agent, self._agent_nodes.get(agent, {}))
@@ -327,8 +363,18 @@ class ClusterState:
             version=self._version,
             synced=self.synced,
             nominated=MappingProxyType(dict(self._frozen_nominated)),
+            demand=self._demand.freeze(),
+            groups=self._freeze_groups(),
         )
         return self._snapshot
+
+    def _freeze_groups(self) -> Mapping[str, Mapping[str, int]]:
+        if self._groups_dirty:
+            self._frozen_groups = MappingProxyType(
+                {g: MappingProxyType(dict(where)) for g, where in self._group_nodes.items()}
+            )
+            self._groups_dirty = False
+        return self._frozen_groups
 
     @property
     def counts(self) -> tuple[int, int]:
@@ -364,7 +410,17 @@ class ClusterState:
             self._placed[uid] = new
             self._count(new[0], new[1], +1)
         self._renominate(uid)
+        pod = self._pods.get(uid)
+        waiting = pod is not None and new is None and not pod.terminal and not pod.deleting
+        self._demand.set_pending(
+            uid, demand_class(pod, self._gpu_resource) if waiting and pod is not None else None
+        )
         self._version += 1
+
+    def _arrived(self, pod: Pod) -> None:
+        shape = demand_class(pod, self._gpu_resource)
+        if shape is not None:
+            self._demand.arrived(shape)
 
     def _renominate(self, uid: str) -> None:
         """List the pod under its nominated node while it is not accounted anywhere.
@@ -396,6 +452,15 @@ class ClusterState:
         self._dirty_nominated.clear()
 
     def _count(self, node_name: str, pod: Pod, sign: int) -> None:
+        group = group_of(pod)
+        if group is not None:
+            members = self._group_nodes.setdefault(group, Counter())
+            members[node_name] += sign
+            if members[node_name] <= 0:
+                del members[node_name]
+            if not members:
+                del self._group_nodes[group]
+            self._groups_dirty = True
         if pod.agent:
             where = self._agent_nodes.setdefault(pod.agent, Counter())
             where[node_name] += sign

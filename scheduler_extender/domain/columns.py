@@ -12,7 +12,7 @@ row of a node is stable while the node exists; rows of deleted nodes are reused.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import repeat
 from types import MappingProxyType
 
@@ -49,6 +49,10 @@ class Columns:
     allocatable: Mapping[str, IntArray]  # resource -> per-row amount
     free: Mapping[str, IntArray]  # resource -> per-row allocatable - requested
     agents: Mapping[str, AgentRows]
+    # Per row, the index in ``label_sets`` of the node's GPU labels (-1: no node); a fleet has
+    # a handful of distinct sets (one per GPU model), so rules on them run once per set.
+    label_codes: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    label_sets: tuple[Mapping[str, str], ...] = ()
 
     def rows_of(self, names: Iterable[str]) -> IntArray:
         """Rows of ``names``; -1 for names of unknown nodes."""
@@ -81,6 +85,11 @@ class ColumnBuilder:
         self._free: dict[str, IntArray] = {}
         self._agents: dict[str, AgentRows] = {}
         self._rows_view: Mapping[str, int] = MappingProxyType({})
+        self._codes = np.zeros(0, dtype=np.int64)
+        self._label_index: dict[tuple[tuple[str, str], ...], int] = {}
+        self._label_sets: list[Mapping[str, str]] = []
+        self._codes_view: IntArray = _frozen(self._codes.copy())
+        self._codes_dirty = False
 
     def set_node(
         self,
@@ -88,13 +97,24 @@ class ColumnBuilder:
         allocatable: Mapping[str, int],
         free: Mapping[str, int],
         lookup: Callable[[str], tuple[Mapping[str, int], Mapping[str, int]]],
+        labels: tuple[tuple[str, str], ...] = (),
     ) -> None:
-        """Write one node's row; ``lookup`` backfills a resource seen for the first time."""
+        """Write one node's row; ``lookup`` backfills a resource seen for the first time.
+
+        ``labels``: the node's GPU labels (``demand.gpu_labels``).
+        """
         row = self._rows.get(name)
         if row is None:
             row = self._spare.pop() if self._spare else self._grow()
             self._rows[name] = row
             self._rows_view = MappingProxyType(dict(self._rows))
+        code = self._label_index.get(labels)
+        if code is None:
+            code = self._label_index[labels] = len(self._label_sets)
+            self._label_sets.append(MappingProxyType(dict(labels)))
+        if self._codes[row] != code:
+            self._codes[row] = code
+            self._codes_dirty = True
         for resource in allocatable.keys() | free.keys():
             if resource not in self._allocatable:
                 self._add_resource(resource, lookup)
@@ -109,6 +129,8 @@ class ColumnBuilder:
         for resource, column in self._allocatable.items():
             column[row] = 0
             self._free[resource][row] = 0
+        self._codes[row] = -1
+        self._codes_dirty = True
         self._spare.append(row)
         self._rows_view = MappingProxyType(dict(self._rows))
 
@@ -123,6 +145,9 @@ class ColumnBuilder:
         )
 
     def freeze(self) -> Columns:
+        if self._codes_dirty:  # label codes rarely change: share the array until they do
+            self._codes_view = _frozen(self._codes.copy())
+            self._codes_dirty = False
         return Columns(
             rows=self._rows_view,
             size=self._capacity,
@@ -131,6 +156,8 @@ class ColumnBuilder:
             ),
             free=MappingProxyType({r: _frozen(c.copy()) for r, c in self._free.items()}),
             agents=MappingProxyType(dict(self._agents)),
+            label_codes=self._codes_view,
+            label_sets=tuple(self._label_sets),
         )
 
     def _grow(self) -> int:
@@ -141,6 +168,10 @@ class ColumnBuilder:
                 grown = np.zeros(self._capacity, dtype=np.int64)
                 grown[:old] = column
                 columns[resource] = grown
+        codes = np.full(self._capacity, -1, dtype=np.int64)
+        codes[:old] = self._codes
+        self._codes = codes
+        self._codes_dirty = True
         self._spare.extend(range(self._capacity - 1, old, -1))
         return old
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from scheduler_extender.domain.cluster import Snapshot
 from scheduler_extender.domain.columns import IntArray
+from scheduler_extender.domain.demand import gpu_constraint
 from scheduler_extender.domain.objects import Pod
 from scheduler_extender.domain.rules import FreeAmounts
 
@@ -37,6 +38,7 @@ class Reason(StrEnum):
     INSUFFICIENT = "insufficient_resources"
     EXCEEDS_CAPACITY = "exceeds_capacity"
     AGENT_LIMIT = "agent_replicas_per_node"
+    GPU_MODEL = "gpu_model"
     RESERVED = "reserved"
 
 
@@ -134,6 +136,14 @@ def filter_nodes(
             placed = placed + held.agents[rows]
         at_limit = placed >= limit
         code |= np.where(at_limit, 1 << (2 * len(requested) + 1), 0)
+    # kube-scheduler's NodeAffinity filter ran before us; the same rule for GPU labels
+    # holds here too, for callers that are not kube-scheduler (and for nodes relabelled since).
+    constraint = gpu_constraint(pod)
+    if not constraint.unconstrained:
+        # Once per distinct set of GPU labels (one per model), not per node.
+        admits = np.array([constraint.admits(s) for s in columns.label_sets] + [False])
+        labels = columns.label_codes[rows] if len(columns.label_codes) else np.full(len(rows), -1)
+        code |= np.where(admits[labels], 0, 1 << (2 * len(requested) + 2))
     code[~known] = 1  # an unknown node has no other problems worth telling
     passed = list(compress(unique, (code == 0).tolist()))
     failing = np.flatnonzero(code != 0)
@@ -169,6 +179,10 @@ def _explain(code: int, pod: Pod, requested: list[tuple[str, int]], limit: int) 
         detail = ", ".join(f"{r} (requests {a})" for r, a in never)
         return Rejection(
             Reason.EXCEEDS_CAPACITY, f"node's total capacity is below the request: {detail}", True
+        )
+    if code & (1 << (2 * len(requested) + 2)):
+        return Rejection(
+            Reason.GPU_MODEL, "node's GPU labels do not match the pod's node selection", True
         )
     short = [(r, a) for i, (r, a) in enumerate(requested) if code & (1 << (2 * i + 1))]
     if short:

@@ -10,6 +10,7 @@ from contextlib import AbstractContextManager
 
 from scheduler_extender.domain.cluster import Assumption, ClusterState, Snapshot
 from scheduler_extender.domain.objects import Pod
+from scheduler_extender.domain.resources import DEFAULT_GPU_RESOURCE
 from scheduler_extender.domain.rules import NodeRule
 
 
@@ -22,9 +23,13 @@ class SharedCluster:
     """
 
     def __init__(
-        self, *, assume_timeout: float, clock: Callable[[], float] = time.monotonic
+        self,
+        *,
+        assume_timeout: float,
+        clock: Callable[[], float] = time.monotonic,
+        gpu_resource: str = DEFAULT_GPU_RESOURCE,
     ) -> None:
-        self.state = ClusterState()
+        self.state = ClusterState(gpu_resource=gpu_resource)
         self._lock = threading.RLock()
         self._assume_timeout = assume_timeout
         self._clock = clock

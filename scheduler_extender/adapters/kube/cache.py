@@ -99,7 +99,7 @@ class ClusterCache(SharedCluster):
         gpu_resource: str,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__(assume_timeout=assume_timeout, clock=clock)
+        super().__init__(assume_timeout=assume_timeout, clock=clock, gpu_resource=gpu_resource)
         core = client.CoreV1Api(api)
         self._metrics = metrics
         self._gpu_resource = gpu_resource

@@ -11,12 +11,13 @@ from dataclasses import dataclass
 
 from scheduler_extender.domain.columns import FloatArray, IntArray
 from scheduler_extender.domain.objects import Pod
-from scheduler_extender.domain.scoring.policy import ScoringContext, neutral
+from scheduler_extender.domain.scoring.policy import Audience, ScoringContext, neutral
 
 
 @dataclass(frozen=True, slots=True)
 class AgentSpread:
     name: str = "agent_spread"
+    audience: Audience = Audience.AGENTS
 
     def score(self, pod: Pod, rows: IntArray, ctx: ScoringContext) -> FloatArray:
         if pod.agent is None or len(rows) == 0:

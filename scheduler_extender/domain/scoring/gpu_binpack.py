@@ -13,7 +13,7 @@ import numpy as np
 
 from scheduler_extender.domain.columns import Columns, FloatArray, IntArray
 from scheduler_extender.domain.objects import Pod
-from scheduler_extender.domain.scoring.policy import ScoringContext, neutral
+from scheduler_extender.domain.scoring.policy import Audience, ScoringContext, neutral
 
 
 def fill_after(columns: Columns, rows: IntArray, gpus: int, resource: str) -> FloatArray:
@@ -28,6 +28,7 @@ def fill_after(columns: Columns, rows: IntArray, gpus: int, resource: str) -> Fl
 @dataclass(frozen=True, slots=True)
 class GpuBinPacking:
     name: str = "gpu_binpack"
+    audience: Audience = Audience.ALL
 
     def score(self, pod: Pod, rows: IntArray, ctx: ScoringContext) -> FloatArray:
         gpus = pod.requests.get(ctx.gpu_resource)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Protocol
 
 import numpy as np
@@ -13,6 +14,21 @@ from scheduler_extender.domain.objects import Pod
 from scheduler_extender.domain.popularity import Popularity
 
 NEUTRAL_SCORE = 0.5
+
+
+class Audience(StrEnum):
+    """Which pods a policy scores (see ``registry.Scorer``).
+
+    An agent replica (a pod with the agent label) is scored by the ``ALL`` and
+    ``AGENTS`` policies. Any other pod is scored by the ``UNLABELLED`` policies
+    when one has a weight, and by the ``ALL`` policies otherwise. A pod of a
+    group (``domain/groups.py``) is scored by the ``GROUPS`` policies as well.
+    """
+
+    ALL = "all"
+    AGENTS = "agents"
+    UNLABELLED = "unlabelled"
+    GROUPS = "groups"
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +48,9 @@ class ScoringPolicy(Protocol):
 
     @property
     def name(self) -> str: ...
+
+    @property
+    def audience(self) -> Audience: ...
 
     def score(self, pod: Pod, rows: IntArray, ctx: ScoringContext) -> FloatArray: ...
 

@@ -49,7 +49,7 @@ from scheduler_extender.domain.objects import Node, Pod
 from scheduler_extender.domain.popularity import UNIFORM_GPUS, GpuCapacity, Popularity
 from scheduler_extender.domain.preallocation import BoolArray, Plan, pending_replicas, plan
 from scheduler_extender.domain.scoring.gpu_binpack import fill_after
-from scheduler_extender.domain.scoring.policy import ScoringContext, neutral
+from scheduler_extender.domain.scoring.policy import Audience, ScoringContext, neutral
 
 
 def replica_loads(rates: Mapping[str, float], replicas: Mapping[str, int]) -> dict[str, float]:
@@ -197,6 +197,7 @@ class NodeTable:
 
 class PopularityAware:
     name = "popularity"
+    audience = Audience.AGENTS
 
     def __init__(self, capacity: GpuCapacity = UNIFORM_GPUS) -> None:
         # Node loads depend only on (columns, popularity, replica counts), and

@@ -8,11 +8,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from scheduler_extender.domain.columns import IntArray
+from scheduler_extender.domain.groups import group_of
 from scheduler_extender.domain.objects import Pod
 from scheduler_extender.domain.popularity import UNIFORM_GPUS, GpuCapacity
 from scheduler_extender.domain.scoring.agent_spread import AgentSpread
+from scheduler_extender.domain.scoring.demand_packing import DemandAwarePacking
 from scheduler_extender.domain.scoring.gpu_binpack import GpuBinPacking
-from scheduler_extender.domain.scoring.policy import ScoringContext, ScoringPolicy
+from scheduler_extender.domain.scoring.group_topology import GroupTopology
+from scheduler_extender.domain.scoring.policy import Audience, ScoringContext, ScoringPolicy
 from scheduler_extender.domain.scoring.popularity import PopularityAware
 
 MAX_SCORE = 10  # MaxExtenderPriority in k8s.io/kube-scheduler/extender/v1
@@ -22,9 +25,19 @@ POLICIES: Mapping[str, Callable[[GpuCapacity], ScoringPolicy]] = {
     "gpu_binpack": lambda _capacity: GpuBinPacking(),
     "agent_spread": lambda _capacity: AgentSpread(),
     "popularity": PopularityAware,
+    "demand_packing": lambda _capacity: DemandAwarePacking(),
+    "group_topology": lambda _capacity: GroupTopology(),
 }
 
-DEFAULT_WEIGHTS: Mapping[str, float] = {"gpu_binpack": 1.0, "agent_spread": 2.0, "popularity": 3.0}
+# demand_packing scores the pods without the agent label alone (see policy.Audience), so its
+# weight only says whether it is on.
+DEFAULT_WEIGHTS: Mapping[str, float] = {
+    "gpu_binpack": 1.0,
+    "agent_spread": 2.0,
+    "popularity": 3.0,
+    "demand_packing": 1.0,
+    "group_topology": 4.0,
+}
 
 
 class UnknownPolicyError(ValueError):
@@ -55,9 +68,28 @@ class ScoreTable:
 
 @dataclass(frozen=True, slots=True)
 class Scorer:
-    """Weighted combination of policies into 0..MAX_SCORE."""
+    """Weighted combination of policies into 0..MAX_SCORE.
+
+    Agent replicas are scored by the policies for all pods and for agents; the
+    other pods by the policies for unlabelled pods if one has a weight, else by
+    the policies for all pods; pods of a group by the group policies as well
+    (``policy.Audience``).
+    """
 
     policies: tuple[tuple[ScoringPolicy, float], ...]
+
+    def for_pod(self, pod: Pod) -> tuple[tuple[ScoringPolicy, float], ...]:
+        """The weighted policies that score ``pod``."""
+        wanted: tuple[Audience, ...]
+        if pod.agent is not None:
+            wanted = (Audience.ALL, Audience.AGENTS)
+        elif any(p.audience is Audience.UNLABELLED for p, _ in self.policies):
+            wanted = (Audience.UNLABELLED,)
+        else:
+            wanted = (Audience.ALL,)
+        if group_of(pod) is not None:
+            wanted = (*wanted, Audience.GROUPS)
+        return tuple((p, w) for p, w in self.policies if p.audience in wanted)
 
     @staticmethod
     def from_weights(weights: Mapping[str, float], capacity: GpuCapacity = UNIFORM_GPUS) -> Scorer:
@@ -75,10 +107,11 @@ class Scorer:
         explain: bool = False,
     ) -> ScoreTable:
         """Score the nodes at ``rows`` (named ``hosts``) for ``pod``."""
-        total_weight = sum(w for _, w in self.policies) or 1.0
-        combined = np.zeros(len(rows))
+        policies = self.for_pod(pod)
+        total_weight = sum(w for _, w in policies) or 1.0
+        combined = np.full(len(rows), 0.0 if policies else MAX_SCORE / 2)
         contributions: dict[str, Sequence[float]] = {}
-        for policy, weight in self.policies:
+        for policy, weight in policies:
             share = MAX_SCORE * weight / total_weight * np.clip(policy.score(pod, rows, ctx), 0, 1)
             combined += share
             if explain:

@@ -24,6 +24,23 @@ def test_stages_cover_node_and_pod_lifecycles() -> None:
         assert stage["spec"]["steps"]
 
 
+def test_pod_running_stage_plays_once_per_pod() -> None:
+    """A replay on a stale object must neither match a pod with an IP nor append a second IP."""
+    stages = {
+        s["metadata"]["name"]: s
+        for s in yaml.safe_load_all((kwok_dir() / "stages.yaml").read_text())
+    }
+    running = stages["gpu-pod-running"]["spec"]
+    (selector,) = running["selector"]["matchExpressions"]
+    expression = " ".join(selector["cel"]["expression"].split())
+    assert "self.status.phase == 'Pending'" in expression
+    assert "self.status.podIP == ''" in expression
+    (step,) = running["steps"]
+    assert step["patch"].get("type", "strategic") == "strategic"  # kwok's default for pods
+    template = step["patch"]["template"]
+    assert "podIPs: [{$patch: replace}, {ip:" in template
+
+
 def kind_up_recipe() -> str:
     makefile = (repo_root() / "mk" / "cluster.mk").read_text()
     match = re.search(r"^kind-up:.*?\n((?:\t.*\n)+)", makefile, re.MULTILINE)

@@ -75,3 +75,16 @@ def test_schedulable_needs_ready_and_no_not_ready_taint() -> None:
     assert not nodes.schedulable(tainted)
     assert not nodes.schedulable({"status": {"conditions": [{"type": "Ready", "status": "False"}]}})
     assert not nodes.schedulable({})
+
+
+def test_a_node_of_any_gpu_count_and_capacity() -> None:
+    manifest = nodes.FakeNode("n", 2, 5).manifest(
+        capacity={"cpu": "104", "memory": "512Gi"}, labels={nodes.GPU_PRODUCT_LABEL: "T4"}
+    )
+    for key in ("capacity", "allocatable"):
+        assert manifest["status"][key][nodes.GPU_RESOURCE] == "2"
+        assert manifest["status"][key]["cpu"] == "104"
+    labels = manifest["metadata"]["labels"]
+    assert labels[nodes.GPU_COUNT_LABEL] == "2"
+    assert labels[nodes.GPU_PRODUCT_LABEL] == "T4"
+    assert labels[nodes.NVLINK_LABEL] == "nvl-1"  # index 5: the second rack

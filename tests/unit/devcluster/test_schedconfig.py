@@ -71,6 +71,12 @@ def test_variants_for_tests(base: dict[str, Any]) -> None:
     assert "extenders" not in control
     assert control["profiles"] == base["profiles"]
 
+    every_pod = schedconfig.render_local(
+        base, kubeconfig=KUBECONFIG, extender_url=LOCAL, every_pod=True
+    )
+    assert "managedResources" not in every_pod["extenders"][0]
+    assert "managedResources" in base["extenders"][0]
+
     for ignorable in (True, False):
         variant = schedconfig.render_local(
             base, kubeconfig=KUBECONFIG, extender_url=LOCAL, ignorable=ignorable

@@ -58,3 +58,16 @@ def test_popularity_env_is_read_by_the_extender_settings(monkeypatch: pytest.Mon
         monkeypatch.setenv(name, value)
     assert Settings().static_popularity == {a.name: a.rate for a in agents}
     assert json.loads(workload.popularity_env(agents)["SCHEDULER_EXTENDER_STATIC_POPULARITY"])
+
+
+def test_gpu_models_become_a_required_node_affinity() -> None:
+    spec = workload.pod_spec(scheduler_name="s", gpus=1, gpu_models=["T4", "P100"])
+    (term,) = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"
+    ]
+    assert term == {
+        "matchExpressions": [
+            {"key": "nvidia.com/gpu.product", "operator": "In", "values": ["T4", "P100"]}
+        ]
+    }
+    assert "affinity" not in workload.pod_spec(scheduler_name="s", gpus=1)

@@ -1,0 +1,405 @@
+"""GPU allocation on a production GPU trace, through the real kube-scheduler (``make bench-trace``).
+
+The Alibaba GPU cluster trace of 2023 (``openb``, see ``trace_replay``) is
+replayed on the local control plane: one kwok node per node of the node list
+(its GPU count and model label, cpu and memory), then the pods in creation
+order until the GPUs requested exceed 120% of the fleet's (a GPU-sharing pod
+asks for one whole GPU; the product schedules whole GPUs). kube-scheduler
+starts first; the pods are then created in arrival order, four requests in
+flight, so its queue (ordered by when each pod was added) takes them in that
+order give or take four (pods created before it starts come out of its
+initial list in no useful order).
+The run ends once no pod was bound for a while and every pending pod was tried.
+
+Each variant runs twice on the same nodes with fresh pods: kube-scheduler
+alone, then kube-scheduler calling a freshly started extender (default
+settings; the pods carry no agent label, so ``demand_packing`` scores them)
+for every pod of the trace, CPU-only ones included: the extender entry has no
+``managedResources`` (the deploy file's sends only GPU pods, and the trace's
+CPU-only pods, placed by kube-scheduler's least-allocated rule, take the cpu
+of the large GPU nodes that the 8-GPU pods need).
+Both runs set ``percentageOfNodesToScore: 100`` (every feasible node is scored
+and sent to the extender) and raise kube-scheduler's client rate limits, as
+``bench_e2e`` does.
+
+Variants: the trace as is; the same with a third of the GPU pods (seeded)
+constrained to one or two GPU models drawn from the models of the nodes that
+could hold them (required node affinity on ``nvidia.com/gpu.product``); a
+multi-GPU-heavy one (every multi-GPU pod followed by three copies).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+
+from benchmarks.bench_e2e import BindClock
+from benchmarks.common import machine, write_section
+from benchmarks.trace_replay import (
+    Figures,
+    TraceNode,
+    TracePod,
+    arrivals,
+    best_fit_offline,
+    constrained,
+    default_dir,
+    figures,
+    multi_gpu_heavy,
+    read_nodes,
+    read_pods,
+    subset,
+    upper_bound,
+)
+from scheduler_extender.devcluster import nodes as fake_nodes
+from scheduler_extender.devcluster import workload
+from scheduler_extender.devcluster.cluster import ClusterOptions, LocalCluster
+
+SECTION = "GPU allocation on a production trace (make bench-trace)"
+OVERRIDES = {
+    "clientConnection": {"qps": 5000, "burst": 10000},
+    "percentageOfNodesToScore": 100,
+}
+SETTLE_SECONDS = 20.0  # no bind for this long, and every pending pod tried: done
+RUN_TIMEOUT = 1800.0
+SUBMIT_PARALLELISM = 4
+KWOK_IP_ERROR = "may specify no more than one IP for each IP family"
+
+
+@dataclass(frozen=True)
+class Replay:
+    variant: str
+    run: str
+    figures: Figures
+    binds_per_second: float
+    seconds: float
+    kwok_ip_errors: int
+
+
+def node_manifests(fleet: Sequence[TraceNode]) -> list[dict[str, Any]]:
+    out = []
+    for index, node in enumerate(fleet):
+        fake = fake_nodes.FakeNode(node.name, node.gpus, index)
+        out.append(
+            fake.manifest(
+                labels={
+                    fake_nodes.GPU_PRODUCT_LABEL: node.model,
+                    "node.kubernetes.io/instance-type": f"openb-{node.model}-{node.gpus}g",
+                },
+                capacity={
+                    "cpu": f"{node.cpu_milli}m",
+                    "memory": f"{node.memory_mib}Mi",
+                    "pods": "1000",
+                },
+            )
+        )
+    return out
+
+
+# On 2 shared cores, kwok may renew some of 1213 node leases late: the node controller then
+# taints those nodes not-ready or unreachable, and would evict their pods (NoExecute) and keep
+# new ones off (NoSchedule). Node health is not what this benchmark measures: tolerate it.
+NODE_HEALTH_TOLERATIONS = [
+    {"key": "node.kubernetes.io/unreachable", "operator": "Exists"},
+    {"key": "node.kubernetes.io/not-ready", "operator": "Exists"},
+]
+
+
+def pod_manifests(pods: Sequence[TracePod], namespace: str, scheduler: str) -> list[dict[str, Any]]:
+    return [
+        workload.gpu_pod(
+            f"p{i:05d}",
+            namespace=namespace,
+            scheduler_name=scheduler,
+            gpus=pod.gpus,
+            cpu=f"{pod.cpu_milli}m",
+            memory=f"{pod.memory_mib}Mi",
+            gpu_models=pod.models,
+            labels={"trace-pod": pod.name},
+            tolerations=NODE_HEALTH_TOLERATIONS,
+        )
+        for i, pod in enumerate(pods)
+    ]
+
+
+def placement_of(core: client.CoreV1Api, namespace: str) -> tuple[dict[str, str], int]:
+    """(trace pod name -> node, pods never tried yet) of the pods in ``namespace``."""
+    listing: Any = core.list_namespaced_pod(namespace, _preload_content=False)
+    placed: dict[str, str] = {}
+    untried = 0
+    for pod in json.loads(listing.data)["items"]:
+        node = pod["spec"].get("nodeName")
+        if node:
+            placed[pod["metadata"]["labels"]["trace-pod"]] = node
+        elif not any(
+            c.get("type") == "PodScheduled" for c in pod.get("status", {}).get("conditions") or []
+        ):
+            untried += 1
+    return placed, untried
+
+
+def kwok_ip_errors(cluster: LocalCluster) -> int:
+    log = cluster.logs.get("kwok")
+    if log is None or not log.exists():
+        return 0
+    return log.read_text(errors="replace").count(KWOK_IP_ERROR)
+
+
+def replay(
+    cluster: LocalCluster,
+    fleet: Sequence[TraceNode],
+    pods: Sequence[TracePod],
+    variant: str,
+    run: str,
+    *,
+    extender: Callable[[], object] | None,
+) -> Replay:
+    api = cluster.api_client()
+    core = client.CoreV1Api(api)
+    namespace = f"trace-{variant}-{run}".lower().replace(" ", "-").replace("+", "")
+    namespace = "-".join(part for part in namespace.split("-") if part)
+    cluster.stop_scheduler()
+    if extender is not None:
+        extender()
+    else:
+        cluster.stop_extender()
+    errors_before = kwok_ip_errors(cluster)
+    workload.ensure_namespace(api, namespace)
+    listing: Any = core.list_namespaced_pod(namespace, limit=1, _preload_content=False)
+    clock = BindClock(api, namespace, json.loads(listing.data)["metadata"]["resourceVersion"])
+    cluster.start_scheduler(
+        extender=extender is not None, overrides=OVERRIDES, every_pod=extender is not None
+    )
+    started = time.monotonic()
+    print(f"[{variant} / {run}] submitting {len(pods)} pods in arrival order ...", flush=True)
+    # In order, a few at a time: kube-scheduler's queue takes pods in the order it sees them
+    # added, so arrivals are reordered at most within one window of SUBMIT_PARALLELISM pods.
+    with ThreadPoolExecutor(SUBMIT_PARALLELISM) as pool:
+        list(
+            pool.map(
+                lambda body: core.create_namespaced_pod(namespace, body, _preload_content=False),
+                pod_manifests(pods, namespace, cluster.scheduler_name),
+            )
+        )
+    last, last_change = -1, started
+    while True:
+        time.sleep(2.0)
+        cluster.check_alive()
+        clock.check()
+        now = time.monotonic()
+        if len(clock.bound) != last:
+            last, last_change = len(clock.bound), now
+            continue
+        if len(clock.bound) == len(pods) or now - last_change >= SETTLE_SECONDS:
+            placed, untried = placement_of(core, namespace)
+            if untried == 0 or now - started > RUN_TIMEOUT:
+                break
+    clock.stop()
+    cluster.stop_scheduler()
+    times = sorted(clock.bound.values())
+    rate = (len(times) - 1) / max(times[-1] - times[0], 1e-9) if len(times) > 1 else 0.0
+    result = Replay(
+        variant,
+        run,
+        figures(fleet, pods, placed),
+        rate,
+        (times[-1] if times else now) - started,
+        kwok_ip_errors(cluster) - errors_before,
+    )
+    print(f"[{variant} / {run}] {row(result)}", flush=True)
+    empty(core, namespace)
+    return result
+
+
+def empty(core: client.CoreV1Api, namespace: str) -> None:
+    """Deletes the run's pods and waits until they are gone (the next run starts from empty
+    nodes). Deleting thousands of pods at once may time out: the namespace controller then
+    finishes the job."""
+    try:
+        core.delete_collection_namespaced_pod(
+            namespace, grace_period_seconds=0, _preload_content=False
+        )
+    except client.ApiException as exc:
+        print(f"deleting the pods of {namespace}: {exc.status} {exc.reason}; waiting", flush=True)
+    while True:
+        try:
+            core.delete_namespace(namespace, _preload_content=False)
+            break
+        except client.ApiException as exc:
+            if exc.status == 404:
+                break
+            time.sleep(5.0)
+    while True:
+        try:
+            left: Any = core.list_namespaced_pod(namespace, limit=1, _preload_content=False)
+            if not json.loads(left.data)["items"]:
+                return
+        except client.ApiException:
+            pass
+        time.sleep(2.0)
+
+
+def variants(
+    fleet: Sequence[TraceNode], pods: Sequence[TracePod], chosen: Sequence[str]
+) -> dict[str, list[TracePod]]:
+    base = arrivals(pods, fleet)
+    every = {
+        "trace": base,
+        "model-constrained": constrained(base, fleet),
+        "multi-GPU-heavy": arrivals(multi_gpu_heavy(pods), fleet),
+    }
+    return {name: every[name] for name in chosen}
+
+
+def percent(value: float | None) -> str:
+    return "none" if value is None else f"{100 * value:.1f}%"
+
+
+def row(r: Replay) -> str:
+    f = r.figures
+    return (
+        f"| {r.variant} | {r.run} | {percent(f.at_100)} | {percent(f.at_end)} "
+        f"| {percent(f.first_fragmentation)} | {f.multi_bound}/{f.multi_total} "
+        f"| {f.eight_bound}/{f.eight_total} | {f.fragmented_nodes} ({f.fragmented_free} GPUs) "
+        f"| {r.binds_per_second:.0f} | {r.kwok_ip_errors} |"
+    )
+
+
+def report(
+    replays: Sequence[Replay],
+    references: Mapping[str, tuple[Figures, float, float]],
+    arrivals_of: Mapping[str, Sequence[TracePod]],
+    fleet: Sequence[TraceNode],
+    args: argparse.Namespace,
+    startup: float,
+) -> str:
+    rows = [row(r) for r in replays]
+    for variant, (f, bound_100, bound_end) in references.items():
+        rows.append(
+            f"| {variant} | offline best fit (reference) | {percent(f.at_100)} | {percent(f.at_end)} "
+            f"| | {f.multi_bound}/{f.multi_total} | {f.eight_bound}/{f.eight_total} "
+            f"| {f.fragmented_nodes} ({f.fragmented_free} GPUs) | | |"
+        )
+        rows.append(
+            f"| {variant} | LP upper bound | {percent(bound_100)} | {percent(bound_end)} "
+            "| | | | | | |"
+        )
+    table = "\n".join(rows)
+    pending = []
+    for r in replays:
+        worst = sorted(r.figures.failures_by_model.items(), key=lambda kv: -kv[1])[:4]
+        pending.append(
+            f"- {r.variant} / {r.run}: " + ", ".join(f"{models} {count}" for models, count in worst)
+        )
+    sizes = ", ".join(f"{name} {len(pods)}" for name, pods in arrivals_of.items())
+    capacity = sum(n.gpus for n in fleet)
+    return f"""
+Command: `make bench-trace` (`python -m benchmarks.bench_trace{" " + " ".join(args.argv) if args.argv else ""}`).
+Data: the Alibaba GPU cluster trace of 2023, `openb` (alibaba/clusterdata,
+`cluster-trace-gpu-v2023`; Weng et al., "Beware of Fragmentation: Scheduling GPU-Sharing Workloads
+with Fragmentation Gradient Descent", USENIX ATC'23), read from `{args.data}` at run time:
+{len(fleet)} nodes, {capacity} GPUs; pods in creation order until the GPUs requested exceed 120% of
+the fleet's ({sizes} pods; a GPU-sharing pod counts one whole GPU; CPU-only pods included).
+Local control plane (kube-scheduler v1.36, kwok nodes with the trace's GPU count, model label, cpu
+and memory; ready in {startup:.1f} s); both runs of a variant use the same nodes and fresh pods,
+`percentageOfNodesToScore: 100`. The extender runs with its default settings.
+
+Machine: {machine()}; load average {os.getloadavg()[0]:.1f} when the run ended.
+
+| variant | run | GPUs allocated when requests reach 100% | at 120% (end) | allocated at the first fragmentation failure | multi-GPU pods bound | 8-GPU pods bound | fragmented nodes (free GPUs) | binds/s | kwok podIP errors |
+|---|---|---|---|---|---|---|---|---|---|
+{table}
+
+A *fragmentation failure* is a multi-GPU pod left pending while the free GPUs of the models it
+allows, summed over nodes, would hold it. *Fragmented nodes*: nodes with some but not all GPUs
+free at the end. The *offline best fit* sees all pods up to the 100% point at once and places them
+largest first on the tightest feasible node (then the later pods in order): a feasible packing, so
+a reference, not a bound. The *LP upper bound* is the linear relaxation of placing the same pods on
+node groups of identical nodes (GPUs, cpu and memory per group, at most one pod over half a node's
+GPUs per node), solved with GLOP: no placement can allocate more.
+
+GPU pods left pending, by the models they allow (the four largest groups):
+
+{chr(10).join(pending)}
+"""
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", type=Path, default=default_dir())
+    p.add_argument("--nodes", type=int, help="a subset of the nodes (every k-th), for quick runs")
+    p.add_argument(
+        "--variants",
+        nargs="+",
+        default=["trace", "model-constrained", "multi-GPU-heavy"],
+        choices=["trace", "model-constrained", "multi-GPU-heavy"],
+    )
+    p.add_argument(
+        "--runs",
+        nargs="+",
+        default=["alone", "extender"],
+        choices=["alone", "extender"],
+        help="kube-scheduler alone, with the extender, or both (in that order)",
+    )
+    p.add_argument("--no-write", action="store_true", help="print, do not update BENCHMARKS.md")
+    p.add_argument("--keep", type=Path, help="run the cluster in this directory and keep its logs")
+    args = p.parse_args()
+    args.argv = [a for a in sys.argv[1:] if a != "--no-write"]
+    logging.basicConfig(level=logging.WARNING)
+    fleet = subset(read_nodes(args.data), args.nodes)
+    chosen = variants(fleet, read_pods(args.data), args.variants)
+    references = {}
+    for name, pods in chosen.items():
+        reference = figures(fleet, pods, best_fit_offline(fleet, pods))
+        references[name] = (reference, *upper_bound(fleet, pods))
+        f = reference
+        print(
+            f"[{name} / offline] best fit {percent(f.at_100)} / {percent(f.at_end)}, "
+            f"8-GPU {f.eight_bound}/{f.eight_total}, multi-GPU {f.multi_bound}/{f.multi_total}; "
+            f"LP bound {percent(references[name][1])} / {percent(references[name][2])}",
+            flush=True,
+        )
+    replays: list[Replay] = []
+    with tempfile.TemporaryDirectory(prefix="bench-trace-") as tmp:
+        run_dir = args.keep or Path(tmp)
+        options = ClusterOptions(run_dir=run_dir, extender=True, scheduler=False)
+        with LocalCluster(options) as cluster:
+            api = cluster.api_client()
+            print(f"creating {len(fleet)} kwok nodes from the trace ...", flush=True)
+            fake_nodes.create_manifests(api, node_manifests(fleet))
+            fake_nodes.wait_schedulable(
+                api, [n.name for n in fleet], timeout=600, alive=cluster.check_alive
+            )
+            for name, pods in chosen.items():
+                if "alone" in args.runs:
+                    replays.append(
+                        replay(cluster, fleet, pods, name, "kube-scheduler alone", extender=None)
+                    )
+                if "extender" in args.runs:
+                    replays.append(
+                        replay(
+                            cluster, fleet, pods, name, "with the extender",
+                            extender=cluster.start_extender,
+                        )
+                    )  # fmt: skip
+            startup = cluster.startup_seconds or 0.0
+    body = report(replays, references, chosen, fleet, args, startup)
+    print(body)
+    if not args.no_write:
+        write_section(SECTION, body)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,75 @@
+"""The trace replay's arithmetic: arrivals, variants, figures and the offline references."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.trace_replay import (
+    TraceNode,
+    TracePod,
+    arrivals,
+    best_fit_offline,
+    constrained,
+    figures,
+    multi_gpu_heavy,
+    upper_bound,
+)
+
+BIG = TraceNode("big", 96_000, 786_432, 8, "G2")
+SMALL = TraceNode("small", 64_000, 262_144, 2, "T4")
+FLEET = [BIG, SMALL]  # 10 GPUs
+
+
+def pod(name: str, gpus: int, models: tuple[str, ...] = (), cpu: int = 1000) -> TracePod:
+    return TracePod(name, cpu, 1024, gpus, models)
+
+
+def test_arrivals_stop_past_120_percent_and_skip_pods_no_node_holds() -> None:
+    pods = [pod(f"p{i}", 1) for i in range(20)]
+    assert len(arrivals(pods, FLEET)) == 13  # 13 GPUs requested > 12
+    huge = pod("huge", 16)
+    assert huge not in arrivals([huge, *pods], FLEET)
+
+
+def test_fragmentation_failure_is_a_multi_gpu_pod_refused_with_enough_gpus_spread() -> None:
+    pods = [pod("a", 1), pod("b", 1), pod("eight", 8), pod("c", 1)]
+    # "a" on the big node leaves 7 + 2 free: the 8-GPU pod fits nowhere, 9 GPUs are free.
+    f = figures(FLEET, pods, {"a": "big", "b": "small", "c": "small"})
+    assert f.first_fragmentation == pytest.approx(0.2)
+    assert (f.eight_bound, f.eight_total) == (0, 1)
+    assert f.at_100 == pytest.approx(0.2)  # requests reach 10 GPUs with the 8-GPU pod
+    assert f.failures_by_model == {"any": 1}
+    assert (f.fragmented_nodes, f.fragmented_free) == (1, 7)
+
+
+def test_a_multi_gpu_pod_refused_for_lack_of_gpus_is_no_fragmentation() -> None:
+    pods = [pod("a", 8), pod("b", 2), pod("c", 2)]
+    f = figures(FLEET, pods, {"a": "big", "b": "small"})
+    assert f.first_fragmentation is None
+    assert (f.multi_bound, f.multi_total) == (2, 3)
+
+
+def test_the_offline_reference_packs_large_pods_first_and_keeps_scarce_models() -> None:
+    pods = [pod("one", 1), pod("t4-only", 1, ("T4",)), pod("t4-too", 1, ("T4",)), pod("eight", 8)]
+    placement = best_fit_offline([*FLEET, TraceNode("big2", 96_000, 786_432, 8, "G2")], pods)
+    assert placement["t4-only"] == placement["t4-too"] == "small"
+    assert placement["eight"] in ("big", "big2")
+    assert placement["one"] != placement["eight"]
+
+
+def test_the_lp_bound_caps_large_pods_at_one_per_node() -> None:
+    pods = [pod("e1", 8), pod("e2", 8), pod("s", 2)]
+    at_100, at_end = upper_bound(FLEET, pods)
+    assert at_100 == pytest.approx(0.8)  # e1 and e2 reach 10 GPUs requested; one fits
+    assert at_end == pytest.approx(1.0)
+
+
+def test_variants_are_seeded_and_keep_the_arrival_order() -> None:
+    pods = [pod(f"p{i}", 1 + (i % 3 == 0)) for i in range(30)]
+    one, two = constrained(pods, FLEET), constrained(pods, FLEET)
+    assert one == two
+    assert sum(1 for p in one if p.models) == 10
+    assert [p.name for p in one] == [p.name for p in pods]
+    assert all(set(p.models) <= {"G2", "T4"} for p in one)
+    heavy = multi_gpu_heavy([pod("a", 1), pod("b", 2)])
+    assert [p.name for p in heavy] == ["a", "b", "b-x0", "b-x1", "b-x2"]
