@@ -135,12 +135,11 @@ class Verbs:
         outcome = "refined" if refinement.dropped else "unchanged"
         self.metrics.decisions.labels("preempt", outcome).inc()
         # Victim lists come back unchanged for every node kept; none kept: do not preempt.
-        violations = _violations(args)
         reply = wire.ExtenderPreemptionResult(
             NodeNameToMetaVictims={
                 node: wire.MetaVictims(
                     Pods=[wire.MetaPod(UID=uid) for uid in candidates[node].uids],
-                    NumPDBViolations=violations[node],
+                    NumPDBViolations=candidates[node].pod_disruption_violations,
                 )
                 for node in refinement.kept
             }
@@ -185,23 +184,21 @@ def _candidates(
         return {
             node: preemption.Candidate(
                 uids=[v.metadata.uid for v in full.pods],
+                pod_disruption_violations=full.num_pdb_violations,
                 pods=[v.to_domain(agent_label) for v in full.pods],
             )
             for node, full in args.node_name_to_victims.items()
         }
     if args.node_name_to_meta_victims is not None:
         return {
-            node: preemption.Candidate(uids=[v.uid for v in meta.pods])
+            node: preemption.Candidate(
+                uids=[v.uid for v in meta.pods], pod_disruption_violations=meta.num_pdb_violations
+            )
             for node, meta in args.node_name_to_meta_victims.items()
         }
     raise _BadRequestError(
         Reply.of(client_error("NodeNameToVictims: either it or NodeNameToMetaVictims must be set"))
     )
-
-
-def _violations(args: wire.ExtenderPreemptionArgs) -> dict[str, int]:
-    victims = args.node_name_to_victims or args.node_name_to_meta_victims or {}
-    return {node: v.num_pdb_violations for node, v in victims.items()}
 
 
 def _log_dropped(pod: Pod, refinement: Refinement) -> None:

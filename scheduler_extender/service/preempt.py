@@ -25,6 +25,7 @@ class Candidate:
     """One node kube-scheduler would preempt on, and its victims."""
 
     uids: Sequence[str]
+    pod_disruption_violations: int  # NumPDBViolations, returned as sent
     pods: Sequence[Pod] | None = None  # None: sent as UIDs only
 
 
