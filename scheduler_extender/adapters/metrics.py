@@ -20,6 +20,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from scheduler_extender.domain.filtering import Reason
+
 PREFIX = "scheduler_extender"
 
 # Extender calls sit on the scheduling cycle: resolve the sub-millisecond range.
@@ -84,6 +86,8 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        for reason in Reason:  # every series from the start, at 0: the dashboard panel has data
+            self.nodes_filtered.labels(reason.value)
         self.binds = Counter(
             f"{PREFIX}_binds_total", "Bind calls, by outcome.", ["outcome"], registry=r
         )
