@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -237,6 +238,17 @@ def start_noop_extender(cluster: LocalCluster, binary: Path) -> None:
     )
 
 
+def start_profile(pid: int, output: Path) -> subprocess.Popen[bytes]:
+    """py-spy (the bench dependency group) sampling the extender until SIGINT,
+    as collapsed stacks: ``--nonblocking`` so the sampling does not pause it."""
+    spy = shutil.which("py-spy")
+    if spy is None:
+        raise SystemExit("--profile needs py-spy: uv sync --group bench")
+    command = [spy, "record", "--pid", str(pid), "--format", "raw", "--output", str(output)]
+    command += ["--rate", "250", "--nonblocking", "--subprocesses"]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL)
+
+
 def pending_pods(namespace: str, count: int, scheduler_name: str) -> list[dict[str, Any]]:
     agents = workload.skewed_agents(40, total_replicas=count)
     return [
@@ -259,6 +271,7 @@ def measure(
     *,
     extender: Callable[[], object] | None,
     pods: int,
+    profile: Path | None = None,
 ) -> Run:
     """One run in namespace bench-``key``; ``extender`` (re)starts the extender
     kube-scheduler calls (None: kube-scheduler alone)."""
@@ -280,6 +293,7 @@ def measure(
     ready = time.monotonic()
     pids = cluster.pids()
     cpu_before = cpu_seconds(pids)
+    spy = start_profile(pids["extender"], profile) if profile is not None else None
     deadline = ready + 900
     while len(clock.bound) < pods:
         if time.monotonic() > deadline:
@@ -288,6 +302,9 @@ def measure(
         clock.check()
         time.sleep(0.5)
     cpu_after = cpu_seconds(pids)
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(timeout=60)
     port = cluster.health_port("kube-scheduler")
     phases = scheduler_phases(port) if port is not None else {}
     clock.stop()
@@ -377,6 +394,10 @@ def main() -> int:
     p.add_argument("--pods", type=int, default=2000)
     p.add_argument("--no-write", action="store_true", help="print, do not update BENCHMARKS.md")
     p.add_argument("--keep", type=Path, help="run the cluster in this directory and keep its logs")
+    p.add_argument(
+        "--profile", type=Path, metavar="FILE",
+        help="record the extender's run with py-spy into FILE (collapsed stacks; needs the bench group)",
+    )  # fmt: skip
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     with (
@@ -398,7 +419,7 @@ def main() -> int:
             # The extender run starts a fresh extender: its counters are that run's.
             with_extender = measure(
                 cluster, "extender", "kube-scheduler + extender", extender=cluster.start_extender,
-                pods=args.pods,
+                pods=args.pods, profile=args.profile,
             )  # fmt: skip
             latency = extender_latency(cluster.extender_endpoint.metrics_url)
             floor = measure(

@@ -18,11 +18,13 @@ required node affinity; see ``Node.admits``). A policy scoring one replica
 counts the others' planned load (``reserved``), so the replica takes the room
 they leave rather than the room they need.
 
-A plan is kept while the cluster follows it (``Plan.follow``): replicas placed
-where it planned them are struck off, and only a replica placed elsewhere, a
-new or deleted replica, or a changed node set makes a new plan. Planning
-afresh after every placement would start each time from the replicas placed so
-far in their arbitrary order, and drift away from heaviest-first.
+A plan is kept while the cluster follows it (``Plan.follow``): a replica
+placed where it planned one of its agent's is struck off there, and one placed
+elsewhere (kube-scheduler adds its own scores and breaks ties at random)
+takes the place its agent had planned last. Only a new or deleted replica, a
+changed node set or a new forecast makes a new plan. Planning afresh after
+every placement would start each time from the replicas placed so far in their
+arbitrary order, drift away from heaviest-first, and cost a plan per pod.
 
 A pending replica is assumed to take one GPU (the snapshot counts pending
 replicas, not their requests); only the room left on a node depends on that.
@@ -85,17 +87,64 @@ class Plan:
             now = columns.agents.get(agent)
             if now is not self.placed[agent]:
                 landed = _per_row(now, columns.size) - _per_row(self.placed[agent], columns.size)
-                left = np.bincount(rows, minlength=columns.size) - landed
-                if (landed < 0).any() or (left < 0).any():
+                if (landed < 0).any():
+                    return None  # a replica went away: the pending count changed too
+                kept = _strike_off(rows.tolist(), landed)
+                if kept is None:
                     return None
-                rows = np.repeat(np.arange(columns.size), left)
-                total -= landed * load
+                gone = np.bincount(rows, minlength=columns.size)
+                gone -= np.bincount(kept, minlength=columns.size)
+                total -= gone * load
+                rows = np.array(kept, dtype=np.int64)
             if len(rows):
                 agents[agent] = (rows, load)
         left_over = Counter({agent: len(rows) for agent, (rows, _) in agents.items()})
-        if left_over != Counter(agent for _, agent in pending):
+        if not _still_heaviest(left_over, agents, pending):
             return None
         return _plan_of(columns, total, agents)
+
+
+def _strike_off(planned: list[int], landed: IntArray) -> list[int] | None:
+    """``planned`` (rows in plan order) without the replicas that ``landed`` since.
+
+    A replica that landed on a row planned for its agent takes that row's
+    place; one that landed elsewhere (kube-scheduler weighs its own scores
+    too, and breaks ties at random) takes the place planned last, the least
+    wanted. None if more landed than were planned.
+    """
+    owed = landed.copy()
+    kept = []
+    for row in planned:
+        if owed[row] > 0:
+            owed[row] -= 1
+        else:
+            kept.append(row)
+    elsewhere = int(owed.sum())
+    if elsewhere > len(kept):
+        return None
+    return kept[: len(kept) - elsewhere]
+
+
+def _still_heaviest(
+    left_over: Counter[str],
+    agents: Mapping[str, tuple[IntArray, float]],
+    pending: list[tuple[float, str]],
+) -> bool:
+    """Whether the replicas the plan has left are the pending ones it would plan now.
+
+    They are when they are exactly the pending replicas; or, when the pending
+    list is cut at ``MAX_PLANNED``, when they are all still pending and the
+    others are no heavier than any of them: the lighter replicas that moved up
+    into the list as planned ones were placed, which a new plan would place last.
+    """
+    wanted = Counter(agent for _, agent in pending)
+    if left_over == wanted:
+        return True
+    if len(pending) < MAX_PLANNED or left_over - wanted:
+        return False
+    lightest = min((load for _, load in agents.values()), default=0.0)
+    extra = wanted - left_over
+    return all(load <= lightest for load, agent in pending if agent in extra)
 
 
 def _per_row(placed: AgentRows | None, size: int) -> IntArray:

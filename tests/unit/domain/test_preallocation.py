@@ -177,11 +177,62 @@ def test_a_plan_is_dropped_when_the_cluster_leaves_it() -> None:
     # One more pending replica: plan again.
     assert planned.follow(columns, [*pending, (1.0, "l")]) is None
 
+    # A replica deleted: plan again.
+    state.delete_pod(state.find_pod("default", "l-2").uid)  # type: ignore[union-attr]
+    assert planned.follow(state.snapshot().columns, pending[:2]) is None
+
+
+def test_a_replica_placed_elsewhere_takes_the_place_its_agent_had_planned_last() -> None:
+    state = cluster({"a": 4, "b": 4}, [("h", None), ("l", None), ("l", None)])
+    pending = [(2.0, "h"), (1.0, "l"), (1.0, "l")]
+    planned = placed_plan(state, pending)
+    columns = state.snapshot().columns
+    l_rows = planned.agents["l"][0].tolist()
     (h_row,) = planned.agents["h"][0].tolist()
     elsewhere = "b" if columns.rows["a"] == h_row else "a"
-    # The heavy replica lands on the other node.
+
+    # The heavy replica lands on the other node: its planned place is given up.
     bind(state, "h-0", elsewhere)
-    assert planned.follow(state.snapshot().columns, pending[1:]) is None
+    kept = planned.follow(state.snapshot().columns, pending[1:])
+    assert kept is not None
+    assert "h" not in kept.agents
+    assert kept.agents["l"][0].tolist() == l_rows
+    assert kept.total.sum() == 2.0
+
+    # A light one lands off its plan: the light replica planned last is struck off.
+    # (Both were planned on the node the heavy one left free: half as loaded per GPU.)
+    (off,) = [n for n in ("a", "b") if columns.rows[n] not in l_rows]
+    bind(state, "l-1", off)
+    again = kept.follow(state.snapshot().columns, pending[2:])
+    assert again is not None
+    assert again.agents["l"][0].tolist() == l_rows[:1]
+    assert again.total.sum() == 1.0
+
+
+def test_more_replicas_landed_than_planned_drops_the_plan() -> None:
+    state = cluster({"a": 4, "b": 4}, [("h", None), ("h", None)])
+    planned = placed_plan(state, [(2.0, "h")])  # the plan knew of one replica only
+    bind(state, "h-0", "a")
+    bind(state, "h-1", "b")
+    assert planned.follow(state.snapshot().columns, []) is None
+
+
+def test_a_capped_plan_holds_while_lighter_replicas_move_up_into_the_list() -> None:
+    heavy = [("h", None)] * 2
+    light = [("l", None)] * MAX_PLANNED
+    state = cluster({"a": 1024, "b": 1024}, heavy + light)
+    pending = [(2.0, "h")] * 2 + [(1.0, "l")] * (MAX_PLANNED - 2)
+    planned = placed_plan(state, pending)
+    h_rows = planned.agents["h"][0].tolist()
+    first = "a" if state.snapshot().columns.rows["a"] == h_rows[0] else "b"
+    bind(state, "h-0", first)
+    # One light replica more fits under the cap now: the plan still holds.
+    moved_up = [(2.0, "h")] + [(1.0, "l")] * (MAX_PLANNED - 1)
+    kept = planned.follow(state.snapshot().columns, moved_up)
+    assert kept is not None
+    assert len(kept.agents["h"][0]) == 1
+    # A new heavy replica under the cap is not one a new plan would leave out.
+    assert planned.follow(state.snapshot().columns, [(3.0, "n"), *moved_up[:-1]]) is None
 
 
 def test_a_new_node_drops_the_plan() -> None:
