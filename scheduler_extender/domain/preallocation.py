@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -51,6 +51,9 @@ BoolArray = NDArray[np.bool_]
 # Bounds the work per snapshot on a bulk creation of thousands of replicas:
 # only the heaviest are planned, and they are the ones whose order matters.
 MAX_PLANNED = 512
+
+# (requests/s of one replica, agent, replicas): an agent's pending replicas, as one entry.
+Pending = tuple[float, str, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +76,7 @@ class Plan:
             np.subtract.at(per_row, own[0], own[1])
         return per_row
 
-    def follow(self, columns: Columns, pending: list[tuple[float, str]]) -> Plan | None:
+    def follow(self, columns: Columns, pending: Sequence[Pending]) -> Plan | None:
         """This plan without the replicas placed since, or None if the cluster left it.
 
         It still holds when every replica placed since went to a row planned
@@ -128,7 +131,7 @@ def _strike_off(planned: list[int], landed: IntArray) -> list[int] | None:
 def _still_heaviest(
     left_over: Counter[str],
     agents: Mapping[str, tuple[IntArray, float]],
-    pending: list[tuple[float, str]],
+    pending: Sequence[Pending],
 ) -> bool:
     """Whether the replicas the plan has left are the pending ones it would plan now.
 
@@ -137,14 +140,14 @@ def _still_heaviest(
     others are no heavier than any of them: the lighter replicas that moved up
     into the list as planned ones were placed, which a new plan would place last.
     """
-    wanted = Counter(agent for _, agent in pending)
+    wanted = Counter({agent: count for _, agent, count in pending})
     if left_over == wanted:
         return True
-    if len(pending) < MAX_PLANNED or left_over - wanted:
+    if sum(wanted.values()) < MAX_PLANNED or left_over - wanted:
         return False
     lightest = min((load for _, load in agents.values()), default=0.0)
     extra = wanted - left_over
-    return all(load <= lightest for load, agent in pending if agent in extra)
+    return all(load <= lightest for load, agent, _ in pending if agent in extra)
 
 
 def _per_row(placed: AgentRows | None, size: int) -> IntArray:
@@ -163,9 +166,9 @@ EMPTY_PLAN = Plan(np.zeros(0), MappingProxyType({}), MappingProxyType({}), Mappi
 
 def pending_replicas(
     columns: Columns, rates: Mapping[str, float], replicas: Mapping[str, int]
-) -> list[tuple[float, str]]:
-    """(load, agent) of every replica not placed yet, heaviest first (at most MAX_PLANNED)."""
-    unplaced: list[tuple[float, str, int]] = []
+) -> list[Pending]:
+    """The replicas not placed yet, per agent, heaviest first (at most MAX_PLANNED in all)."""
+    unplaced: list[Pending] = []
     for agent, count in replicas.items():
         rate = rates.get(agent, 0.0)
         placed = columns.agents.get(agent)
@@ -173,16 +176,20 @@ def pending_replicas(
         if rate > 0.0 and left > 0:
             unplaced.append((rate / count, agent, left))
     unplaced.sort(key=lambda entry: (-entry[0], entry[1]))
-    pending: list[tuple[float, str]] = []
+    pending: list[Pending] = []
+    room = MAX_PLANNED
     for load, agent, left in unplaced:
-        pending.extend([(load, agent)] * min(left, MAX_PLANNED - len(pending)))
+        if room <= 0:
+            break
+        pending.append((load, agent, min(left, room)))
+        room -= pending[-1][2]
     return pending
 
 
 def plan(
     columns: Columns,
     node_loads: FloatArray,
-    pending: list[tuple[float, str]],
+    pending: Sequence[Pending],
     gpu_resource: str,
     capacity: FloatArray | None = None,
     eligible: Mapping[str, BoolArray | None] | None = None,
@@ -204,21 +211,22 @@ def plan(
     # Agents that may use the same rows share one heap of candidate rows.
     group_of: dict[str, int] = {}
     masks: list[BoolArray | None] = []
-    for _, agent in pending:
+    for _, agent, _ in pending:
         if agent not in group_of:
             mask = eligible.get(agent, default) if eligible is not None else default
             at = next((g for g, m in enumerate(masks) if m is mask), len(masks))
             if at == len(masks):
                 masks.append(mask)
             group_of[agent] = at
+    replicas = sum(count for _, _, count in pending)
     # Greedy LPT with k replicas only ever reaches the k least loaded rows a
     # group may use: each of them taken before means one replica placed before.
     group_rows: list[IntArray] = []
     for mask in masks:
         rows = np.flatnonzero(open_mask if mask is None else open_mask & mask)
-        if len(rows) > len(pending):
+        if len(rows) > replicas:
             per_gpu = node_loads[rows] / size_of[rows]
-            rows = rows[np.argpartition(per_gpu, len(pending) - 1)[: len(pending)]]
+            rows = rows[np.argpartition(per_gpu, replicas - 1)[:replicas]]
         group_rows.append(rows)
     candidates = group_rows[0] if len(masks) == 1 else np.unique(np.concatenate(group_rows))
     index = {row: i for i, row in enumerate(candidates.tolist())}
@@ -237,7 +245,7 @@ def plan(
         heapq.heapify(heap)
         heaps.append(heap)
     rows_of: dict[str, list[int]] = {}
-    for load, agent in pending:
+    for load, agent in _one_by_one(pending):
         heap = heaps[group_of[agent]]
         while heap and heap[0][2] != stamp[heap[0][3]]:
             heapq.heappop(heap)  # an older entry of a row placed on since
@@ -251,9 +259,15 @@ def plan(
             level[i] += load / size[i]
             for g in member[i]:
                 heapq.heappush(heaps[g], (level[i], row, stamp[i], i))
-    loads = {agent: load for load, agent in pending}
+    loads = {agent: load for load, agent, _ in pending}
     agents = {a: (np.array(rows, dtype=np.int64), loads[a]) for a, rows in rows_of.items()}
     total = np.zeros(columns.size)
     for rows, load in agents.values():
         np.add.at(total, rows, load)
     return _plan_of(columns, total, agents)
+
+
+def _one_by_one(pending: Sequence[Pending]) -> Iterator[tuple[float, str]]:
+    for load, agent, count in pending:
+        for _ in range(count):
+            yield load, agent

@@ -47,7 +47,13 @@ from scheduler_extender.domain.cluster import NodeState, Snapshot
 from scheduler_extender.domain.columns import Columns, FloatArray, IntArray
 from scheduler_extender.domain.objects import Node, Pod
 from scheduler_extender.domain.popularity import UNIFORM_GPUS, GpuCapacity, Popularity
-from scheduler_extender.domain.preallocation import BoolArray, Plan, pending_replicas, plan
+from scheduler_extender.domain.preallocation import (
+    BoolArray,
+    Pending,
+    Plan,
+    pending_replicas,
+    plan,
+)
 from scheduler_extender.domain.scoring.gpu_binpack import fill_after
 from scheduler_extender.domain.scoring.policy import Audience, ScoringContext, neutral
 
@@ -323,7 +329,7 @@ class PopularityAware:
                 loads,
                 total,
                 tuple(pending),
-                tuple(dict.fromkeys(agent for _, agent in pending)),
+                tuple(agent for _, agent, _ in pending),
                 capacity,
                 factor,
             )
@@ -346,14 +352,14 @@ class PopularityAware:
                 and last.memo.popularity is memo.popularity
                 and last.memo.gpu == memo.gpu
             ):
-                kept = last.plan.follow(memo.columns, list(memo.pending))
+                kept = last.plan.follow(memo.columns, memo.pending)
             planned = (
                 kept
                 if kept is not None
                 else plan(
                     memo.columns,
                     memo.loads,
-                    list(memo.pending),
+                    memo.pending,
                     memo.gpu,
                     None if memo.factor is None else memo.capacity,
                     masks,
@@ -388,7 +394,7 @@ class _Memo:
     epoch: int  # of the node table
     loads: FloatArray  # predicted requests/s per row, from placed replicas
     total: float  # the total rate of agents with replicas
-    pending: tuple[tuple[float, str], ...]  # (load, agent) of replicas not placed yet
+    pending: tuple[Pending, ...]  # replicas not placed yet, per agent, heaviest first
     pending_agents: tuple[str, ...]
     capacity: FloatArray  # per row: GPUs x the capacity of one GPU of the node's model
     factor: FloatArray | None  # per row: the capacity of one GPU; None: all 1

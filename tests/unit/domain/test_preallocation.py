@@ -16,6 +16,7 @@ from scheduler_extender.domain.popularity import Popularity
 from scheduler_extender.domain.preallocation import (
     EMPTY_PLAN,
     MAX_PLANNED,
+    Pending,
     Plan,
     pending_replicas,
     plan,
@@ -43,6 +44,17 @@ def bind(state: ClusterState, name: str, node_name: str) -> None:
     state.upsert_pod(dataclasses.replace(pending, node_name=node_name))
 
 
+def runs(replicas: list[tuple[float, str]]) -> list[Pending]:
+    """Pending replicas one by one, as the per-agent entries the plan takes."""
+    out: list[Pending] = []
+    for load, agent in replicas:
+        if out and out[-1][:2] == (load, agent):
+            out[-1] = (load, agent, out[-1][2] + 1)
+        else:
+            out.append((load, agent, 1))
+    return out
+
+
 def on(columns: Columns, *names: str) -> IntArray:
     return columns.rows_of(names)
 
@@ -55,9 +67,8 @@ def test_pending_replicas_are_the_unplaced_ones_heaviest_first() -> None:
     snapshot = state.snapshot()
     rates = {"hot": 30.0, "cold": 2.0, "idle": 0.0}
     assert pending_replicas(snapshot.columns, rates, snapshot.agent_replicas) == [
-        (10.0, "hot"),
-        (10.0, "hot"),
-        (2.0, "cold"),
+        (10.0, "hot", 2),
+        (2.0, "cold", 1),
     ]
 
 
@@ -66,15 +77,17 @@ def test_pending_replicas_are_capped_at_the_heaviest() -> None:
     snapshot = state.snapshot()
     rates = {"hot": 100.0, "cold": float(MAX_PLANNED + 5)}
     pending = pending_replicas(snapshot.columns, rates, snapshot.agent_replicas)
-    assert len(pending) == MAX_PLANNED
-    assert pending[0] == (100.0, "hot")
+    assert sum(count for _, _, count in pending) == MAX_PLANNED
+    assert pending[0] == (100.0, "hot", 1)
 
 
 def test_the_plan_puts_the_heaviest_first_on_the_least_loaded_nodes() -> None:
     # Greedy in the order 1, 1, 2 would end at 3 on one node; heaviest first gives 2 and 2.
     state = cluster({"a": 4, "b": 4}, [])
     columns = state.snapshot().columns
-    planned = plan(columns, np.zeros(columns.size), [(2.0, "h"), (1.0, "l1"), (1.0, "l2")], GPU)
+    planned = plan(
+        columns, np.zeros(columns.size), runs([(2.0, "h"), (1.0, "l1"), (1.0, "l2")]), GPU
+    )
     assert sorted(planned.total[on(columns, "a", "b")].tolist()) == [2.0, 2.0]
     (h_row,), _ = planned.agents["h"]
     assert planned.agents["l1"][0][0] != h_row
@@ -87,7 +100,7 @@ def test_the_plan_starts_from_the_placed_load_per_gpu_and_respects_free_gpus() -
     columns = state.snapshot().columns
     loads = np.zeros(columns.size)
     loads[[columns.rows["b"], columns.rows["c"]]] = [16.0, 4.0]
-    planned = plan(columns, loads, [(4.0, "h"), (4.0, "h")], GPU)
+    planned = plan(columns, loads, runs([(4.0, "h"), (4.0, "h")]), GPU)
     rows, load = planned.agents["h"]
     assert load == 4.0
     # First to c (1 per GPU -> 2), then b (2 per GPU) and c (2) tie: rows break it.
@@ -99,17 +112,19 @@ def test_the_plan_starts_from_the_placed_load_per_gpu_and_respects_free_gpus() -
 def test_a_full_node_set_plans_nothing_and_leaves_no_reservation() -> None:
     state = cluster({"a": 1}, [("x", "a")])
     columns = state.snapshot().columns
-    planned = plan(columns, np.zeros(columns.size), [(1.0, "h")], GPU)
+    planned = plan(columns, np.zeros(columns.size), runs([(1.0, "h")]), GPU)
     assert not planned.reserved(columns.size, except_agent="other").any()
-    assert plan(columns, np.zeros(columns.size), [], GPU) is EMPTY_PLAN
-    assert plan(columns, np.zeros(columns.size), [(1.0, "h")], "example.com/tpu") is EMPTY_PLAN
+    assert plan(columns, np.zeros(columns.size), runs([]), GPU) is EMPTY_PLAN
+    assert (
+        plan(columns, np.zeros(columns.size), runs([(1.0, "h")]), "example.com/tpu") is EMPTY_PLAN
+    )
     assert EMPTY_PLAN.reserved(3, except_agent="h").tolist() == [0.0, 0.0, 0.0]
 
 
 def test_reserved_leaves_out_the_agent_being_placed() -> None:
     state = cluster({"a": 4, "b": 4}, [])
     columns = state.snapshot().columns
-    planned = plan(columns, np.zeros(columns.size), [(3.0, "h"), (1.0, "mine")], GPU)
+    planned = plan(columns, np.zeros(columns.size), runs([(3.0, "h"), (1.0, "mine")]), GPU)
     both = on(columns, "a", "b")
     assert sorted(planned.reserved(columns.size, except_agent="mine")[both].tolist()) == [0.0, 3.0]
     assert sorted(planned.reserved(columns.size, except_agent="h")[both].tolist()) == [0.0, 1.0]
@@ -146,7 +161,7 @@ def test_the_agents_own_pending_replicas_reserve_nothing() -> None:
 
 def placed_plan(state: ClusterState, pending: list[tuple[float, str]]) -> Plan:
     columns = state.snapshot().columns
-    return plan(columns, np.zeros(columns.size), pending, GPU)
+    return plan(columns, np.zeros(columns.size), runs(pending), GPU)
 
 
 def test_a_plan_is_kept_while_replicas_land_where_it_put_them() -> None:
@@ -157,7 +172,7 @@ def test_a_plan_is_kept_while_replicas_land_where_it_put_them() -> None:
     h_node = "a" if state.snapshot().columns.rows["a"] == h_row else "b"
 
     bind(state, "h-0", h_node)
-    kept = planned.follow(state.snapshot().columns, pending[1:])
+    kept = planned.follow(state.snapshot().columns, runs(pending[1:]))
     assert kept is not None
     assert "h" not in kept.agents
     assert kept.agents["l"][0].tolist() == planned.agents["l"][0].tolist()
@@ -171,15 +186,15 @@ def test_a_plan_is_dropped_when_the_cluster_leaves_it() -> None:
     planned = placed_plan(state, pending)
     columns = state.snapshot().columns
     # Nothing changed: the plan holds as it is.
-    same = planned.follow(columns, pending)
+    same = planned.follow(columns, runs(pending))
     assert same is not None
     assert same.total.tolist() == planned.total.tolist()
     # One more pending replica: plan again.
-    assert planned.follow(columns, [*pending, (1.0, "l")]) is None
+    assert planned.follow(columns, runs([*pending, (1.0, "l")])) is None
 
     # A replica deleted: plan again.
     state.delete_pod(state.find_pod("default", "l-2").uid)  # type: ignore[union-attr]
-    assert planned.follow(state.snapshot().columns, pending[:2]) is None
+    assert planned.follow(state.snapshot().columns, runs(pending[:2])) is None
 
 
 def test_a_replica_placed_elsewhere_takes_the_place_its_agent_had_planned_last() -> None:
@@ -193,7 +208,7 @@ def test_a_replica_placed_elsewhere_takes_the_place_its_agent_had_planned_last()
 
     # The heavy replica lands on the other node: its planned place is given up.
     bind(state, "h-0", elsewhere)
-    kept = planned.follow(state.snapshot().columns, pending[1:])
+    kept = planned.follow(state.snapshot().columns, runs(pending[1:]))
     assert kept is not None
     assert "h" not in kept.agents
     assert kept.agents["l"][0].tolist() == l_rows
@@ -203,7 +218,7 @@ def test_a_replica_placed_elsewhere_takes_the_place_its_agent_had_planned_last()
     # (Both were planned on the node the heavy one left free: half as loaded per GPU.)
     (off,) = [n for n in ("a", "b") if columns.rows[n] not in l_rows]
     bind(state, "l-1", off)
-    again = kept.follow(state.snapshot().columns, pending[2:])
+    again = kept.follow(state.snapshot().columns, runs(pending[2:]))
     assert again is not None
     assert again.agents["l"][0].tolist() == l_rows[:1]
     assert again.total.sum() == 1.0
@@ -214,7 +229,7 @@ def test_more_replicas_landed_than_planned_drops_the_plan() -> None:
     planned = placed_plan(state, [(2.0, "h")])  # the plan knew of one replica only
     bind(state, "h-0", "a")
     bind(state, "h-1", "b")
-    assert planned.follow(state.snapshot().columns, []) is None
+    assert planned.follow(state.snapshot().columns, runs([])) is None
 
 
 def test_a_capped_plan_holds_while_lighter_replicas_move_up_into_the_list() -> None:
@@ -228,18 +243,18 @@ def test_a_capped_plan_holds_while_lighter_replicas_move_up_into_the_list() -> N
     bind(state, "h-0", first)
     # One light replica more fits under the cap now: the plan still holds.
     moved_up = [(2.0, "h")] + [(1.0, "l")] * (MAX_PLANNED - 1)
-    kept = planned.follow(state.snapshot().columns, moved_up)
+    kept = planned.follow(state.snapshot().columns, runs(moved_up))
     assert kept is not None
     assert len(kept.agents["h"][0]) == 1
     # A new heavy replica under the cap is not one a new plan would leave out.
-    assert planned.follow(state.snapshot().columns, [(3.0, "n"), *moved_up[:-1]]) is None
+    assert planned.follow(state.snapshot().columns, runs([(3.0, "n"), *moved_up[:-1]])) is None
 
 
 def test_a_new_node_drops_the_plan() -> None:
     state = cluster({"a": 4}, [("h", None)])
     planned = placed_plan(state, [(2.0, "h")])
     state.upsert_node(node("b", 4))
-    assert planned.follow(state.snapshot().columns, [(2.0, "h")]) is None
+    assert planned.follow(state.snapshot().columns, runs([(2.0, "h")])) is None
 
 
 def test_the_policy_plans_a_bulk_once_while_its_replicas_follow_the_plan(
@@ -279,7 +294,7 @@ def test_the_plan_puts_each_agent_only_on_the_rows_it_may_use() -> None:
     only_c = np.zeros(columns.size, dtype=np.bool_)
     only_c[columns.rows["c"]] = True
     not_c = ~only_c
-    pending = [(3.0, "pinned"), (3.0, "pinned"), (2.0, "free"), (1.0, "other")]
+    pending = runs([(3.0, "pinned"), (3.0, "pinned"), (2.0, "free"), (1.0, "other")])
     planned = plan(
         columns, np.zeros(columns.size), pending, GPU, eligible={"pinned": only_c}, default=not_c
     )
@@ -302,7 +317,7 @@ def test_the_plan_fills_by_load_per_unit_of_capacity() -> None:
     columns = state.snapshot().columns
     capacity = np.zeros(columns.size)
     capacity[columns.rows["a"]], capacity[columns.rows["b"]] = 6.0, 2.0
-    pending = [(3.0, "h"), (1.0, "l"), (1.0, "l")]
+    pending = runs([(3.0, "h"), (1.0, "l"), (1.0, "l")])
     planned = plan(columns, np.zeros(columns.size), pending, GPU, capacity)
     assert planned.agents["h"][0].tolist() == [columns.rows["a"]]
     assert sorted(planned.agents["l"][0].tolist()) == [columns.rows["a"], columns.rows["b"]]
