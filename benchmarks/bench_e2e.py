@@ -30,6 +30,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,7 @@ class Run:
     last_bind: float
     scheduler_ready: float  # when kube-scheduler answered /readyz
     cpu: Mapping[str, float]  # component -> CPU seconds from scheduler start to last bind
+    apiserver: Mapping[str, float]  # kube-apiserver's work in the same span (apiserver_work)
     phases: Mapping[str, float]  # kube-scheduler's mean seconds per phase (its own histograms)
 
     @property
@@ -142,17 +144,29 @@ class BindClock:
 
 
 def cpu_seconds(pids: Mapping[str, int]) -> dict[str, float]:
-    """component -> user + system CPU seconds it has used so far (Linux /proc)."""
-    tick = os.sysconf("SC_CLK_TCK")
+    """component -> user + system CPU seconds it has used so far (Linux /proc).
+
+    For the extender also its event loop's thread alone (``extender: event
+    loop``): the rest is its watch threads and background loops.
+    """
     out: dict[str, float] = {}
     for name, pid in pids.items():
         try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
+            out[name] = _cpu_of(Path(f"/proc/{pid}/stat"))
+            if name == "extender" and _is_python(pid):
+                out["extender: event loop"] = _cpu_of(Path(f"/proc/{pid}/task/{pid}/stat"))
         except OSError:
             continue
-        fields = stat.rsplit(")", 1)[1].split()
-        out[name] = (int(fields[11]) + int(fields[12])) / tick
     return out
+
+
+def _is_python(pid: int) -> bool:
+    return Path(f"/proc/{pid}/comm").read_text().startswith("python")
+
+
+def _cpu_of(stat: Path) -> float:
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 SCHEDULER_PHASES = (
@@ -182,14 +196,43 @@ def scheduler_phases(port: int) -> dict[str, float]:
     return {k: sums[k] / counts[k] for k in sums if counts.get(k)}
 
 
+def apiserver_work(api: client.ApiClient) -> dict[str, float]:
+    """What kube-apiserver has done so far, from its own counters: requests by
+    verb and resource, and watch events sent by kind (with their bytes)."""
+    response: Any = api.call_api("GET", f"{api.configuration.host}/metrics")
+    response.read()
+    work: dict[str, float] = defaultdict(float)
+    for family in text_string_to_metric_families(response.data.decode()):
+        for sample in family.samples:
+            labels = sample.labels
+            if sample.name == "apiserver_request_total":
+                resource = "/".join(
+                    filter(None, (labels.get("resource"), labels.get("subresource")))
+                )
+                work[f"request {labels.get('verb')} {resource}"] += sample.value
+            elif sample.name == "apiserver_watch_events_total":
+                work[f"watch event {labels.get('kind') or labels.get('resource')}"] += sample.value
+            elif sample.name == "apiserver_watch_events_sizes_sum":
+                work[f"watch bytes {labels.get('kind') or labels.get('resource')}"] += sample.value
+    return work
+
+
 def extender_latency(metrics_url: str) -> dict[str, tuple[float, int]]:
-    """verb -> (seconds spent, calls) from the extender's request histogram."""
+    """verb -> (seconds spent, calls) from the extender's request histogram; and
+    "filter's wait (settled by X)" -> the same, of its filters' waits for the
+    previous pod's bind (service/inflight.py)."""
     out: dict[str, tuple[float, int]] = {}
     for family in text_string_to_metric_families(httpx.get(metrics_url, timeout=5).text):
-        if family.name != "scheduler_extender_request_duration_seconds":
+        if family.name == "scheduler_extender_request_duration_seconds":
+            label = "verb"
+        elif family.name == "scheduler_extender_in_flight_wait_seconds":
+            label = "settled"
+        else:
             continue
         for sample in family.samples:
-            verb = sample.labels.get("verb", "")
+            verb = sample.labels.get(label, "")
+            if label == "settled":
+                verb = f"filter's wait (settled by {verb})"
             total, count = out.get(verb, (0.0, 0))
             if sample.name.endswith("_sum"):
                 out[verb] = (total + sample.value, count)
@@ -238,14 +281,32 @@ def start_noop_extender(cluster: LocalCluster, binary: Path) -> None:
     )
 
 
+def pin_to_cores(pids: Mapping[str, int]) -> None:
+    """The extender on the last core, everything else (the control plane, kwok and
+    this benchmark's bind watch) on the others, every thread (``taskset -a``)."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        raise SystemExit("--pin needs at least 2 cores")
+    rest = ",".join(map(str, cores[:-1]))
+    for name, pid in pids.items():
+        mask = str(cores[-1]) if name == "extender" else rest
+        subprocess.run(["taskset", "-a", "-cp", mask, str(pid)], check=True, capture_output=True)
+    subprocess.run(
+        ["taskset", "-a", "-cp", rest, str(os.getpid())], check=True, capture_output=True
+    )
+
+
 def start_profile(pid: int, output: Path) -> subprocess.Popen[bytes]:
     """py-spy (the bench dependency group) sampling the extender until SIGINT,
-    as collapsed stacks: ``--nonblocking`` so the sampling does not pause it."""
+    as collapsed stacks. ``--gil``: only samples of the thread holding the GIL,
+    as one waiting for a CPU on these 2 busy cores would otherwise count as
+    busy wherever it was preempted (mostly in its socket writes, which wake
+    kube-scheduler); ``--nonblocking`` so the sampling does not pause it."""
     spy = shutil.which("py-spy")
     if spy is None:
         raise SystemExit("--profile needs py-spy: uv sync --group bench")
     command = [spy, "record", "--pid", str(pid), "--format", "raw", "--output", str(output)]
-    command += ["--rate", "250", "--nonblocking", "--subprocesses"]
+    command += ["--rate", "250", "--nonblocking", "--gil"]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL)
 
 
@@ -272,6 +333,7 @@ def measure(
     extender: Callable[[], object] | None,
     pods: int,
     profile: Path | None = None,
+    pin: bool = False,
 ) -> Run:
     """One run in namespace bench-``key``; ``extender`` (re)starts the extender
     kube-scheduler calls (None: kube-scheduler alone)."""
@@ -292,7 +354,10 @@ def measure(
     cluster.start_scheduler(extender=extender is not None, overrides=RATE_LIMITS)
     ready = time.monotonic()
     pids = cluster.pids()
+    if pin:
+        pin_to_cores(pids)
     cpu_before = cpu_seconds(pids)
+    work_before = apiserver_work(api)
     spy = start_profile(pids["extender"], profile) if profile is not None else None
     deadline = ready + 900
     while len(clock.bound) < pods:
@@ -302,6 +367,7 @@ def measure(
         clock.check()
         time.sleep(0.5)
     cpu_after = cpu_seconds(pids)
+    work = {k: v - work_before.get(k, 0.0) for k, v in apiserver_work(api).items()}
     if spy is not None:
         spy.send_signal(signal.SIGINT)
         spy.wait(timeout=60)
@@ -310,7 +376,7 @@ def measure(
     clock.stop()
     times = sorted(clock.bound.values())
     cpu = {c: cpu_after[c] - cpu_before[c] for c in cpu_after if c in cpu_before}
-    run = Run(name, pods, times[0], times[-1], ready, cpu, phases)
+    run = Run(name, pods, times[0], times[-1], ready, cpu, work, phases)
     busy = ", ".join(f"{c} {s:.1f}" for c, s in sorted(cpu.items(), key=lambda kv: -kv[1]))
     print(
         f"[{name}] {run.pods_per_second:.1f} pods/s ({run.wall_seconds:.1f} s); CPU s: {busy}; "
@@ -346,6 +412,14 @@ def report(
         f"| {c} | " + " | ".join(f"{1000 * r.cpu.get(c, 0.0) / r.pods:.2f}" for r in runs) + " |"
         for c in components
     )
+    work_keys = sorted(
+        {k for r in runs for k, v in r.apiserver.items() if _notable(k, v / r.pods)},
+        key=lambda k: -max(r.apiserver.get(k, 0.0) for r in runs),
+    )
+    work_rows = "\n".join(
+        f"| {k} | " + " | ".join(_per_pod(k, r.apiserver.get(k, 0.0), r.pods) for r in runs) + " |"
+        for k in work_keys
+    )
     verbs = ", ".join(
         f"{verb} {1000 * total / count:.2f} ms"
         for verb, (total, count) in sorted(latency.items())
@@ -377,6 +451,14 @@ CPU per pod (ms), from kube-scheduler's start to the last bind:
 |---|{"---|" * len(runs)}
 {cpu_rows}
 
+What kube-apiserver did per pod in the same span (its own `apiserver_request_total`,
+`apiserver_watch_events_total` and `apiserver_watch_events_sizes`; the benchmark's own bind watch
+is in every run):
+
+| per pod | {" | ".join(r.name for r in runs)} |
+|---|{"---|" * len(runs)}
+{work_rows}
+
 Where the time goes: kube-scheduler's scheduling cycle is sequential, and its scheduling
 algorithm (the mean of its own `scheduler_scheduling_algorithm_duration_seconds`) includes the
 filter and prioritize round trips to the extender; binds run in parallel with the next pods.
@@ -388,6 +470,16 @@ cannot be met here by any extender.
 """
 
 
+def _notable(key: str, per_pod: float) -> bool:
+    return per_pod >= (100.0 if key.startswith("watch bytes") else 0.05)
+
+
+def _per_pod(key: str, value: float, pods: int) -> str:
+    if key.startswith("watch bytes"):
+        return f"{value / pods / 1024:.1f} KiB"
+    return f"{value / pods:.2f}"
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--nodes", type=int, default=1000)
@@ -397,6 +489,11 @@ def main() -> int:
     p.add_argument(
         "--profile", type=Path, metavar="FILE",
         help="record the extender's run with py-spy into FILE (collapsed stacks; needs the bench group)",
+    )  # fmt: skip
+    p.add_argument(
+        "--pin", action="store_true",
+        help="the extender (ours or the no-op) on a core of its own, all else on the others; "
+        "prints, does not update BENCHMARKS.md",
     )  # fmt: skip
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -415,23 +512,25 @@ def main() -> int:
             nodes.wait_schedulable(
                 api, [n.name for n in fleet], timeout=300, alive=cluster.check_alive
             )
-            alone = measure(cluster, "alone", "kube-scheduler alone", extender=None, pods=args.pods)
+            alone = measure(cluster, "alone", "kube-scheduler alone", extender=None, pods=args.pods,
+                pin=args.pin,
+            )  # fmt: skip
             # The extender run starts a fresh extender: its counters are that run's.
             with_extender = measure(
                 cluster, "extender", "kube-scheduler + extender", extender=cluster.start_extender,
-                pods=args.pods, profile=args.profile,
+                pods=args.pods, profile=args.profile, pin=args.pin,
             )  # fmt: skip
             latency = extender_latency(cluster.extender_endpoint.metrics_url)
             floor = measure(
                 cluster, "noop", "kube-scheduler + no-op extender (Go)",
-                extender=lambda: start_noop_extender(cluster, noop), pods=args.pods,
+                extender=lambda: start_noop_extender(cluster, noop), pods=args.pods, pin=args.pin,
             )  # fmt: skip
             startup = cluster.startup_seconds or 0.0
     ratio = with_extender.pods_per_second / alone.pods_per_second
     floor_ratio = floor.pods_per_second / alone.pods_per_second
     body = report([alone, with_extender, floor], ratio, floor_ratio, latency, args, startup)
     print(body)
-    if not args.no_write:
+    if not (args.no_write or args.pin):
         write_section(SECTION, body)
     return 0
 

@@ -135,14 +135,18 @@ class ColumnBuilder:
         self._rows_view = MappingProxyType(dict(self._rows))
 
     def set_agent(self, agent: str, nodes: Mapping[str, int]) -> None:
-        placed = [(self._rows[n], c) for n, c in nodes.items() if n in self._rows and c > 0]
-        if not placed:
+        # Rebuilt for every bind of a hot agent, whose replicas may run on most
+        # nodes: arrays from the mapping's views, no per-node Python tuple.
+        size = len(nodes)
+        rows = np.fromiter(map(self._rows.get, nodes, repeat(-1)), dtype=np.int64, count=size)
+        counts = np.fromiter(nodes.values(), dtype=np.int64, count=size)
+        keep = (rows >= 0) & (counts > 0)
+        if not keep.all():
+            rows, counts = rows[keep], counts[keep]
+        if not len(rows):
             self._agents.pop(agent, None)
             return
-        rows, counts = zip(*placed, strict=True)
-        self._agents[agent] = AgentRows(
-            _frozen(np.array(rows, dtype=np.int64)), _frozen(np.array(counts, dtype=np.int64))
-        )
+        self._agents[agent] = AgentRows(_frozen(rows), _frozen(counts))
 
     def freeze(self) -> Columns:
         if self._codes_dirty:  # label codes rarely change: share the array until they do

@@ -10,8 +10,8 @@ comes first, we refuse again on a view that has not seen the event yet, and
 the pod waits for some later event, or for the flush of unschedulable pods
 (``podMaxInUnschedulablePodsDuration``, 5 minutes by default).
 
-So for a short window after each refusal we look at our own view when it
-changes (the first ``MAX_CHECKS`` changes): if a node we refused the pod
+So for a short window after each refusal that left the pod no node at all
+we look at our own view when it changes (the first ``MAX_CHECKS`` changes): if a node we refused the pod
 would now pass, we touch the pod (an annotation), an update kube-scheduler
 requeues the pod on. A pod is touched at most once per refusal, and only
 when our answer changed.
@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from scheduler_extender.domain.cluster import Snapshot
 from scheduler_extender.domain.filtering import FilterOutcome
 from scheduler_extender.domain.objects import Pod
 from scheduler_extender.domain.ports import ClusterView, PodToucher
@@ -66,7 +67,9 @@ class Refusals:
     def record(self, pod: Pod, outcome: FilterOutcome) -> None:
         if self.window <= 0:
             return
-        if outcome.failed:
+        # Only a pod we left no node for can wait on the gap this fills: one
+        # that passed somewhere is placed (or fails later for reasons of its own).
+        if outcome.failed and not outcome.passed:
             self._recent[pod.uid] = _Refusal(pod, tuple(outcome.failed), self.clock())
         else:
             self._recent.pop(pod.uid, None)
@@ -115,12 +118,16 @@ class Requeuer:
     async def run(self) -> None:
         if self.refusals.window <= 0:
             return
-        seen = self.cluster.snapshot()
+        seen: Snapshot | None = self.cluster.snapshot()
         while True:
             await asyncio.sleep(self.interval)
+            if not self.refusals:
+                # Asking for a snapshot would rebuild it, for nothing to look at.
+                seen = None
+                continue
             snapshot = self.cluster.snapshot()
             changed, seen = snapshot is not seen, snapshot
-            if changed and self.refusals:
+            if changed:
                 for pod in self.refusals.lifted(self.lifted):
                     self.on_requeue(await self._touch(pod))
 

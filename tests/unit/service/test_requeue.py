@@ -114,6 +114,17 @@ def test_a_later_filter_that_passes_drops_the_refusal() -> None:
     assert len(h.extender.refusals) == 0
 
 
+def test_a_filter_that_passes_some_nodes_records_no_refusal() -> None:
+    h = one_node_full_of_solo()
+    with h.cluster.locked():
+        h.cluster.state.upsert_node(node("n2", 8))
+        h.cluster.publish_locked()
+    outcome = asyncio.run(h.extender.filter(EXTRA, ["n1", "n2"]))
+    assert outcome.passed == ["n2"]
+    assert list(outcome.failed) == ["n1"]
+    assert len(h.extender.refusals) == 0
+
+
 def test_pods_of_other_schedulers_and_a_zero_window_are_not_recorded() -> None:
     h = one_node_full_of_solo()
     asyncio.run(h.extender.filter(pod("f", agent="solo", scheduler="other"), ["n1"]))
