@@ -46,6 +46,7 @@ from scheduler_extender.devcluster.cluster import ClusterOptions, LocalCluster
 
 SECTION = "End-to-end scheduling throughput (make bench-e2e)"
 TARGET_RATIO = 0.9
+CORES = sorted(os.sched_getaffinity(0))  # before --pin narrows this process's own
 RATE_LIMITS = {"clientConnection": {"qps": 5000, "burst": 10000}}
 
 
@@ -284,7 +285,7 @@ def start_noop_extender(cluster: LocalCluster, binary: Path) -> None:
 def pin_to_cores(pids: Mapping[str, int]) -> None:
     """The extender on the last core, everything else (the control plane, kwok and
     this benchmark's bind watch) on the others, every thread (``taskset -a``)."""
-    cores = sorted(os.sched_getaffinity(0))
+    cores = CORES
     if len(cores) < 2:
         raise SystemExit("--pin needs at least 2 cores")
     rest = ",".join(map(str, cores[:-1]))

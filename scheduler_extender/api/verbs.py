@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, TypeVar
 
 import orjson
@@ -40,6 +42,7 @@ from scheduler_extender.service.extender import BindError, BindRequest, Extender
 log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
+_REASON = attrgetter("reason")
 JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
@@ -147,9 +150,7 @@ class Verbs:
         return Reply.json(reply.model_dump(by_alias=True))
 
     def _count_rejections(self, outcome: FilterOutcome) -> None:
-        reasons: dict[str, int] = {}
-        for rejection in outcome.failed.values():
-            reasons[rejection.reason] = reasons.get(rejection.reason, 0) + 1
+        reasons = Counter(map(_REASON, outcome.failed.values()))
         for reason, count in reasons.items():
             self.metrics.nodes_filtered.labels(reason).inc(count)
 

@@ -18,7 +18,7 @@ per-node count as well, so they count against the agent replica limit too.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from itertools import compress
 
@@ -58,6 +58,9 @@ class FilterRules:
 class FilterOutcome:
     passed: list[str]
     failed: dict[str, Rejection]
+    # The rows of ``passed`` in the columns filtered on: prioritize, asked next
+    # about exactly these nodes, need not look them up again.
+    passed_rows: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
 _UNKNOWN = Rejection(Reason.UNKNOWN_NODE, "node is not in the extender's cache", False)
@@ -145,16 +148,21 @@ def filter_nodes(
         labels = columns.label_codes[rows] if len(columns.label_codes) else np.full(len(rows), -1)
         code |= np.where(admits[labels], 0, 1 << (2 * len(requested) + 2))
     code[~known] = 1  # an unknown node has no other problems worth telling
-    passed = list(compress(unique, (code == 0).tolist()))
-    failing = np.flatnonzero(code != 0)
+    ok = code == 0
+    passed = list(compress(unique, ok.tolist()))
+    passed_rows = rows[ok]
+    failing = np.flatnonzero(~ok)
     rejections = {int(c): _explain(int(c), pod, requested, limit) for c in np.unique(code[failing])}
     failed = {unique[i]: rejections[int(code[i])] for i in failing}
     for rule in snapshot.rules:  # extensions, e.g. a packing plan's reservations
         blocked = rule.blocked(pod, passed, _free_after_nominated(snapshot, held))
-        passed = [name for name in passed if name not in blocked]
-        reason = Reason(rule.reason)
-        failed.update((n, Rejection(reason, m, False)) for n, m in blocked.items())
-    return FilterOutcome(passed, failed)
+        if blocked:
+            keep = [name not in blocked for name in passed]
+            passed = list(compress(passed, keep))
+            passed_rows = passed_rows[np.array(keep, dtype=np.bool_)]
+            reason = Reason(rule.reason)
+            failed.update((n, Rejection(reason, m, False)) for n, m in blocked.items())
+    return FilterOutcome(passed, failed, passed_rows)
 
 
 def _free_after_nominated(snapshot: Snapshot, held: _Held | None) -> FreeAmounts:

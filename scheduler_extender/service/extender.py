@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import compress
 
+import numpy as np
+
+from scheduler_extender.domain.columns import IntArray
 from scheduler_extender.domain.filtering import FilterOutcome, FilterRules, check_node, filter_nodes
 from scheduler_extender.domain.objects import Node, Pod
 from scheduler_extender.domain.popularity import PopularitySource
@@ -56,6 +59,19 @@ class StaleCacheError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class _Passed:
+    """The last filter's answer: the nodes it passed and their rows in ``index``."""
+
+    uid: str
+    names: list[str]
+    rows: IntArray
+    index: Mapping[str, int]  # the columns' row of each node when it was filtered
+
+
+_NOTHING_PASSED = _Passed("", [], np.zeros(0, dtype=np.int64), {})
+
+
+@dataclass(frozen=True, slots=True)
 class BindRequest:
     namespace: str
     name: str
@@ -79,6 +95,7 @@ class Extender:
     max_staleness: float = 30.0  # seconds a broken watch may lag before we refuse to decide
     # Told how each filter waited for the previous pod's bind (metrics).
     on_wait: Callable[[Waited], None] = _ignore
+    _passed: _Passed = field(default_factory=lambda: _NOTHING_PASSED)
 
     async def filter(
         self, pod: Pod, names: Iterable[str], *, sent_nodes: Sequence[Node] = ()
@@ -90,7 +107,9 @@ class Extender:
         """
         self.require_fresh()
         self.on_wait(await self.in_flight.settle(pod, self._settled_by_watch))
-        outcome = self.feasible(pod, names, sent_nodes=sent_nodes)
+        snapshot = self.cluster.snapshot().with_unknown_nodes(sent_nodes)
+        outcome = filter_nodes(pod, names, snapshot, self.rules)
+        self._passed = _Passed(pod.uid, outcome.passed, outcome.passed_rows, snapshot.columns.rows)
         if pod.scheduler_name in self.scheduler_names:
             self.refusals.record(pod, outcome)
             if outcome.passed:
@@ -134,16 +153,25 @@ class Extender:
     ) -> ScoreTable:
         """Scores for ``names``; nodes unknown to the cache get the lowest score."""
         snapshot = self.cluster.snapshot().with_unknown_nodes(sent_nodes)
-        unique = list(dict.fromkeys(names))
-        rows = snapshot.columns.rows_of(unique)
-        known = rows >= 0
-        hosts = list(compress(unique, known.tolist()))
+        passed = self._passed
+        if (
+            passed.uid == pod.uid
+            and passed.index is snapshot.columns.rows
+            and passed.names == names
+        ):
+            # kube-scheduler asks about the nodes our filter just passed, in our order.
+            hosts, rows, unknown = passed.names, passed.rows, []
+        else:
+            unique = list(dict.fromkeys(names))
+            found = snapshot.columns.rows_of(unique)
+            known = found >= 0
+            hosts, rows = list(compress(unique, known.tolist())), found[known]
+            unknown = list(compress(unique, (~known).tolist()))
         ctx = ScoringContext(snapshot, self.popularity.current(), self.gpu_resource)
         explain = explain or log.isEnabledFor(logging.DEBUG)
-        table = self.scorer.score(pod, hosts, rows[known], ctx, explain=explain)
+        table = self.scorer.score(pod, hosts, rows, ctx, explain=explain)
         if log.isEnabledFor(logging.DEBUG):
             _log_top_scores(pod, table)
-        unknown = list(compress(unique, (~known).tolist()))
         if not unknown:
             return table
         return ScoreTable(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,8 +62,8 @@ class ScoreTable:
     # policy -> weighted share of each host's score (only when explained)
     contributions: Mapping[str, Sequence[float]]
 
-    def pairs(self) -> list[tuple[str, int]]:
-        return list(zip(self.hosts, self.scores, strict=True))
+    def pairs(self) -> Iterator[tuple[str, int]]:
+        return zip(self.hosts, self.scores, strict=True)
 
 
 @dataclass(frozen=True, slots=True)

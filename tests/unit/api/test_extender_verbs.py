@@ -89,6 +89,36 @@ def test_prioritize_replies_a_bare_array_of_host_scores_within_0_to_10() -> None
     assert by_host["c"] > by_host["b"]
 
 
+def test_prioritize_after_filter_answers_as_a_prioritize_alone() -> None:
+    # The filter's rows are reused for the nodes it passed; asked about other
+    # names, or after a node came, prioritize looks them up itself.
+    def scores_after(filter_names: list[str], names: list[str], new_node: bool) -> object:
+        h = make_harness(popularity={"hot": 100.0})
+        add_nodes(h, ("a", 8), ("b", 8), ("c", 8), ("d", 1))
+        add_pod(h, pod("hot-0", 1, agent="hot", node="a"))
+        add_pod(h, pod("full", 1, node="d"))
+        add_pod(h, pod("other", 7, node="c"))
+        the_pod = pod_json("hot-1", 1, agent="hot")
+        if filter_names:
+            body = {"Pod": the_pod, "NodeNames": filter_names}
+            assert h.client.post("/scheduler/filter", json=body).json()["NodeNames"]
+        if new_node:
+            add_nodes(h, ("e", 8))
+        body = {"Pod": the_pod, "NodeNames": names}
+        return h.client.post("/scheduler/prioritize", json=body).json()
+
+    passed = ["c", "a", "b"]
+    alone = scores_after([], passed, new_node=False)
+    assert [s["Host"] for s in alone] == passed  # type: ignore[union-attr]
+    assert len({s["Score"] for s in alone}) == 3  # type: ignore[union-attr]
+    assert scores_after(["c", "a", "d", "b"], passed, new_node=False) == alone
+    assert scores_after(["c", "a", "b"], ["a", "ghost"], new_node=False) == scores_after(
+        [], ["a", "ghost"], new_node=False
+    )
+    with_e = scores_after([], [*passed, "e"], new_node=True)
+    assert scores_after(["c", "a", "b"], [*passed, "e"], new_node=True) == with_e
+
+
 def test_pod_without_agent_label_is_scored_not_rejected(harness: Harness) -> None:
     add_nodes(harness, ("a", 8), ("b", 8))
     body = {"Pod": pod_json("anon", 1), "NodeNames": ["a", "b"]}
