@@ -157,12 +157,18 @@ def filter_nodes(
     for rule in snapshot.rules:  # extensions, e.g. a packing plan's reservations
         blocked = rule.blocked(pod, passed, _free_after_nominated(snapshot, held))
         if blocked:
-            keep = [name not in blocked for name in passed]
-            passed = list(compress(passed, keep))
-            passed_rows = passed_rows[np.array(keep, dtype=np.bool_)]
+            passed, passed_rows = _without(passed, passed_rows, blocked)
             reason = Reason(rule.reason)
             failed.update((n, Rejection(reason, m, False)) for n, m in blocked.items())
     return FilterOutcome(passed, failed, passed_rows)
+
+
+def _without(
+    passed: list[str], rows: IntArray, blocked: Collection[str]
+) -> tuple[list[str], IntArray]:
+    """``passed`` and their rows without the ``blocked`` nodes (the two stay aligned)."""
+    keep = [name not in blocked for name in passed]
+    return list(compress(passed, keep)), rows[np.array(keep, dtype=np.bool_)]
 
 
 def _free_after_nominated(snapshot: Snapshot, held: _Held | None) -> FreeAmounts:

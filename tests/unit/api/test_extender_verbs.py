@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from scheduler_extender.domain.objects import Pod
+from scheduler_extender.domain.rules import FreeAmounts
 from tests.builders import node, node_json, pod, pod_json
 from tests.unit.conftest import Harness, make_harness
 
@@ -117,6 +119,42 @@ def test_prioritize_after_filter_answers_as_a_prioritize_alone() -> None:
     )
     with_e = scores_after([], [*passed, "e"], new_node=True)
     assert scores_after(["c", "a", "b"], [*passed, "e"], new_node=True) == with_e
+
+
+class _Closes:
+    """A filter rule closing the named nodes to every pod."""
+
+    reason = "reserved"
+
+    def __init__(self, *nodes: str) -> None:
+        self.nodes = nodes
+
+    def __bool__(self) -> bool:
+        return True
+
+    def blocked(self, pod: Pod, nodes: Iterable[str], free: FreeAmounts) -> dict[str, str]:
+        return {n: "closed" for n in nodes if n in self.nodes}
+
+
+def test_prioritize_after_a_filter_that_a_rule_narrowed_scores_the_right_nodes() -> None:
+    h = make_harness(popularity={"hot": 100.0})
+    add_nodes(h, ("a", 8), ("b", 8), ("c", 8))
+    add_pod(h, pod("hot-0", 1, agent="hot", node="a"))
+    add_pod(h, pod("other", 7, node="c"))
+    the_pod = pod_json("hot-1", 1, agent="hot")
+    alone = h.client.post(
+        "/scheduler/prioritize", json={"Pod": the_pod, "NodeNames": ["a", "c"]}
+    ).json()
+    h.cluster.publish_rule("test", _Closes("b"))
+    filtered = h.client.post(
+        "/scheduler/filter", json={"Pod": the_pod, "NodeNames": ["a", "b", "c"]}
+    ).json()
+    assert filtered["NodeNames"] == ["a", "c"]
+    after = h.client.post(
+        "/scheduler/prioritize", json={"Pod": the_pod, "NodeNames": ["a", "c"]}
+    ).json()
+    assert after == alone
+    assert len({s["Score"] for s in after}) == 2
 
 
 def test_pod_without_agent_label_is_scored_not_rejected(harness: Harness) -> None:
