@@ -1,0 +1,503 @@
+"""Devices of Dynamic Resource Allocation (``resource.k8s.io/v1``), as placement sees them.
+
+kube-scheduler's DynamicResources plugin allocates devices: it reads
+ResourceSlices (each node's devices, published by a DRA driver), DeviceClasses
+(which devices a class means) and ResourceClaims (what pods ask for), and
+writes the chosen devices into the claim's ``status.allocation``. The extender
+never allocates: it keeps the same objects, views per node and per device
+what is left after the allocations written so far, and uses that to close
+nodes that certainly cannot satisfy a pod's claims (``DeviceRule``) and to
+score nodes by what the placement leaves of each device
+(``scoring/device_packing.py``).
+
+Devices are shared in two ways, both modelled here:
+
+* **consumable capacity** (KEP-5075): a device with ``allowMultipleAllocations``
+  is allocated to several claims, each consuming part of its capacity (e.g.
+  ``memory``); its free capacity is its capacity minus what the allocation
+  results say they consume (``consumedCapacity``);
+* **partitions** (KEP-4815, MIG-like): several devices of a slice consume
+  counters of one counter set (``sharedCounters`` / ``consumesCounters``); a
+  device is available only while the counters it needs are not used up by the
+  partitions already allocated.
+
+Selectors are CEL expressions that only the API server and kube-scheduler
+evaluate in full. The extender reads the common conjunctive forms
+(``device.driver == "x"``, ``device.attributes["dom"].name == v``) and treats
+any other clause as matching every device: its view of a class is a superset
+of the true one, so its rule can only be more permissive than kube-scheduler,
+never contradict it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+AttributeValue = str | int | bool
+
+# The attributes that matter for GPUs, by their unqualified names (fake driver and NVIDIA's).
+PRODUCT_ATTRIBUTE = "productName"
+MEMORY_CAPACITY = "memory"
+CLIQUE_ATTRIBUTE = "clique"
+
+_EMPTY_INTS: Mapping[str, int] = MappingProxyType({})
+
+
+def _qualify(driver: str, name: str) -> str:
+    """An attribute or capacity name with its domain (unqualified names are the driver's)."""
+    return name if "/" in name else f"{driver}/{name}"
+
+
+# -- selectors ---------------------------------------------------------------------------------
+_STRING = r'"((?:[^"\\]|\\.)*)"'
+_DRIVER = re.compile(r"^device\.driver\s*==\s*" + _STRING + r"$")
+_ATTRIBUTE = re.compile(
+    r'^device\.attributes\["([^"]+)"\](?:\.([A-Za-z_][A-Za-z0-9_]*)|\["([^"]+)"\])'
+    r"\s*==\s*(" + _STRING + r"|-?\d+|true|false)$"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Selector:
+    """The understood part of one CEL selector: driver and attribute equalities (ANDed)."""
+
+    driver: str | None = None
+    attributes: tuple[tuple[str, AttributeValue], ...] = ()  # qualified name -> value
+    exact: bool = True  # False: some clause was not understood (read as always true)
+
+    def matches(self, device: Device) -> bool:
+        if self.driver is not None and device.driver != self.driver:
+            return False
+        return all(device.attribute(k) == v for k, v in self.attributes)
+
+
+def parse_selector(expression: str) -> Selector:
+    """The clauses of ``a && b && ...`` that are plain equalities on driver or attributes."""
+    driver: str | None = None
+    attributes: list[tuple[str, AttributeValue]] = []
+    exact = True
+    if "||" in expression or "!" in expression.replace("!=", ""):
+        return Selector(exact=False)  # a disjunction or negation: read as matching anything
+    for raw in expression.split("&&"):
+        clause = raw.strip().strip("()").strip()
+        if m := _DRIVER.match(clause):
+            if driver is not None and driver != m.group(1):
+                return Selector(driver=m.group(1), attributes=(("", ""),))  # matches nothing
+            driver = m.group(1)
+        elif m := _ATTRIBUTE.match(clause):
+            domain, name = m.group(1), m.group(2) or m.group(3)
+            literal = m.group(4)
+            value: AttributeValue
+            if m.group(5) is not None:
+                value = m.group(5)
+            elif literal in ("true", "false"):
+                value = literal == "true"
+            else:
+                value = int(literal)
+            attributes.append((f"{domain}/{name}", value))
+        else:
+            exact = False
+    return Selector(driver, tuple(attributes), exact)
+
+
+# -- devices and slices ------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Counters:
+    """What a partition consumes of one counter set of its slice."""
+
+    counter_set: str
+    amounts: Mapping[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """One device of a ResourceSlice."""
+
+    driver: str
+    pool: str
+    name: str
+    attributes: Mapping[str, AttributeValue] = field(default_factory=dict)  # qualified names
+    capacity: Mapping[str, int] = field(default_factory=dict)  # unqualified names
+    # A claim that requests no amount of a capacity consumes this much of it (requestPolicy
+    # default); a capacity without one is consumed whole.
+    default_consumption: Mapping[str, int] = field(default_factory=dict)
+    shared: bool = False  # allowMultipleAllocations: consumable capacity (KEP-5075)
+    consumes: tuple[Counters, ...] = ()  # partitions (KEP-4815)
+
+    @property
+    def key(self) -> DeviceKey:
+        return (self.driver, self.pool, self.name)
+
+    def attribute(self, name: str) -> AttributeValue | None:
+        return self.attributes.get(_qualify(self.driver, name))
+
+    @property
+    def product(self) -> str | None:
+        value = self.attribute(PRODUCT_ATTRIBUTE)
+        return str(value) if value is not None else None
+
+    @property
+    def clique(self) -> str | None:
+        value = self.attribute(CLIQUE_ATTRIBUTE)
+        return str(value) if value is not None else None
+
+    def consumption(self, requested: Mapping[str, int]) -> Mapping[str, int]:
+        """What one allocation requesting ``requested`` takes of a shared device."""
+        return {
+            name: requested.get(name, self.default_consumption.get(name, total))
+            for name, total in self.capacity.items()
+        }
+
+
+DeviceKey = tuple[str, str, str]  # driver, pool, device
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSlice:
+    """A ResourceSlice: devices of one pool, local to ``node`` ("" for network-attached)."""
+
+    name: str
+    driver: str
+    pool: str
+    node: str = ""
+    generation: int = 0
+    devices: tuple[Device, ...] = ()
+    counter_sets: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+
+
+# -- claims and classes ------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class DeviceChoice:
+    """One way to satisfy a request: an ``exactly`` request or a ``firstAvailable`` entry."""
+
+    device_class: str
+    count: int = 1
+    all_devices: bool = False  # allocationMode All
+    capacity: Mapping[str, int] = field(default_factory=dict)  # capacity.requests
+    selectors: tuple[Selector, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRequest:
+    name: str
+    choices: tuple[DeviceChoice, ...]  # the first that can be satisfied is taken
+
+
+@dataclass(frozen=True, slots=True)
+class AllocatedDevice:
+    """One entry of ``status.allocation.devices.results``."""
+
+    request: str
+    driver: str
+    pool: str
+    device: str
+    share_id: str = ""
+    consumed: Mapping[str, int] = field(default_factory=dict)  # consumedCapacity
+
+    @property
+    def key(self) -> DeviceKey:
+        return (self.driver, self.pool, self.device)
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    namespace: str
+    name: str
+    uid: str = ""
+    requests: tuple[DeviceRequest, ...] = ()
+    allocation: tuple[AllocatedDevice, ...] | None = None  # None: not allocated yet
+    reserved_for: tuple[str, ...] = ()  # pod UIDs
+    # For a claim generated from a template: the pod that owns it and its claim entry's name.
+    owner_uid: str = ""
+    pod_claim_name: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def allocated(self) -> bool:
+        return self.allocation is not None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceClass:
+    name: str
+    selectors: tuple[Selector, ...] = ()
+    extended_resource: str = ""  # KEP-5004: pods requesting this resource get such devices
+
+
+@dataclass(frozen=True, slots=True)
+class PodClaim:
+    """An entry of ``pod.spec.resourceClaims``, with the generated claim's name if known."""
+
+    name: str
+    claim_name: str = ""  # resourceClaimName, or the generated name from the pod's status
+    template_name: str = ""
+
+
+# -- the per-node view -------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class DeviceState:
+    """One device with what the allocations written so far leave of it."""
+
+    device: Device
+    node: str
+    slice_name: str
+    allocations: int  # allocation results naming it
+    free: Mapping[str, int]  # capacity minus consumed (whole capacity when never allocated)
+    available: bool  # a partition whose counters are not used up, and a device not exclusively held
+
+    @property
+    def untouched(self) -> bool:
+        return self.allocations == 0 and self.available
+
+    def fits_share(self, amounts: Mapping[str, int]) -> bool:
+        """Whether one more allocation taking ``amounts`` fits (shared devices only)."""
+        if not self.device.shared or not self.available:
+            return False
+        wanted = self.device.consumption(amounts)
+        return all(self.free.get(name, 0) >= amount for name, amount in wanted.items())
+
+    def fits_whole(self, amounts: Mapping[str, int]) -> bool:
+        """Whether the device can be allocated to a claim asking for ``amounts`` of capacity."""
+        if self.device.shared:
+            return self.fits_share(amounts)
+        return self.untouched and all(
+            self.device.capacity.get(name, 0) >= a for name, a in amounts.items()
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NodeDevices:
+    """The devices local to one node, in the order their slices and drivers list them."""
+
+    node: str
+    devices: tuple[DeviceState, ...]
+
+    def summary(self) -> DeviceSummary:
+        whole = sum(1 for d in self.devices if d.untouched)
+        shared = sum(1 for d in self.devices if d.device.shared and d.allocations)
+        return DeviceSummary(len(self.devices), whole, shared)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSummary:
+    devices: int
+    untouched: int  # devices no allocation touches
+    shared_in_use: int  # shared devices holding at least one allocation
+
+
+@dataclass(frozen=True, slots=True)
+class Devices:
+    """The frozen DRA view a snapshot carries."""
+
+    nodes: Mapping[str, NodeDevices] = field(default_factory=dict)
+    classes: Mapping[str, DeviceClass] = field(default_factory=dict)
+    claims: Mapping[str, Claim] = field(default_factory=dict)  # namespace/name -> claim
+    # Devices of slices that are not local to one node (network-attached): the rule has no
+    # opinion on a class that may use them.
+    detached: tuple[Device, ...] = ()
+    # Where each allocated device is (for the bind re-check): device key -> node ("" detached).
+    located: Mapping[DeviceKey, str] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.nodes or self.claims)
+
+    def of(self, node: str) -> NodeDevices | None:
+        return self.nodes.get(node)
+
+    def claims_of(self, namespace: str, pod_claims: Iterable[PodClaim]) -> list[Claim | None]:
+        """The pod's claims (None where the claim is not known yet)."""
+        out: list[Claim | None] = []
+        for entry in pod_claims:
+            out.append(
+                self.claims.get(f"{namespace}/{entry.claim_name}") if entry.claim_name else None
+            )
+        return out
+
+
+NO_DEVICES = Devices()
+
+
+def freeze_devices(
+    slices: Iterable[DeviceSlice],
+    claims: Iterable[Claim],
+    classes: Iterable[DeviceClass],
+) -> Devices:
+    """The per-node, per-device view of the slices after the claims' allocations.
+
+    When a pool is published in several generations at once (a driver replacing
+    its slices), only the newest generation counts, as kube-scheduler does.
+    """
+    listed = list(slices)
+    newest: dict[tuple[str, str], int] = {}
+    for s in listed:
+        key = (s.driver, s.pool)
+        newest[key] = max(newest.get(key, s.generation), s.generation)
+    current = sorted(
+        (s for s in listed if s.generation == newest[(s.driver, s.pool)]),
+        key=lambda s: (s.node, s.driver, s.pool, s.name),
+    )
+    all_claims = list(claims)
+    taken: dict[DeviceKey, list[AllocatedDevice]] = {}
+    for claim in all_claims:
+        for result in claim.allocation or ():
+            taken.setdefault(result.key, []).append(result)
+    per_node: dict[str, list[DeviceState]] = {}
+    detached: list[Device] = []
+    located: dict[DeviceKey, str] = {}
+    for s in current:
+        used_counters = _counters_used(s, taken)
+        for device in s.devices:
+            located[device.key] = s.node
+            if not s.node:
+                detached.append(device)
+                continue
+            results = taken.get(device.key, [])
+            per_node.setdefault(s.node, []).append(_device_state(s, device, results, used_counters))
+    claim_map = {c.key: c for c in all_claims}
+    return Devices(
+        nodes=MappingProxyType(
+            {n: NodeDevices(n, tuple(states)) for n, states in per_node.items()}
+        ),
+        classes=MappingProxyType({c.name: c for c in classes}),
+        claims=MappingProxyType(claim_map),
+        detached=tuple(detached),
+        located=MappingProxyType(located),
+    )
+
+
+def _counters_used(
+    s: DeviceSlice, taken: Mapping[DeviceKey, list[AllocatedDevice]]
+) -> dict[str, dict[str, int]]:
+    used: dict[str, dict[str, int]] = {}
+    for device in s.devices:
+        if device.key in taken:
+            for consumed in device.consumes:
+                into = used.setdefault(consumed.counter_set, {})
+                for name, amount in consumed.amounts.items():
+                    into[name] = into.get(name, 0) + amount
+    return used
+
+
+def _device_state(
+    s: DeviceSlice,
+    device: Device,
+    results: list[AllocatedDevice],
+    used_counters: Mapping[str, Mapping[str, int]],
+) -> DeviceState:
+    free = dict(device.capacity)
+    if results and not device.shared:
+        free = dict.fromkeys(device.capacity, 0)
+    for result in results if device.shared else ():
+        consumed = result.consumed or device.consumption(_EMPTY_INTS)
+        for name, amount in consumed.items():
+            if name in free:
+                free[name] -= amount
+    available = not (results and not device.shared)
+    if not results:
+        # A partition is available while its counters fit in what the others left.
+        for counters in device.consumes:
+            total = s.counter_sets.get(counters.counter_set, {})
+            used = used_counters.get(counters.counter_set, {})
+            if any(
+                used.get(name, 0) + amount > total.get(name, 0)
+                for name, amount in counters.amounts.items()
+            ):
+                available = False
+    return DeviceState(device, s.node, s.name, len(results), MappingProxyType(free), available)
+
+
+# -- a pod's demand ----------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class PodDevices:
+    """What a pod's claims ask of a node: the requests still to be allocated, and the
+    devices already allocated to it."""
+
+    pending: tuple[DeviceRequest, ...] = ()
+    allocated: tuple[AllocatedDevice, ...] = ()
+    unknown: int = 0  # claims not in the cache yet (e.g. generated from a template just now)
+
+    def __bool__(self) -> bool:
+        return bool(self.pending or self.allocated or self.unknown)
+
+
+NO_POD_DEVICES = PodDevices()
+
+
+def pod_devices(namespace: str, pod_claims: Iterable[PodClaim], devices: Devices) -> PodDevices:
+    pending: list[DeviceRequest] = []
+    allocated: list[AllocatedDevice] = []
+    unknown = 0
+    for claim in devices.claims_of(namespace, pod_claims):
+        if claim is None:
+            unknown += 1
+        elif claim.allocation is not None:
+            allocated.extend(claim.allocation)
+        else:
+            pending.extend(claim.requests)
+    if not pending and not allocated and not unknown:
+        return NO_POD_DEVICES
+    return PodDevices(tuple(pending), tuple(allocated), unknown)
+
+
+def class_matches(choice: DeviceChoice, devices: Devices, device: Device) -> bool | None:
+    """Whether ``device`` may serve ``choice``; None when the class is unknown."""
+    device_class = devices.classes.get(choice.device_class)
+    if device_class is None:
+        return None
+    return all(s.matches(device) for s in device_class.selectors) and all(
+        s.matches(device) for s in choice.selectors
+    )
+
+
+def candidates(choice: DeviceChoice, devices: Devices, node: NodeDevices) -> list[DeviceState]:
+    """The node's devices of the choice's class and selectors (a superset; see module doc)."""
+    return [d for d in node.devices if class_matches(choice, devices, d.device)]
+
+
+def choice_fits(choice: DeviceChoice, devices: Devices, node: NodeDevices | None) -> bool | None:
+    """Whether the node has room for ``choice`` alone; None when the extender cannot tell."""
+    if choice.device_class not in devices.classes:
+        return None
+    if any(class_matches(choice, devices, d) for d in devices.detached):
+        return None  # network-attached devices may serve it: kube-scheduler knows better
+    if choice.all_devices:
+        return None
+    states = candidates(choice, devices, node) if node is not None else []
+    fitting = sum(1 for d in states if d.fits_whole(choice.capacity))
+    return fitting >= choice.count
+
+
+def request_fits(request: DeviceRequest, devices: Devices, node: NodeDevices | None) -> bool:
+    """False only when no choice of ``request`` can be satisfied on the node (a certainty)."""
+    return any(choice_fits(c, devices, node) is not False for c in request.choices)
+
+
+def predict_allocation(
+    request: DeviceRequest, devices: Devices, node: NodeDevices
+) -> tuple[tuple[int, Mapping[str, int]], ...]:
+    """Where kube-scheduler's allocator is expected to put ``request`` on the node.
+
+    The allocator takes devices in the order the slices list them, the first that fit; so
+    does this. Returns (index into ``node.devices``, consumption) per device taken; empty
+    when the request does not fit or cannot be told.
+    """
+    for choice in request.choices:
+        if choice_fits(choice, devices, node) is not True:
+            continue
+        chosen: list[tuple[int, Mapping[str, int]]] = []
+        for i, state in enumerate(node.devices):
+            if len(chosen) == choice.count:
+                break
+            if class_matches(choice, devices, state.device) and state.fits_whole(choice.capacity):
+                if state.device.shared:
+                    chosen.append((i, state.device.consumption(choice.capacity)))
+                else:
+                    chosen.append((i, dict(state.device.capacity)))
+        return tuple(chosen)
+    return ()
