@@ -32,6 +32,14 @@ from scheduler_extender.domain.demand import (
     demand_class,
     gpu_labels,
 )
+from scheduler_extender.domain.devices import (
+    NO_DEVICES,
+    Claim,
+    DeviceClass,
+    Devices,
+    DeviceSlice,
+    freeze_devices,
+)
 from scheduler_extender.domain.groups import group_of
 from scheduler_extender.domain.objects import Node, Pod
 from scheduler_extender.domain.resources import DEFAULT_GPU_RESOURCE, PODS, Resources
@@ -98,6 +106,8 @@ class Snapshot:
     demand: Demand = NO_DEMAND
     # group -> node -> members placed there (see domain/groups.py); only groups with some.
     groups: Mapping[str, Mapping[str, int]] = field(default_factory=lambda: _NO_GROUPS)
+    # DRA: devices per node after the claims' allocations (see domain/devices.py).
+    devices: Devices = NO_DEVICES
 
     def get(self, name: str) -> NodeState | None:
         return self.nodes.get(name)
@@ -123,6 +133,7 @@ class Snapshot:
             self.nominated,
             self.demand,
             self.groups,
+            self.devices,
         )
 
 
@@ -216,6 +227,12 @@ class ClusterState:
         self._group_nodes: dict[str, Counter[str]] = {}  # group -> node -> members
         self._frozen_groups: Mapping[str, Mapping[str, int]] = _NO_GROUPS
         self._groups_dirty = False
+        # DRA objects (resource.k8s.io/v1), frozen into one Devices view when they change.
+        self._slices: dict[str, DeviceSlice] = {}
+        self._claims: dict[str, Claim] = {}  # namespace/name -> claim
+        self._classes: dict[str, DeviceClass] = {}
+        self._frozen_devices = NO_DEVICES
+        self._devices_dirty = False
         self._version = 0
         self._snapshot = empty_snapshot()
         self.synced = False
@@ -297,6 +314,61 @@ class ClusterState:
     def pods(self) -> Iterator[Pod]:
         return iter(self._pods.values())
 
+    # -- DRA -------------------------------------------------------------
+    def upsert_slice(self, item: DeviceSlice) -> None:
+        if self._slices.get(item.name) != item:
+            self._slices[item.name] = item
+            self._devices_changed()
+
+    def delete_slice(self, name: str) -> None:
+        if self._slices.pop(name, None) is not None:
+            self._devices_changed()
+
+    def replace_slices(self, items: list[DeviceSlice]) -> None:
+        self._slices = {s.name: s for s in items}
+        self._devices_changed()
+
+    def upsert_claim(self, claim: Claim) -> None:
+        if self._claims.get(claim.key) != claim:
+            self._claims[claim.key] = claim
+            self._devices_changed()
+
+    def delete_claim(self, key: str) -> None:
+        if self._claims.pop(key, None) is not None:
+            self._devices_changed()
+
+    def replace_claims(self, items: list[Claim]) -> None:
+        self._claims = {c.key: c for c in items}
+        self._devices_changed()
+
+    def upsert_device_class(self, item: DeviceClass) -> None:
+        if self._classes.get(item.name) != item:
+            self._classes[item.name] = item
+            self._devices_changed()
+
+    def delete_device_class(self, name: str) -> None:
+        if self._classes.pop(name, None) is not None:
+            self._devices_changed()
+
+    def replace_device_classes(self, items: list[DeviceClass]) -> None:
+        self._classes = {c.name: c for c in items}
+        self._devices_changed()
+
+    def _devices_changed(self) -> None:
+        self._devices_dirty = True
+        self._version += 1
+
+    def _freeze_devices(self) -> Devices:
+        if self._devices_dirty:
+            if self._slices or self._claims:
+                self._frozen_devices = freeze_devices(
+                    self._slices.values(), self._claims.values(), self._classes.values()
+                )
+            else:
+                self._frozen_devices = NO_DEVICES
+            self._devices_dirty = False
+        return self._frozen_devices
+
     # -- our own binds -----------------------------------------------------
     def assume(self, pod: Pod, node_name: str, deadline: float) -> None:
         """Count ``pod`` on ``node_name`` until the watch confirms it or ``deadline``."""
@@ -365,6 +437,7 @@ class ClusterState:
             nominated=MappingProxyType(dict(self._frozen_nominated)),
             demand=self._demand.freeze(),
             groups=self._freeze_groups(),
+            devices=self._freeze_devices(),
         )
         return self._snapshot
 
