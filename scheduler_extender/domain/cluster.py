@@ -25,7 +25,6 @@ from types import MappingProxyType
 
 from scheduler_extender.domain.columns import ColumnBuilder, Columns
 from scheduler_extender.domain.demand import (
-    DEFAULT_MEMORY,
     NO_DEMAND,
     Demand,
     DemandBook,
@@ -44,6 +43,7 @@ from scheduler_extender.domain.groups import group_of
 from scheduler_extender.domain.objects import Node, Pod
 from scheduler_extender.domain.resources import DEFAULT_GPU_RESOURCE, PODS, Resources
 from scheduler_extender.domain.rules import NodeRule
+from scheduler_extender.domain.shapes import DEFAULT_MEMORY
 
 # A node that does not declare a pod limit is not limited by pod count.
 _UNLIMITED = 2**62
