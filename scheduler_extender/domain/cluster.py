@@ -36,14 +36,16 @@ from scheduler_extender.domain.devices import (
     Claim,
     DeviceClass,
     Devices,
+    DeviceShape,
     DeviceSlice,
+    device_shape,
     freeze_devices,
 )
 from scheduler_extender.domain.groups import group_of
 from scheduler_extender.domain.objects import Node, Pod
 from scheduler_extender.domain.resources import DEFAULT_GPU_RESOURCE, PODS, Resources
 from scheduler_extender.domain.rules import NodeRule
-from scheduler_extender.domain.shapes import DEFAULT_MEMORY
+from scheduler_extender.domain.shapes import DEFAULT_MEMORY, ShapeBook
 
 # A node that does not declare a pod limit is not limited by pod count.
 _UNLIMITED = 2**62
@@ -231,6 +233,7 @@ class ClusterState:
         self._slices: dict[str, DeviceSlice] = {}
         self._claims: dict[str, Claim] = {}  # namespace/name -> claim
         self._classes: dict[str, DeviceClass] = {}
+        self._device_demand: ShapeBook[DeviceShape] = ShapeBook(demand_memory)
         self._frozen_devices = NO_DEVICES
         self._devices_dirty = False
         self._version = 0
@@ -329,16 +332,32 @@ class ClusterState:
         self._devices_changed()
 
     def upsert_claim(self, claim: Claim) -> None:
-        if self._claims.get(claim.key) != claim:
-            self._claims[claim.key] = claim
-            self._devices_changed()
+        old = self._claims.get(claim.key)
+        if old == claim:
+            return
+        self._claims[claim.key] = claim
+        if old is None or old.uid != claim.uid:
+            for request in claim.requests:
+                if (shape := device_shape(request)) is not None:
+                    self._device_demand.arrived(shape)
+        for request in claim.requests:
+            waiting = None if claim.allocated else device_shape(request)
+            self._device_demand.set_pending(f"{claim.uid}/{request.name}", waiting)
+        self._devices_changed()
 
     def delete_claim(self, key: str) -> None:
-        if self._claims.pop(key, None) is not None:
+        old = self._claims.pop(key, None)
+        if old is not None:
+            for request in old.requests:
+                self._device_demand.set_pending(f"{old.uid}/{request.name}", None)
             self._devices_changed()
 
     def replace_claims(self, items: list[Claim]) -> None:
-        self._claims = {c.key: c for c in items}
+        keep = {c.key for c in items}
+        for key in [k for k in self._claims if k not in keep]:
+            self.delete_claim(key)
+        for claim in items:
+            self.upsert_claim(claim)
         self._devices_changed()
 
     def upsert_device_class(self, item: DeviceClass) -> None:
@@ -362,7 +381,10 @@ class ClusterState:
         if self._devices_dirty:
             if self._slices or self._claims:
                 self._frozen_devices = freeze_devices(
-                    self._slices.values(), self._claims.values(), self._classes.values()
+                    self._slices.values(),
+                    self._claims.values(),
+                    self._classes.values(),
+                    self._device_demand.freeze(),
                 )
             else:
                 self._frozen_devices = NO_DEVICES

@@ -36,6 +36,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from scheduler_extender.domain.shapes import ShapeMix
+
 AttributeValue = str | int | bool
 
 # The attributes that matter for GPUs, by their unqualified names (fake driver and NVIDIA's).
@@ -303,6 +305,8 @@ class Devices:
     detached: tuple[Device, ...] = ()
     # Where each allocated device is (for the bind re-check): device key -> node ("" detached).
     located: Mapping[DeviceKey, str] = field(default_factory=dict)
+    # The device requests likely to come: recent and pending shapes (``DeviceShape``).
+    demand: ShapeMix[DeviceShape] = field(default_factory=ShapeMix)
 
     def __bool__(self) -> bool:
         return bool(self.nodes or self.claims)
@@ -327,6 +331,7 @@ def freeze_devices(
     slices: Iterable[DeviceSlice],
     claims: Iterable[Claim],
     classes: Iterable[DeviceClass],
+    demand: ShapeMix[DeviceShape] | None = None,
 ) -> Devices:
     """The per-node, per-device view of the slices after the claims' allocations.
 
@@ -368,6 +373,7 @@ def freeze_devices(
         claims=MappingProxyType(claim_map),
         detached=tuple(detached),
         located=MappingProxyType(located),
+        demand=demand if demand is not None else ShapeMix(),
     )
 
 
@@ -501,3 +507,35 @@ def predict_allocation(
                     chosen.append((i, dict(state.device.capacity)))
         return tuple(chosen)
     return ()
+
+
+# -- the demand for devices --------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class DeviceShape:
+    """One shape of device request: how many devices of a class, and how much of each.
+
+    ``capacity`` empty: whole devices. Learned by a ``shapes.ShapeBook`` from the claims the
+    cache sees, as the GPU pods' shapes are (``demand.py``).
+    """
+
+    device_class: str
+    count: int = 1
+    capacity: tuple[tuple[str, int], ...] = ()  # per device
+
+    @property
+    def gpus(self) -> float:
+        return float(self.count)
+
+    @property
+    def shares(self) -> bool:
+        return bool(self.capacity)
+
+
+def device_shape(request: DeviceRequest) -> DeviceShape | None:
+    """The shape of ``request`` (its first choice); None for allocationMode All."""
+    if not request.choices or request.choices[0].all_devices:
+        return None
+    choice = request.choices[0]
+    return DeviceShape(
+        choice.device_class, max(choice.count, 1), tuple(sorted(choice.capacity.items()))
+    )
