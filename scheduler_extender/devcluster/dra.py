@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from kubernetes import client
+from kubernetes.utils import parse_quantity
 
 from scheduler_extender.devcluster.nodes import GPU_PRODUCT_LABEL, NVLINK_LABEL, FakeNode
 
@@ -40,6 +41,11 @@ MEMORY = {
     "NVIDIA-L4": "24Gi",
 }
 DEFAULT_MEMORY = "16Gi"
+
+
+def quantity_bytes(text: str) -> int:
+    """A memory quantity ("80Gi") in bytes."""
+    return int(parse_quantity(text))
 
 
 def class_name(product: str | None = None) -> str:

@@ -1,0 +1,156 @@
+"""GPUs through DRA on the local control plane: the fake driver's slices, the real kube-scheduler
+allocating claims (kube-controller-manager makes them from templates), the extender filtering,
+scoring and binding pods with claims.
+
+The pool: two 4-GPU A100 nodes (80Gi each), published by the fake driver
+(``devcluster/dra.py``); kube-scheduler calls the extender for every pod of the
+profile (``every_pod``: pods with claims request no extended resource). What is
+checked comes from the claims' allocations in the API server, not from the
+extender's cache.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from scheduler_extender.devcluster import dra, workload
+from scheduler_extender.devcluster.cluster import LocalCluster
+from tests.e2e.helpers import NodePool, bound, extender_decisions, list_pods, wait_for
+
+SHARE = "20Gi"
+
+
+def template(name: str, namespace: str, *, memory: str | None = None) -> dict[str, Any]:
+    exactly: dict[str, Any] = {"deviceClassName": dra.class_name(), "count": 1}
+    if memory:
+        exactly["capacity"] = {"requests": {"memory": memory}}
+    return {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "ResourceClaimTemplate",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"spec": {"devices": {"requests": [{"name": "gpu", "exactly": exactly}]}}},
+    }
+
+
+def claim_pod(pool: NodePool, name: str, namespace: str, template_name: str) -> dict[str, Any]:
+    pod = pool.pod(name, namespace=namespace, gpus=0, cpu="100m", memory="256Mi")
+    spec = pod["spec"]
+    spec["resourceClaims"] = [{"name": "gpu", "resourceClaimTemplateName": template_name}]
+    spec["containers"][0]["resources"]["claims"] = [{"name": "gpu"}]
+    return pod
+
+
+def claims(api: client.ApiClient, namespace: str) -> list[dict[str, Any]]:
+    response: Any = client.ResourceV1Api(api).list_namespaced_resource_claim(
+        namespace, _preload_content=False
+    )
+    items: list[dict[str, Any]] = json.loads(response.data)["items"]
+    return items
+
+
+def allocations(api: client.ApiClient, namespace: str) -> dict[tuple[str, str], list[int]]:
+    """(pool, device) -> memory each allocation consumes (a whole device: its capacity)."""
+    out: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for claim in claims(api, namespace):
+        allocation = (claim.get("status") or {}).get("allocation")
+        for result in (allocation or {}).get("devices", {}).get("results", []):
+            # The fake GPUs allow multiple allocations: every result says what it consumes.
+            consumed: str = result["consumedCapacity"]["memory"]
+            out[(result["pool"], result["device"])].append(dra.quantity_bytes(consumed))
+    return out
+
+
+def submit(api: client.ApiClient, namespace: str, pods: list[dict[str, Any]]) -> dict[str, str]:
+    """Creates each pod once the previous one is bound; returns pod -> node."""
+    for pod in pods:
+        workload.create_pods(api, [pod])
+        name: str = pod["metadata"]["name"]
+
+        def done(name: str = name) -> bool:
+            return name in placement(api, namespace)
+
+        wait_for(f"{name} bound", done, timeout=60)
+    return placement(api, namespace)
+
+
+def placement(api: client.ApiClient, namespace: str) -> dict[str, str]:
+    return {p["metadata"]["name"]: p["spec"]["nodeName"] for p in bound(list_pods(api, namespace))}
+
+
+@pytest.fixture
+def dra_pool(
+    reconfigurable_cluster: LocalCluster, api: client.ApiClient, namespace: str, node_pool: NodePool
+) -> Iterator[NodePool]:
+    reconfigurable_cluster.start_scheduler(extender=True, every_pod=True)
+    node_pool.add(2, gpus=4)
+    dra.publish(api, node_pool.fleet)
+    resource = client.ResourceV1Api(api)
+    for body in (
+        template("share", namespace, memory=SHARE),
+        template("whole", namespace),
+    ):
+        created: Any = body
+        resource.create_namespaced_resource_claim_template(namespace, created)
+    yield node_pool
+    dra.withdraw(api, node_pool.node_names)
+
+
+def test_shares_and_whole_devices_through_kube_scheduler_and_the_extender(
+    reconfigurable_cluster: LocalCluster,
+    api: client.ApiClient,
+    namespace: str,
+    dra_pool: NodePool,
+) -> None:
+    before = extender_decisions(reconfigurable_cluster.extender_endpoint.metrics_url)
+    whole = submit(api, namespace, [claim_pod(dra_pool, "whole-0", namespace, "whole")])
+    shares = submit(
+        api, namespace, [claim_pod(dra_pool, f"share-{i}", namespace, "share") for i in range(5)]
+    )
+    after = extender_decisions(reconfigurable_cluster.extender_endpoint.metrics_url)
+    # The extender filtered and bound every one of them.
+    assert after[("bind", "bound")] - before[("bind", "bound")] == 6
+    # A shared claim and a whole-device claim on the same node: the shares stack on the node
+    # already in use (fill after placement), where kube-scheduler alone spreads by cpu.
+    assert {shares[f"share-{i}"] for i in range(5)} == {whole["whole-0"]}
+
+    capacity = dra.quantity_bytes("80Gi")
+    taken = allocations(api, namespace)
+    assert sum(len(v) for v in taken.values()) == 6
+    for device, consumed in taken.items():
+        assert sum(consumed) <= capacity, (device, consumed)  # never over a device's capacity
+    full = [d for d, c in taken.items() if c == [capacity]]
+    assert len(full) == 1  # the whole device holds the whole claim alone
+    # 5 shares of 20Gi: four fill one GPU, the fifth starts another, on the same node.
+    assert sorted(len(c) for d, c in taken.items() if d not in full) == [1, 4]
+
+
+def test_a_withdrawn_slice_closes_its_node_and_a_republished_one_opens_it(
+    reconfigurable_cluster: LocalCluster,
+    api: client.ApiClient,
+    namespace: str,
+    dra_pool: NodePool,
+) -> None:
+    dra.withdraw(api, dra_pool.node_names)
+    workload.create_pods(api, [claim_pod(dra_pool, "waiting", namespace, "share")])
+    time.sleep(5)  # kube-scheduler has tried: no node has devices
+    assert "waiting" not in placement(api, namespace)
+
+    # The driver comes back on one node only, with smaller GPUs (a changed slice).
+    first = dra_pool.fleet[0]
+    dra.put_slice(api, dra.node_slice(first, memory="24Gi", generation=2))
+    node = wait_for("waiting bound", lambda: placement(api, namespace).get("waiting"), timeout=60)
+    assert node == first.name
+    # 24Gi GPUs take one 20Gi share each: four shares fit on the node's four GPUs, no more.
+    submit(api, namespace, [claim_pod(dra_pool, f"more-{i}", namespace, "share") for i in range(3)])
+    workload.create_pods(api, [claim_pod(dra_pool, "too-many", namespace, "share")])
+    time.sleep(5)
+    assert "too-many" not in placement(api, namespace)
+    for device, consumed in allocations(api, namespace).items():
+        assert sum(consumed) <= dra.quantity_bytes("24Gi"), (device, consumed)
