@@ -73,6 +73,8 @@ class ClusterOptions:
     extender_env: Mapping[str, str] = field(default_factory=dict)
     extender_args: Sequence[str] = ()
     scheduler_overrides: Mapping[str, Any] = field(default_factory=dict)
+    # kube-scheduler calls the extender for every pod (pods with DRA claims request no GPUs).
+    every_pod: bool = False
     start_timeout: float = 90.0
 
 
@@ -135,6 +137,7 @@ class LocalCluster(Started):
                     extender=self.options.extender,
                     ignorable=self.options.ignorable,
                     overrides=self.options.scheduler_overrides,
+                    every_pod=self.options.every_pod,
                 )
         except BaseException:
             self.stop()
