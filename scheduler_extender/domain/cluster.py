@@ -34,12 +34,12 @@ from scheduler_extender.domain.demand import (
 from scheduler_extender.domain.devices import (
     NO_DEVICES,
     Claim,
+    DeviceBook,
     DeviceClass,
     Devices,
     DeviceShape,
     DeviceSlice,
     device_shape,
-    freeze_devices,
 )
 from scheduler_extender.domain.groups import group_of
 from scheduler_extender.domain.objects import Node, Pod
@@ -230,9 +230,7 @@ class ClusterState:
         self._frozen_groups: Mapping[str, Mapping[str, int]] = _NO_GROUPS
         self._groups_dirty = False
         # DRA objects (resource.k8s.io/v1), frozen into one Devices view when they change.
-        self._slices: dict[str, DeviceSlice] = {}
-        self._claims: dict[str, Claim] = {}  # namespace/name -> claim
-        self._classes: dict[str, DeviceClass] = {}
+        self._devices = DeviceBook()
         self._device_demand: ShapeBook[DeviceShape] = ShapeBook(demand_memory)
         self._frozen_devices = NO_DEVICES
         self._devices_dirty = False
@@ -319,23 +317,21 @@ class ClusterState:
 
     # -- DRA -------------------------------------------------------------
     def upsert_slice(self, item: DeviceSlice) -> None:
-        if self._slices.get(item.name) != item:
-            self._slices[item.name] = item
+        if self._devices.upsert_slice(item):
             self._devices_changed()
 
     def delete_slice(self, name: str) -> None:
-        if self._slices.pop(name, None) is not None:
+        if self._devices.delete_slice(name):
             self._devices_changed()
 
     def replace_slices(self, items: list[DeviceSlice]) -> None:
-        self._slices = {s.name: s for s in items}
+        self._devices.replace_slices(items)
         self._devices_changed()
 
     def upsert_claim(self, claim: Claim) -> None:
-        old = self._claims.get(claim.key)
-        if old == claim:
+        old = self._devices.claim(claim.key)
+        if not self._devices.upsert_claim(claim):
             return
-        self._claims[claim.key] = claim
         if old is None or old.uid != claim.uid:
             for request in claim.requests:
                 if (shape := device_shape(request)) is not None:
@@ -346,7 +342,7 @@ class ClusterState:
         self._devices_changed()
 
     def delete_claim(self, key: str) -> None:
-        old = self._claims.pop(key, None)
+        old = self._devices.delete_claim(key)
         if old is not None:
             for request in old.requests:
                 self._device_demand.set_pending(f"{old.uid}/{request.name}", None)
@@ -354,23 +350,22 @@ class ClusterState:
 
     def replace_claims(self, items: list[Claim]) -> None:
         keep = {c.key for c in items}
-        for key in [k for k in self._claims if k not in keep]:
+        for key in [k for k in self._devices.claim_keys() if k not in keep]:
             self.delete_claim(key)
         for claim in items:
             self.upsert_claim(claim)
         self._devices_changed()
 
     def upsert_device_class(self, item: DeviceClass) -> None:
-        if self._classes.get(item.name) != item:
-            self._classes[item.name] = item
+        if self._devices.upsert_class(item):
             self._devices_changed()
 
     def delete_device_class(self, name: str) -> None:
-        if self._classes.pop(name, None) is not None:
+        if self._devices.delete_class(name):
             self._devices_changed()
 
     def replace_device_classes(self, items: list[DeviceClass]) -> None:
-        self._classes = {c.name: c for c in items}
+        self._devices.replace_classes(items)
         self._devices_changed()
 
     def _devices_changed(self) -> None:
@@ -379,15 +374,8 @@ class ClusterState:
 
     def _freeze_devices(self) -> Devices:
         if self._devices_dirty:
-            if self._slices or self._claims:
-                self._frozen_devices = freeze_devices(
-                    self._slices.values(),
-                    self._claims.values(),
-                    self._classes.values(),
-                    self._device_demand.freeze(),
-                )
-            else:
-                self._frozen_devices = NO_DEVICES
+            frozen = self._devices.freeze(self._device_demand.freeze())
+            self._frozen_devices = frozen if frozen.nodes or frozen.claims else NO_DEVICES
             self._devices_dirty = False
         return self._frozen_devices
 

@@ -333,48 +333,203 @@ def freeze_devices(
     classes: Iterable[DeviceClass],
     demand: ShapeMix[DeviceShape] | None = None,
 ) -> Devices:
-    """The per-node, per-device view of the slices after the claims' allocations.
+    """The per-node, per-device view of the slices after the claims' allocations, from scratch.
 
-    When a pool is published in several generations at once (a driver replacing
-    its slices), only the newest generation counts, as kube-scheduler does.
+    ``DeviceBook`` keeps the same view incrementally (and must agree with this).
+    """
+    book = DeviceBook()
+    book.replace_slices(list(slices))
+    book.replace_claims(list(claims))
+    book.replace_classes(list(classes))
+    return book.freeze(demand)
+
+
+def current_slices(slices: Iterable[DeviceSlice]) -> list[DeviceSlice]:
+    """The slices of each pool's newest generation, in a fixed order (node, driver, pool, name).
+
+    When a driver replaces a pool, both generations may be listed for a while; only the
+    newest counts, as in kube-scheduler.
     """
     listed = list(slices)
     newest: dict[tuple[str, str], int] = {}
     for s in listed:
         key = (s.driver, s.pool)
         newest[key] = max(newest.get(key, s.generation), s.generation)
-    current = sorted(
+    return sorted(
         (s for s in listed if s.generation == newest[(s.driver, s.pool)]),
         key=lambda s: (s.node, s.driver, s.pool, s.name),
     )
-    all_claims = list(claims)
-    taken: dict[DeviceKey, list[AllocatedDevice]] = {}
-    for claim in all_claims:
-        for result in claim.allocation or ():
-            taken.setdefault(result.key, []).append(result)
-    per_node: dict[str, list[DeviceState]] = {}
-    detached: list[Device] = []
-    located: dict[DeviceKey, str] = {}
-    for s in current:
+
+
+def node_devices(
+    node: str, slices: Iterable[DeviceSlice], taken: Mapping[DeviceKey, list[AllocatedDevice]]
+) -> NodeDevices:
+    """One node's devices (from its current slices) after the allocation results ``taken``."""
+    states: list[DeviceState] = []
+    for s in slices:
         used_counters = _counters_used(s, taken)
-        for device in s.devices:
-            located[device.key] = s.node
-            if not s.node:
-                detached.append(device)
+        states.extend(
+            _device_state(s, device, taken.get(device.key, []), used_counters)
+            for device in s.devices
+        )
+    return NodeDevices(node, tuple(states))
+
+
+class DeviceBook:
+    """The DRA objects a cluster cache holds, frozen into ``Devices``; not thread-safe.
+
+    Kept incrementally: a claim's allocation changing rebuilds only the nodes of the devices
+    it names, so a burst of allocations (one per bind) costs per node, not per cluster.
+    Slices change rarely (a driver starting, stopping or replacing a pool): they rebuild
+    the index of which devices are where, and the nodes whose slices changed.
+    """
+
+    def __init__(self) -> None:
+        self._slices: dict[str, DeviceSlice] = {}
+        self._claims: dict[str, Claim] = {}
+        self._classes: dict[str, DeviceClass] = {}
+        # device -> claim key -> its allocation results on that device
+        self._taken: dict[DeviceKey, dict[str, list[AllocatedDevice]]] = {}
+        self._by_node: dict[str, list[DeviceSlice]] = {}  # current slices per node
+        self._located: dict[DeviceKey, str] = {}
+        self._detached: tuple[Device, ...] = ()
+        self._nodes: dict[str, NodeDevices] = {}
+        self._dirty_nodes: set[str] = set()
+        self._slices_dirty = False
+        self._frozen_classes: Mapping[str, DeviceClass] = MappingProxyType({})
+        self._classes_dirty = False
+
+    # -- slices ---------------------------------------------------------------------------
+    def upsert_slice(self, item: DeviceSlice) -> bool:
+        if self._slices.get(item.name) == item:
+            return False
+        self._slices[item.name] = item
+        self._slices_dirty = True
+        return True
+
+    def delete_slice(self, name: str) -> bool:
+        if self._slices.pop(name, None) is None:
+            return False
+        self._slices_dirty = True
+        return True
+
+    def replace_slices(self, items: list[DeviceSlice]) -> None:
+        self._slices = {s.name: s for s in items}
+        self._slices_dirty = True
+
+    # -- claims ---------------------------------------------------------------------------
+    def claim(self, key: str) -> Claim | None:
+        return self._claims.get(key)
+
+    def claim_keys(self) -> list[str]:
+        return list(self._claims)
+
+    def upsert_claim(self, claim: Claim) -> bool:
+        old = self._claims.get(claim.key)
+        if old == claim:
+            return False
+        self._claims[claim.key] = claim
+        self._retake(claim.key, old, claim)
+        return True
+
+    def delete_claim(self, key: str) -> Claim | None:
+        old = self._claims.pop(key, None)
+        if old is not None:
+            self._retake(key, old, None)
+        return old
+
+    def replace_claims(self, items: list[Claim]) -> None:
+        keep = {c.key for c in items}
+        for key in [k for k in self._claims if k not in keep]:
+            self.delete_claim(key)
+        for claim in items:
+            self.upsert_claim(claim)
+
+    def _retake(self, key: str, old: Claim | None, new: Claim | None) -> None:
+        for result in (old.allocation or ()) if old else ():
+            holders = self._taken.get(result.key)
+            if holders is not None and holders.pop(key, None) is not None and not holders:
+                del self._taken[result.key]
+            self._touch_device(result.key)
+        for result in (new.allocation or ()) if new else ():
+            self._taken.setdefault(result.key, {}).setdefault(key, []).append(result)
+            self._touch_device(result.key)
+
+    def _touch_device(self, key: DeviceKey) -> None:
+        node = self._located.get(key)
+        if node:
+            self._dirty_nodes.add(node)
+
+    # -- classes --------------------------------------------------------------------------
+    def upsert_class(self, item: DeviceClass) -> bool:
+        if self._classes.get(item.name) == item:
+            return False
+        self._classes[item.name] = item
+        self._classes_dirty = True
+        return True
+
+    def delete_class(self, name: str) -> bool:
+        if self._classes.pop(name, None) is None:
+            return False
+        self._classes_dirty = True
+        return True
+
+    def replace_classes(self, items: list[DeviceClass]) -> None:
+        self._classes = {c.name: c for c in items}
+        self._classes_dirty = True
+
+    # -- the frozen view ------------------------------------------------------------------
+    @property
+    def empty(self) -> bool:
+        return not self._slices and not self._claims
+
+    def freeze(self, demand: ShapeMix[DeviceShape] | None = None) -> Devices:
+        if self._slices_dirty:
+            self._reindex()
+        if self._classes_dirty:
+            self._frozen_classes = MappingProxyType(dict(self._classes))
+            self._classes_dirty = False
+        for node in self._dirty_nodes:
+            slices = self._by_node.get(node)
+            if not slices:
+                self._nodes.pop(node, None)
                 continue
-            results = taken.get(device.key, [])
-            per_node.setdefault(s.node, []).append(_device_state(s, device, results, used_counters))
-    claim_map = {c.key: c for c in all_claims}
-    return Devices(
-        nodes=MappingProxyType(
-            {n: NodeDevices(n, tuple(states)) for n, states in per_node.items()}
-        ),
-        classes=MappingProxyType({c.name: c for c in classes}),
-        claims=MappingProxyType(claim_map),
-        detached=tuple(detached),
-        located=MappingProxyType(located),
-        demand=demand if demand is not None else ShapeMix(),
-    )
+            taken = {
+                device.key: [r for results in holders.values() for r in results]
+                for s in slices
+                for device in s.devices
+                if (holders := self._taken.get(device.key))
+            }
+            self._nodes[node] = node_devices(node, slices, taken)
+        self._dirty_nodes.clear()
+        return Devices(
+            nodes=MappingProxyType(dict(self._nodes)),
+            classes=self._frozen_classes,
+            claims=MappingProxyType(dict(self._claims)),
+            detached=self._detached,
+            located=MappingProxyType(dict(self._located)),
+            demand=demand if demand is not None else ShapeMix(),
+        )
+
+    def _reindex(self) -> None:
+        by_node: dict[str, list[DeviceSlice]] = {}
+        located: dict[DeviceKey, str] = {}
+        detached: list[Device] = []
+        for s in current_slices(self._slices.values()):
+            for device in s.devices:
+                located[device.key] = s.node
+                if not s.node:
+                    detached.append(device)
+            if s.node:
+                by_node.setdefault(s.node, []).append(s)
+        changed = {
+            n
+            for n in by_node.keys() | self._by_node.keys()
+            if by_node.get(n) != self._by_node.get(n)
+        }
+        self._by_node, self._located, self._detached = by_node, located, tuple(detached)
+        self._dirty_nodes |= changed
+        self._slices_dirty = False
 
 
 def _counters_used(

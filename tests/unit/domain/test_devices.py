@@ -9,9 +9,11 @@ from scheduler_extender.domain.devices import (
     Claim,
     Counters,
     Device,
+    DeviceBook,
     DeviceChoice,
     DeviceClass,
     DeviceRequest,
+    Devices,
     DeviceSlice,
     PodClaim,
     choice_fits,
@@ -206,3 +208,54 @@ def test_the_predicted_allocation_is_first_fit_in_slice_order() -> None:
     assert predict_allocation(large, devices, node) == ((1, {"memory": 20 * GI}),)
     too_many = DeviceRequest("gpu", (DeviceChoice("gpu", count=3),))
     assert predict_allocation(too_many, devices, node) == ()
+
+
+def test_the_book_kept_event_by_event_agrees_with_a_view_from_scratch() -> None:
+    book = DeviceBook()
+    slices = {
+        n: node_slice(n, gpu("gpu-0", shared=True, pool=n), gpu("gpu-1", pool=n))
+        for n in ("node-a", "node-b")
+    }
+    claims: dict[str, Claim] = {}
+    classes = [WHOLE]
+    book.replace_classes(classes)
+
+    def check() -> Devices:
+        kept = book.freeze()
+        fresh = freeze_devices(slices.values(), claims.values(), classes)
+        assert kept.nodes == fresh.nodes
+        assert kept.located == fresh.located
+        assert kept.claims == fresh.claims
+        return kept
+
+    for s in slices.values():
+        book.upsert_slice(s)
+    first = check()
+    events: list[Claim] = [
+        claim("a", allocation=(result("gpu-0", pool="node-a", memory=30 * GI, share="s"),)),
+        claim("b", allocation=(result("gpu-1", pool="node-b"),)),
+        claim("a", allocation=(result("gpu-0", pool="node-a", memory=50 * GI, share="s"),)),
+        claim("c", DeviceChoice("gpu")),  # pending: no device
+    ]
+    for event in events:
+        claims[event.key] = event
+        book.upsert_claim(event)
+        check()
+    after = check()
+    assert after.nodes["node-a"] is not first.nodes["node-a"]
+    book.upsert_claim(claims["default/c"])  # no change: nothing rebuilt
+    assert book.freeze().nodes["node-b"] is after.nodes["node-b"]
+    del claims["default/b"]
+    book.delete_claim("default/b")
+    check()
+    # A new generation of node-b's pool replaces its devices; node-a's view is kept as it was.
+    slices["node-b-v2"] = DeviceSlice(
+        "node-b-v2", DRIVER, "node-b", "node-b", 1, (gpu("gpu-9", pool="node-b"),)
+    )
+    book.upsert_slice(slices["node-b-v2"])
+    replaced = check()
+    assert [d.device.name for d in replaced.nodes["node-b"].devices] == ["gpu-9"]
+    assert replaced.nodes["node-a"] is after.nodes["node-a"]
+    del slices["node-a"]
+    book.delete_slice("node-a-gpus")
+    assert "node-a" not in check().nodes
