@@ -165,6 +165,7 @@ def _size(shape: DeviceShape, devices: Devices, node_devices: Sequence[NodeDevic
 class _Memo:
     devices: Devices
     shapes: tuple[DeviceShape, ...]
+    nodes: Mapping[str, NodeDevices]  # the frozen node views ``usable`` was computed on
     usable: Mapping[str, FloatArray]  # node -> room per shape
     price: FloatArray  # per shape
 
@@ -213,15 +214,27 @@ class DevicePacking:
         return scored
 
     def _memo_of(self, devices: Devices) -> _Memo:
+        """Room per shape and node, and the prices; only changed nodes are recomputed.
+
+        ``DeviceBook`` keeps a node's frozen view (the same object) while nothing on it
+        changes, so a bind recomputes the room of one node, not of the cluster.
+        """
         with self._lock:
             memo = self._memo
             if memo is not None and memo.devices is devices:
                 return memo
             shapes = devices.demand.classes
-            usable = {
-                name: np.array([_usable(m, devices, _slots(node)) for m in shapes])
-                for name, node in devices.nodes.items()
-            }
+            same = (
+                memo is not None
+                and memo.shapes == shapes
+                and memo.devices.classes is devices.classes
+            )
+            usable: dict[str, FloatArray] = {}
+            for name, node in devices.nodes.items():
+                if same and memo is not None and memo.nodes.get(name) is node:
+                    usable[name] = memo.usable[name]
+                else:
+                    usable[name] = np.array([_usable(m, devices, _slots(node)) for m in shapes])
             room = np.zeros(len(shapes))
             for values in usable.values():
                 room += values
@@ -229,7 +242,7 @@ class DevicePacking:
             sizes = np.array([_size(m, devices, nodes) for m in shapes])
             weights = np.array(devices.demand.weights)
             price = weights * sizes / np.maximum(room, np.maximum(sizes, 1e-9))
-            self._memo = memo = _Memo(devices, shapes, usable, price)
+            self._memo = memo = _Memo(devices, shapes, devices.nodes, usable, price)
             return memo
 
 
