@@ -97,76 +97,106 @@ class _Slot:
         return max(1.0 - self.free.get(n, 0) / c for n, c in capacity.items() if c > 0)
 
 
+def _slot(state: DeviceState) -> _Slot:
+    return _Slot(state, dict(state.free), state.allocations > 0)
+
+
 def _slots(node: NodeDevices) -> list[_Slot]:
-    return [_Slot(d, dict(d.free), d.allocations > 0) for d in node.devices]
+    return [_slot(d) for d in node.devices]
 
 
-def _place(request: DeviceRequest, devices: Devices, slots: Sequence[_Slot]) -> bool:
-    """Take ``request``'s devices as the allocator would (first fit); False when it does not fit."""
+def _place(request: DeviceRequest, devices: Devices, slots: Sequence[_Slot]) -> list[int] | None:
+    """Take ``request``'s devices as the allocator would (first fit): the slots taken, or None
+    when it does not fit."""
     for choice in request.choices:
         if choice.all_devices:
             continue
         chosen = [
-            s
-            for s in slots
+            i
+            for i, s in enumerate(slots)
             if class_matches(choice, devices, s.state.device) and s.fits(choice.capacity)
         ][: choice.count]
         if len(chosen) == choice.count:
-            for slot in chosen:
-                slot.take(choice.capacity)
-            return True
-    return False
+            for i in chosen:
+                slots[i].take(choice.capacity)
+            return chosen
+    return None
 
 
-def _usable(shape: DeviceShape, devices: Devices, slots: Sequence[_Slot]) -> float:
-    """Device units of the copies of ``shape`` the slots could still take."""
-    choice = Choice(shape.device_class, shape.count, capacity=dict(shape.capacity))
-    matching = [s for s in slots if class_matches(choice, devices, s.state.device)]
+@dataclass(frozen=True, slots=True)
+class _Shapes:
+    """The learned device requests (K shapes), with what pricing and counting them needs."""
+
+    shapes: tuple[DeviceShape, ...]
+    choices: tuple[Choice, ...]  # each shape as a request choice
+    counts: IntArray  # K: devices per request
+    units: FloatArray  # K: device units one device of a request takes (a share: its fraction)
+
+    def copies(self, devices: Devices, slot: _Slot) -> IntArray:
+        """Per shape, the copies (device-sized pieces) of it this one device could still take."""
+        out = np.zeros(len(self.shapes), dtype=np.int64)
+        for k, (shape, choice) in enumerate(zip(self.shapes, self.choices, strict=True)):
+            if not class_matches(choice, devices, slot.state.device):
+                continue
+            if not shape.shares:
+                out[k] = 1 if slot.untouched else 0
+            elif slot.fits(choice.capacity):
+                device = slot.state.device
+                if device.shared:
+                    wanted = device.consumption(choice.capacity)
+                    out[k] = min(
+                        (slot.free.get(n, 0) // a for n, a in wanted.items() if a > 0), default=1
+                    )
+                else:
+                    out[k] = 1
+        return out
+
+    def usable(self, copies: IntArray) -> FloatArray:
+        """Device units of the whole requests of each shape that ``copies`` make."""
+        whole: FloatArray = (copies // self.counts) * self.counts * self.units
+        return whole
+
+
+def _shapes(devices: Devices) -> _Shapes:
+    shapes = devices.demand.classes
+    choices = tuple(Choice(m.device_class, m.count, capacity=dict(m.capacity)) for m in shapes)
+    return _Shapes(
+        shapes,
+        choices,
+        np.array([m.count for m in shapes], dtype=np.int64),
+        np.array([_unit(m, devices) for m in shapes], dtype=np.float64),
+    )
+
+
+def _unit(shape: DeviceShape, devices: Devices) -> float:
+    """The fraction of a device of its class one device of ``shape`` takes (1 when whole)."""
     if not shape.shares:
-        whole = sum(1 for s in matching if s.untouched)
-        return float(whole // shape.count * shape.count)
-    copies = 0
-    size = 0.0
-    for slot in matching:
-        device = slot.state.device
-        if not slot.fits(choice.capacity):
-            continue
-        if device.shared:
-            wanted = device.consumption(choice.capacity)
-            k = min((slot.free.get(n, 0) // a for n, a in wanted.items() if a > 0), default=1)
-            fraction = max(
-                (a / device.capacity[n] for n, a in wanted.items() if device.capacity.get(n)),
-                default=1.0,
-            )
-        else:
-            k, fraction = 1, 1.0
-        copies += k
-        size = max(size, fraction)
-    return float(copies // shape.count * shape.count) * size
-
-
-def _size(shape: DeviceShape, devices: Devices, node_devices: Sequence[NodeDevices]) -> float:
-    """Device units one request of ``shape`` takes (a share: its fraction of a device)."""
-    if not shape.shares:
-        return float(shape.count)
+        return 1.0
     capacity = dict(shape.capacity)
-    for node in node_devices:
+    for node in devices.nodes.values():
         for state in node.devices:
             device = state.device
             if class_matches(Choice(shape.device_class), devices, device):
                 fractions = [
                     a / device.capacity[n] for n, a in capacity.items() if device.capacity.get(n)
                 ]
-                return shape.count * (max(fractions) if fractions else 1.0)
-    return float(shape.count)
+                return max(fractions) if fractions else 1.0
+    return 1.0
+
+
+def _node_copies(shapes: _Shapes, devices: Devices, node: NodeDevices) -> IntArray:
+    total = np.zeros(len(shapes.shapes), dtype=np.int64)
+    for slot in _slots(node):
+        total += shapes.copies(devices, slot)
+    return total
 
 
 @dataclass(frozen=True, slots=True)
 class _Memo:
     devices: Devices
-    shapes: tuple[DeviceShape, ...]
-    nodes: Mapping[str, NodeDevices]  # the frozen node views ``usable`` was computed on
-    usable: Mapping[str, FloatArray]  # node -> room per shape
+    shapes: _Shapes
+    nodes: Mapping[str, NodeDevices]  # the frozen node views ``copies`` was counted on
+    copies: Mapping[str, IntArray]  # node -> copies per shape its devices could take
     price: FloatArray  # per shape
 
 
@@ -187,6 +217,7 @@ class DevicePacking:
         if not pending:
             return neutral(rows)
         memo = self._memo_of(devices)
+        shapes = memo.shapes
         names = _names(snapshot, rows)
         cost = np.zeros(len(rows))
         fill = np.zeros(len(rows))
@@ -196,13 +227,24 @@ class DevicePacking:
             if name is None or node is None or not node.devices:
                 continue
             slots = _slots(node)
-            if not all(_place(request, devices, slots) for request in pending):
-                continue
-            placed[i] = True
-            fill[i] = sum(s.fill() for s in slots) / len(slots)
-            if memo.shapes:
-                after = np.array([_usable(m, devices, slots) for m in memo.shapes])
-                cost[i] = float(memo.price @ (memo.usable[name] - after))
+            taken: set[int] = set()
+            for request in pending:
+                chosen = _place(request, devices, slots)
+                if chosen is None:
+                    break
+                taken.update(chosen)
+            else:
+                placed[i] = True
+                fill[i] = sum(s.fill() for s in slots) / len(slots)
+                if shapes.shapes:
+                    # Only the devices taken change: the room after is the room before less
+                    # what those devices could take before, plus what they can take after.
+                    copies = memo.copies[name].copy()
+                    for j in taken:
+                        copies += shapes.copies(devices, slots[j])
+                        copies -= shapes.copies(devices, _slot(node.devices[j]))
+                    lost = shapes.usable(memo.copies[name]) - shapes.usable(copies)
+                    cost[i] = float(memo.price @ lost)
         if not placed.any():
             return neutral(rows)
         low, high = float(cost[placed].min()), float(cost[placed].max())
@@ -214,35 +256,34 @@ class DevicePacking:
         return scored
 
     def _memo_of(self, devices: Devices) -> _Memo:
-        """Room per shape and node, and the prices; only changed nodes are recomputed.
+        """Copies per shape and node, and the prices; only changed nodes are recounted.
 
         ``DeviceBook`` keeps a node's frozen view (the same object) while nothing on it
-        changes, so a bind recomputes the room of one node, not of the cluster.
+        changes, so a bind recounts one node, not the cluster.
         """
         with self._lock:
             memo = self._memo
             if memo is not None and memo.devices is devices:
                 return memo
-            shapes = devices.demand.classes
             same = (
                 memo is not None
-                and memo.shapes == shapes
+                and memo.shapes.shapes == devices.demand.classes
                 and memo.devices.classes is devices.classes
             )
-            usable: dict[str, FloatArray] = {}
+            shapes = memo.shapes if same and memo is not None else _shapes(devices)
+            copies: dict[str, IntArray] = {}
             for name, node in devices.nodes.items():
                 if same and memo is not None and memo.nodes.get(name) is node:
-                    usable[name] = memo.usable[name]
+                    copies[name] = memo.copies[name]
                 else:
-                    usable[name] = np.array([_usable(m, devices, _slots(node)) for m in shapes])
-            room = np.zeros(len(shapes))
-            for values in usable.values():
-                room += values
-            nodes = list(devices.nodes.values())
-            sizes = np.array([_size(m, devices, nodes) for m in shapes])
+                    copies[name] = _node_copies(shapes, devices, node)
+            room = np.zeros(len(shapes.shapes))
+            for counted in copies.values():
+                room += shapes.usable(counted)
+            sizes = shapes.counts * shapes.units
             weights = np.array(devices.demand.weights)
             price = weights * sizes / np.maximum(room, np.maximum(sizes, 1e-9))
-            self._memo = memo = _Memo(devices, shapes, devices.nodes, usable, price)
+            self._memo = memo = _Memo(devices, shapes, devices.nodes, copies, price)
             return memo
 
 
