@@ -307,6 +307,9 @@ class Devices:
     located: Mapping[DeviceKey, str] = field(default_factory=dict)
     # The device requests likely to come: recent and pending shapes (``DeviceShape``).
     demand: ShapeMix[DeviceShape] = field(default_factory=ShapeMix)
+    # pod UID -> keys of the claims the pod owns (generated from its templates, or made by
+    # kube-scheduler for its extended resources, KEP-5004).
+    owned: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(self.nodes or self.claims)
@@ -390,6 +393,7 @@ class DeviceBook:
         self._classes: dict[str, DeviceClass] = {}
         # device -> claim key -> its allocation results on that device
         self._taken: dict[DeviceKey, dict[str, list[AllocatedDevice]]] = {}
+        self._owned: dict[str, set[str]] = {}  # pod UID -> keys of the claims it owns
         self._by_node: dict[str, list[DeviceSlice]] = {}  # current slices per node
         self._located: dict[DeviceKey, str] = {}
         self._detached: tuple[Device, ...] = ()
@@ -446,6 +450,14 @@ class DeviceBook:
             self.upsert_claim(claim)
 
     def _retake(self, key: str, old: Claim | None, new: Claim | None) -> None:
+        if old is not None and old.owner_uid:
+            owned = self._owned.get(old.owner_uid)
+            if owned is not None:
+                owned.discard(key)
+                if not owned:
+                    del self._owned[old.owner_uid]
+        if new is not None and new.owner_uid:
+            self._owned.setdefault(new.owner_uid, set()).add(key)
         for result in (old.allocation or ()) if old else ():
             holders = self._taken.get(result.key)
             if holders is not None and holders.pop(key, None) is not None and not holders:
@@ -509,6 +521,7 @@ class DeviceBook:
             detached=self._detached,
             located=MappingProxyType(dict(self._located)),
             demand=demand if demand is not None else ShapeMix(),
+            owned=MappingProxyType({u: tuple(sorted(k)) for u, k in self._owned.items()}),
         )
 
     def _reindex(self) -> None:
@@ -582,6 +595,9 @@ class PodDevices:
     pending: tuple[DeviceRequest, ...] = ()
     allocated: tuple[AllocatedDevice, ...] = ()
     unknown: int = 0  # claims not in the cache yet (e.g. generated from a template just now)
+    # A claim the pod owns but does not name: kube-scheduler made it for the pod's extended
+    # resources (KEP-5004), so those are served by that claim's devices already.
+    extended_claimed: bool = False
 
     def __bool__(self) -> bool:
         return bool(self.pending or self.allocated or self.unknown)
@@ -590,11 +606,20 @@ class PodDevices:
 NO_POD_DEVICES = PodDevices()
 
 
-def pod_devices(namespace: str, pod_claims: Iterable[PodClaim], devices: Devices) -> PodDevices:
+def pod_devices(
+    namespace: str, pod_claims: Iterable[PodClaim], devices: Devices, uid: str = ""
+) -> PodDevices:
+    """The pod's claims: those it names, and (given its ``uid``) those it owns besides, i.e.
+    the claim kube-scheduler made for its extended resources (KEP-5004)."""
     pending: list[DeviceRequest] = []
     allocated: list[AllocatedDevice] = []
     unknown = 0
-    for claim in devices.claims_of(namespace, pod_claims):
+    entries = list(pod_claims)
+    claims = devices.claims_of(namespace, entries)
+    named = {f"{namespace}/{e.claim_name}" for e in entries if e.claim_name}
+    owned = devices.owned.get(uid, ()) if uid else ()
+    extended = [devices.claims[k] for k in owned if k not in named and k in devices.claims]
+    for claim in [*claims, *extended]:
         if claim is None:
             unknown += 1
         elif claim.allocation is not None:
@@ -603,7 +628,7 @@ def pod_devices(namespace: str, pod_claims: Iterable[PodClaim], devices: Devices
             pending.extend(claim.requests)
     if not pending and not allocated and not unknown:
         return NO_POD_DEVICES
-    return PodDevices(tuple(pending), tuple(allocated), unknown)
+    return PodDevices(tuple(pending), tuple(allocated), unknown, bool(extended))
 
 
 def class_matches(choice: DeviceChoice, devices: Devices, device: Device) -> bool | None:

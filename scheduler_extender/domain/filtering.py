@@ -162,7 +162,7 @@ def filter_nodes(
     failing = np.flatnonzero(code != 0)
     rejections = {int(c): _explain(int(c), pod, requested, limit) for c in np.unique(code[failing])}
     failed = {unique[i]: rejections[int(code[i])] for i in failing}
-    if snapshot.devices and (pod.claims or mapped):
+    if snapshot.devices and (pod.claims or mapped or pod.uid in snapshot.devices.owned):
         blocked_by_devices = _device_rejections(pod, passed, snapshot, mapped)
         if blocked_by_devices:
             passed = [name for name in passed if name not in blocked_by_devices]
@@ -193,7 +193,9 @@ def _device_rejections(
     allocated already bind the pod to the node of their devices.
     """
     devices = snapshot.devices
-    demand = pod_devices(pod.namespace, pod.claims, devices)
+    demand = pod_devices(pod.namespace, pod.claims, devices, pod.uid)
+    if demand.extended_claimed:
+        mapped = {}  # kube-scheduler's claim for them is counted (and tied to its node) above
     extended = [
         DeviceRequest(
             resource,

@@ -154,3 +154,44 @@ def test_a_withdrawn_slice_closes_its_node_and_a_republished_one_opens_it(
     assert "too-many" not in placement(api, namespace)
     for device, consumed in allocations(api, namespace).items():
         assert sum(consumed) <= dra.quantity_bytes("24Gi"), (device, consumed)
+
+
+def test_an_extended_resource_mapped_to_dra_devices_goes_through_the_extender(
+    reconfigurable_cluster: LocalCluster,
+    api: client.ApiClient,
+    namespace: str,
+    dra_pool: NodePool,
+) -> None:
+    # KEP-5004: a DeviceClass maps an extended resource the nodes do not advertise; a pod
+    # requesting it gets devices of the class, through a claim kube-scheduler makes for it.
+    resource_name = f"fake.scheduler-extender.io/{namespace}"
+    device_class: Any = {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "DeviceClass",
+        "metadata": {"name": f"mapped-{namespace}"},
+        "spec": {
+            "selectors": [{"cel": {"expression": f'device.driver == "{dra.DRIVER}"'}}],
+            "extendedResourceName": resource_name,
+        },
+    }
+    resource = client.ResourceV1Api(api)
+    resource.create_device_class(device_class)
+    try:
+        before = extender_decisions(reconfigurable_cluster.extender_endpoint.metrics_url)
+        pod = dra_pool.pod("mapped", namespace=namespace, gpus=0, cpu="100m", memory="256Mi")
+        container = pod["spec"]["containers"][0]["resources"]
+        container["requests"][resource_name] = "3"
+        container["limits"] = {resource_name: "3"}
+        node = submit(api, namespace, [pod])["mapped"]
+        after = extender_decisions(reconfigurable_cluster.extender_endpoint.metrics_url)
+        assert after[("bind", "bound")] - before[("bind", "bound")] == 1
+        taken = allocations(api, namespace)
+        assert len(taken) == 3  # three devices, whole
+        assert {pool for pool, _ in taken} == {node}
+        # The next pod asking for 3 cannot share that node's last device: it goes elsewhere.
+        second = dra_pool.pod("mapped-2", namespace=namespace, gpus=0, cpu="100m", memory="256Mi")
+        second["spec"]["containers"][0]["resources"]["requests"][resource_name] = "3"
+        second["spec"]["containers"][0]["resources"]["limits"] = {resource_name: "3"}
+        assert submit(api, namespace, [second])["mapped-2"] != node
+    finally:
+        resource.delete_device_class(device_class["metadata"]["name"])

@@ -135,3 +135,29 @@ def test_device_demand_is_learned_from_claims_recent_and_pending() -> None:
     demand = state.snapshot().devices.demand
     weights = dict(zip(demand.classes, demand.weights, strict=True))
     assert sorted(weights.values()) == [2.0, 3.0]
+
+
+def test_the_claim_kube_scheduler_made_for_a_mapped_resource_is_not_counted_twice() -> None:
+    # At bind time kube-scheduler has allocated the pod's extended resources through a claim
+    # it made (owned by the pod): those devices are the pod's, not a second request.
+    state = cluster()
+    mapped = device_class_json("gpu")
+    mapped["spec"]["extendedResourceName"] = "example.com/gpu"
+    state.upsert_device_class(device_class_from_json(mapped))
+    raw = pod_json("p", 0, uid="pod-uid")
+    raw["spec"]["containers"][0]["resources"]["requests"]["example.com/gpu"] = "2"
+    pod = pod_from_json(raw, "agent")
+    made = claim_json("p-extended-resources", allocated=[("node-a", "gpu-0"), ("node-a", "gpu-1")])
+    made["metadata"]["ownerReferences"] = [
+        {"apiVersion": "v1", "kind": "Pod", "name": "p", "uid": "pod-uid", "controller": True}
+    ]
+    state.upsert_claim(claim_from_json(made))
+    snapshot = state.snapshot()
+    # node-a's two devices are taken, by this very pod's claim: the bind there passes.
+    assert check_node(pod, "node-a", snapshot, RULES) is None
+    elsewhere = check_node(pod, "node-b", snapshot, RULES)
+    assert elsewhere is not None
+    assert "node-a" in elsewhere.message
+    # Another pod asking for two finds node-a full.
+    other = pod_from_json(pod_json("q", 0) | {"spec": raw["spec"]}, "agent")
+    assert check_node(other, "node-a", snapshot, RULES) is not None
