@@ -464,6 +464,11 @@ class ClusterState:
         """(nodes, pods) held."""
         return len(self._nodes), len(self._pods)
 
+    @property
+    def device_counts(self) -> tuple[int, int, int]:
+        """(ResourceSlices, ResourceClaims, DeviceClasses) held."""
+        return self._devices.counts
+
     # -- internals ---------------------------------------------------------
     def _amounts_of(self, name: str) -> tuple[Mapping[str, int], Mapping[str, int]]:
         state = self._frozen[name]

@@ -492,8 +492,9 @@ class DeviceBook:
 
     # -- the frozen view ------------------------------------------------------------------
     @property
-    def empty(self) -> bool:
-        return not self._slices and not self._claims
+    def counts(self) -> tuple[int, int, int]:
+        """(slices, claims, classes) held."""
+        return len(self._slices), len(self._claims), len(self._classes)
 
     def freeze(self, demand: ShapeMix[DeviceShape] | None = None) -> Devices:
         if self._slices_dirty:

@@ -262,9 +262,14 @@ class ClusterCache(SharedCluster):
     def _refresh_gauges(self) -> None:
         with self._lock:
             nodes, pods = self.state.counts
+            slices, claims, classes = self.state.device_counts
             assumed = self.state.assumed_count
         self._metrics.cache_objects.labels("node").set(nodes)
         self._metrics.cache_objects.labels("pod").set(pods)
+        if self.dra_watched:
+            self._metrics.cache_objects.labels("resourceslice").set(slices)
+            self._metrics.cache_objects.labels("resourceclaim").set(claims)
+            self._metrics.cache_objects.labels("deviceclass").set(classes)
         self._metrics.assumed_pods.set(assumed)
         self._metrics.cache_synced.set(1 if self.synced else 0)
 

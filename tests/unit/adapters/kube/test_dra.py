@@ -137,6 +137,12 @@ def test_the_cache_lists_slices_claims_and_classes_into_the_snapshot() -> None:
     assert [d.free["memory"] for d in node.devices] == [50 * GI, 80 * GI]
     assert "gpu" in devices.classes
     assert "default/c" in devices.claims
+    watched.dra_watched = True
+    watched._refresh_gauges()
+    gauge = watched._metrics.cache_objects
+    assert [
+        gauge.labels(k)._value.get() for k in ("resourceslice", "resourceclaim", "deviceclass")
+    ] == [1, 1, 1]
 
 
 class _NoGroup:
