@@ -374,8 +374,7 @@ class ClusterState:
 
     def _freeze_devices(self) -> Devices:
         if self._devices_dirty:
-            frozen = self._devices.freeze(self._device_demand.freeze())
-            self._frozen_devices = frozen if frozen.nodes or frozen.claims else NO_DEVICES
+            self._frozen_devices = self._devices.freeze(self._device_demand.freeze())
             self._devices_dirty = False
         return self._frozen_devices
 
