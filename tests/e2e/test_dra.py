@@ -195,3 +195,45 @@ def test_an_extended_resource_mapped_to_dra_devices_goes_through_the_extender(
         assert submit(api, namespace, [second])["mapped-2"] != node
     finally:
         resource.delete_device_class(device_class["metadata"]["name"])
+
+
+def test_a_share_goes_where_it_leaves_room_for_the_shares_in_demand(
+    reconfigurable_cluster: LocalCluster,
+    api: client.ApiClient,
+    namespace: str,
+    dra_pool: NodePool,
+) -> None:
+    # Node A's first GPU has 45Gi left, node B's 60Gi; 40Gi shares are in demand (two claims
+    # wait for devices). A 10Gi share on A (the fuller: what filling the fullest would pick)
+    # leaves 35Gi there, of no use to a 40Gi share; on B it leaves 50Gi, still one share's.
+    # Everything else about A and B is equal for kube-scheduler, so the extender decides.
+    a, b = dra_pool.node_names
+    resource = client.ResourceV1Api(api)
+    for name, memory in (("t35", "35Gi"), ("t20", "20Gi"), ("t10", "10Gi")):
+        created: Any = template(name, namespace, memory=memory)
+        resource.create_namespaced_resource_claim_template(namespace, created)
+
+    def pinned(name: str, node: str, template_name: str) -> dict[str, Any]:
+        pod = claim_pod(dra_pool, name, namespace, template_name)
+        pod["spec"]["nodeSelector"]["kubernetes.io/hostname"] = node
+        return pod
+
+    submit(api, namespace, [pinned("on-a", a, "t35"), pinned("on-b", b, "t20")])
+    for i in range(2):
+        waiting: Any = template(f"forty-{i}", namespace, memory="40Gi")["spec"]
+        waiting = {
+            "apiVersion": "resource.k8s.io/v1",
+            "kind": "ResourceClaim",
+            "metadata": {"name": f"forty-{i}", "namespace": namespace},
+            "spec": waiting["spec"],
+        }
+        resource.create_namespaced_resource_claim(namespace, waiting)
+    time.sleep(2)  # the extender's watch has seen the waiting claims (the demand)
+
+    placed = submit(api, namespace, [claim_pod(dra_pool, "small", namespace, "t10")])
+    assert placed["small"] == b
+    taken = allocations(api, namespace)
+    assert sorted(taken[(b, "gpu-0")]) == sorted(
+        [dra.quantity_bytes("20Gi"), dra.quantity_bytes("10Gi")]
+    )
+    assert taken[(a, "gpu-0")] == [dra.quantity_bytes("35Gi")]
