@@ -277,6 +277,8 @@ class ClusterState:
             return  # e.g. a status update we do not read: keep the snapshot
         self._pods[pod.uid] = pod
         self._uid_by_key[pod.key] = pod.uid
+        if (old is None or old.agent != pod.agent) and self._devices.touch_consumer(pod.uid):
+            self._devices_changed()  # the agents on its devices
         if old is None and not pod.terminal:
             self._arrived(pod)
         if old is None and not pod.terminal and pod.agent:
@@ -368,13 +370,19 @@ class ClusterState:
         self._devices.replace_classes(items)
         self._devices_changed()
 
+    def _agent_of(self, uid: str) -> str | None:
+        pod = self._pods.get(uid)
+        return pod.agent if pod is not None else None
+
     def _devices_changed(self) -> None:
         self._devices_dirty = True
         self._version += 1
 
     def _freeze_devices(self) -> Devices:
         if self._devices_dirty:
-            self._frozen_devices = self._devices.freeze(self._device_demand.freeze())
+            self._frozen_devices = self._devices.freeze(
+                self._device_demand.freeze(), self._agent_of
+            )
             self._devices_dirty = False
         return self._frozen_devices
 

@@ -32,7 +32,7 @@ never contradict it.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -252,6 +252,8 @@ class DeviceState:
     allocations: int  # allocation results naming it
     free: Mapping[str, int]  # capacity minus consumed (whole capacity when never allocated)
     available: bool  # a partition whose counters are not used up, and a device not exclusively held
+    # The agents of the pods its allocations are reserved for, one entry per such pod.
+    agents: tuple[str, ...] = ()
 
     @property
     def untouched(self) -> bool:
@@ -365,14 +367,24 @@ def current_slices(slices: Iterable[DeviceSlice]) -> list[DeviceSlice]:
 
 
 def node_devices(
-    node: str, slices: Iterable[DeviceSlice], taken: Mapping[DeviceKey, list[AllocatedDevice]]
+    node: str,
+    slices: Iterable[DeviceSlice],
+    taken: Mapping[DeviceKey, list[AllocatedDevice]],
+    agents: Mapping[DeviceKey, tuple[str, ...]] | None = None,
 ) -> NodeDevices:
-    """One node's devices (from its current slices) after the allocation results ``taken``."""
+    """One node's devices (from its current slices) after the allocation results ``taken``;
+    ``agents``: per device, the agents of the pods holding it."""
     states: list[DeviceState] = []
     for s in slices:
         used_counters = _counters_used(s, taken)
         states.extend(
-            _device_state(s, device, taken.get(device.key, []), used_counters)
+            _device_state(
+                s,
+                device,
+                taken.get(device.key, []),
+                used_counters,
+                agents.get(device.key, ()) if agents else (),
+            )
             for device in s.devices
         )
     return NodeDevices(node, tuple(states))
@@ -394,6 +406,7 @@ class DeviceBook:
         # device -> claim key -> its allocation results on that device
         self._taken: dict[DeviceKey, dict[str, list[AllocatedDevice]]] = {}
         self._owned: dict[str, set[str]] = {}  # pod UID -> keys of the claims it owns
+        self._reserved: dict[str, set[str]] = {}  # pod UID -> keys of claims reserved for it
         self._by_node: dict[str, list[DeviceSlice]] = {}  # current slices per node
         self._located: dict[DeviceKey, str] = {}
         self._detached: tuple[Device, ...] = ()
@@ -458,6 +471,14 @@ class DeviceBook:
                     del self._owned[old.owner_uid]
         if new is not None and new.owner_uid:
             self._owned.setdefault(new.owner_uid, set()).add(key)
+        for uid in old.reserved_for if old is not None else ():
+            reserved = self._reserved.get(uid)
+            if reserved is not None:
+                reserved.discard(key)
+                if not reserved:
+                    del self._reserved[uid]
+        for uid in new.reserved_for if new is not None else ():
+            self._reserved.setdefault(uid, set()).add(key)
         for result in (old.allocation or ()) if old else ():
             holders = self._taken.get(result.key)
             if holders is not None and holders.pop(key, None) is not None and not holders:
@@ -466,6 +487,15 @@ class DeviceBook:
         for result in (new.allocation or ()) if new else ():
             self._taken.setdefault(result.key, {}).setdefault(key, []).append(result)
             self._touch_device(result.key)
+
+    def touch_consumer(self, uid: str) -> bool:
+        """The pod ``uid`` changed what ``agent_of`` says of it: its devices' nodes are rebuilt
+        at the next freeze. False when no claim is reserved for it."""
+        keys = self._reserved.get(uid)
+        for key in keys or ():
+            for result in self._claims[key].allocation or ():
+                self._touch_device(result.key)
+        return bool(keys)
 
     def _touch_device(self, key: DeviceKey) -> None:
         node = self._located.get(key)
@@ -496,7 +526,12 @@ class DeviceBook:
         """(slices, claims, classes) held."""
         return len(self._slices), len(self._claims), len(self._classes)
 
-    def freeze(self, demand: ShapeMix[DeviceShape] | None = None) -> Devices:
+    def freeze(
+        self,
+        demand: ShapeMix[DeviceShape] | None = None,
+        agent_of: Callable[[str], str | None] | None = None,
+    ) -> Devices:
+        """``agent_of``: the agent of a pod, by UID (None: not an agent's, or unknown)."""
         if self._slices_dirty:
             self._reindex()
         if self._classes_dirty:
@@ -513,7 +548,12 @@ class DeviceBook:
                 for device in s.devices
                 if (holders := self._taken.get(device.key))
             }
-            self._nodes[node] = node_devices(node, slices, taken)
+            agents = (
+                {key: self._agents_of(self._taken[key], agent_of) for key in taken}
+                if agent_of is not None
+                else None
+            )
+            self._nodes[node] = node_devices(node, slices, taken, agents)
         self._dirty_nodes.clear()
         return Devices(
             nodes=MappingProxyType(dict(self._nodes)),
@@ -523,6 +563,16 @@ class DeviceBook:
             located=MappingProxyType(dict(self._located)),
             demand=demand if demand is not None else ShapeMix(),
             owned=MappingProxyType({u: tuple(sorted(k)) for u, k in self._owned.items()}),
+        )
+
+    def _agents_of(
+        self, holders: Mapping[str, list[AllocatedDevice]], agent_of: Callable[[str], str | None]
+    ) -> tuple[str, ...]:
+        return tuple(
+            agent
+            for key in sorted(holders)
+            for uid in self._claims[key].reserved_for
+            if (agent := agent_of(uid)) is not None
         )
 
     def _reindex(self) -> None:
@@ -564,6 +614,7 @@ def _device_state(
     device: Device,
     results: list[AllocatedDevice],
     used_counters: Mapping[str, Mapping[str, int]],
+    agents: tuple[str, ...] = (),
 ) -> DeviceState:
     free = dict(device.capacity)
     if results and not device.shared:
@@ -584,7 +635,9 @@ def _device_state(
                 for name, amount in counters.amounts.items()
             ):
                 available = False
-    return DeviceState(device, s.node, s.name, len(results), MappingProxyType(free), available)
+    return DeviceState(
+        device, s.node, s.name, len(results), MappingProxyType(free), available, agents
+    )
 
 
 # -- a pod's demand ----------------------------------------------------------------------------

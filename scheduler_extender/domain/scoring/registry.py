@@ -14,6 +14,7 @@ from scheduler_extender.domain.popularity import UNIFORM_GPUS, GpuCapacity
 from scheduler_extender.domain.scoring.agent_spread import AgentSpread
 from scheduler_extender.domain.scoring.demand_packing import DemandAwarePacking
 from scheduler_extender.domain.scoring.device_packing import DevicePacking
+from scheduler_extender.domain.scoring.device_popularity import DevicePopularity
 from scheduler_extender.domain.scoring.gpu_binpack import GpuBinPacking
 from scheduler_extender.domain.scoring.group_topology import GroupTopology
 from scheduler_extender.domain.scoring.policy import Audience, ScoringContext, ScoringPolicy
@@ -29,6 +30,7 @@ POLICIES: Mapping[str, Callable[[GpuCapacity], ScoringPolicy]] = {
     "demand_packing": lambda _capacity: DemandAwarePacking(),
     "group_topology": lambda _capacity: GroupTopology(),
     "device_packing": lambda _capacity: DevicePacking(),
+    "device_popularity": lambda _capacity: DevicePopularity(),
 }
 
 # demand_packing scores the pods without the agent label alone (see policy.Audience), so its
@@ -40,6 +42,7 @@ DEFAULT_WEIGHTS: Mapping[str, float] = {
     "demand_packing": 1.0,
     "group_topology": 4.0,
     "device_packing": 4.0,
+    "device_popularity": 3.0,
 }
 
 
