@@ -5,10 +5,11 @@ ResourceSlices (each node's devices, published by a DRA driver), DeviceClasses
 (which devices a class means) and ResourceClaims (what pods ask for), and
 writes the chosen devices into the claim's ``status.allocation``. The extender
 never allocates: it keeps the same objects, views per node and per device
-what is left after the allocations written so far, and uses that to close
-nodes that certainly cannot satisfy a pod's claims (``DeviceRule``) and to
-score nodes by what the placement leaves of each device
-(``scoring/device_packing.py``).
+what is left after the allocations written so far (``DeviceBook``, kept
+incrementally, frozen into ``Devices`` with each snapshot), and uses that to
+close nodes that certainly cannot satisfy a pod's claims (``filtering.py``) and
+to score nodes by what the placement leaves of each device
+(``scoring/device_packing.py``, ``scoring/device_popularity.py``).
 
 Devices are shared in two ways, both modelled here:
 
