@@ -180,15 +180,24 @@ class ClusterCache(SharedCluster):
         )
 
     def _dra_served(self) -> bool:
-        """Whether the API server serves resource.k8s.io/v1 (and lets us read it)."""
+        """Whether the API server serves resource.k8s.io/v1 and lets us list its three kinds.
+
+        Without the group (404) or without the permission (403: e.g. RBAC that predates DRA)
+        the extender runs on nodes and pods alone rather than report unready for good.
+        """
         if self._resource_api is None:
             return False
         try:
             self._resource_api.get_api_resources(_request_timeout=LIST_TIMEOUT)
+            for reflector in self._dra_reflectors:
+                reflector.probe(LIST_TIMEOUT)
         except ApiException as exc:
             if exc.status in (403, 404):
                 log.warning(
-                    "resource.k8s.io/v1 is not served (%s): DRA devices are not watched", exc.status
+                    "resource.k8s.io/v1 is not served or not readable (%s %s): DRA devices "
+                    "are not watched",
+                    exc.status,
+                    exc.reason,
                 )
                 return False
             log.warning("asking for resource.k8s.io/v1 failed (%s); watching it anyway", exc)

@@ -173,6 +173,8 @@ def test_with_the_dra_group_readiness_waits_for_the_dra_kinds_too() -> None:
             return None
 
     watched._resource_api = Served()  # type: ignore[assignment]
+    for reflector in watched._dra_reflectors:
+        reflector._lister = lambda **kwargs: Listed([])
     started: list[str] = []
     for reflector in (*watched._reflectors, *watched._dra_reflectors):
         reflector.start = lambda r=reflector: started.append(r.name)  # type: ignore[method-assign,misc]
@@ -199,3 +201,26 @@ def test_dra_off_builds_no_dra_reflector(dra: bool) -> None:
         dra=dra,
     )
     assert off._dra_reflectors == ()
+
+
+def test_without_the_permission_to_list_them_the_dra_kinds_are_not_watched() -> None:
+    watched = cache()
+
+    class Served:
+        def get_api_resources(self, **kwargs: Any) -> None:
+            return None
+
+    def forbidden(**kwargs: Any) -> None:
+        raise ApiException(status=403, reason="Forbidden")
+
+    watched._resource_api = Served()  # type: ignore[assignment]
+    for reflector in watched._dra_reflectors:
+        reflector._lister = lambda **kwargs: Listed([])
+    watched._dra_reflectors[1]._lister = forbidden
+    started: list[str] = []
+    for reflector in (*watched._reflectors, *watched._dra_reflectors):
+        reflector.start = lambda r=reflector: started.append(r.name)  # type: ignore[method-assign,misc]
+    watched.start()
+    watched.stop()
+    assert started == ["node", "pod"]
+    assert not watched.dra_watched
