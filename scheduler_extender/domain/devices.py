@@ -17,10 +17,11 @@ Devices are shared in two ways, both modelled here:
   is allocated to several claims, each consuming part of its capacity (e.g.
   ``memory``); its free capacity is its capacity minus what the allocation
   results say they consume (``consumedCapacity``);
-* **partitions** (KEP-4815, MIG-like): several devices of a slice consume
-  counters of one counter set (``sharedCounters`` / ``consumesCounters``); a
-  device is available only while the counters it needs are not used up by the
-  partitions already allocated.
+* **partitions** (KEP-4815, MIG-like): several devices of a pool consume
+  counters of one counter set (``consumesCounters`` of the ``sharedCounters``
+  that a slice of the same pool publishes; in ``resource.k8s.io/v1`` a slice
+  carries devices or counters, not both); a device is available only while the
+  counters it needs are not used up by the partitions already allocated.
 
 Selectors are CEL expressions that only the API server and kube-scheduler
 evaluate in full. The extender reads the common conjunctive forms
@@ -374,16 +375,29 @@ def node_devices(
     agents: Mapping[DeviceKey, tuple[str, ...]] | None = None,
 ) -> NodeDevices:
     """One node's devices (from its current slices) after the allocation results ``taken``;
-    ``agents``: per device, the agents of the pods holding it."""
+    ``agents``: per device, the agents of the pods holding it.
+
+    Counter sets belong to a pool: in ``resource.k8s.io/v1`` a slice carries either devices
+    or shared counters, and the partitions of one slice consume the counters another slice
+    of the same pool publishes.
+    """
+    listed = list(slices)
+    counter_sets: dict[tuple[str, str], dict[str, Mapping[str, int]]] = {}
+    used: dict[tuple[str, str], dict[str, dict[str, int]]] = {}
+    for s in listed:
+        pool = (s.driver, s.pool)
+        counter_sets.setdefault(pool, {}).update(s.counter_sets)
+        _count_used(s, taken, used.setdefault(pool, {}))
     states: list[DeviceState] = []
-    for s in slices:
-        used_counters = _counters_used(s, taken)
+    for s in listed:
+        pool = (s.driver, s.pool)
         states.extend(
             _device_state(
                 s,
                 device,
                 taken.get(device.key, []),
-                used_counters,
+                counter_sets.get(pool, {}),
+                used.get(pool, {}),
                 agents.get(device.key, ()) if agents else (),
             )
             for device in s.devices
@@ -597,23 +611,25 @@ class DeviceBook:
         self._slices_dirty = False
 
 
-def _counters_used(
-    s: DeviceSlice, taken: Mapping[DeviceKey, list[AllocatedDevice]]
-) -> dict[str, dict[str, int]]:
-    used: dict[str, dict[str, int]] = {}
+def _count_used(
+    s: DeviceSlice,
+    taken: Mapping[DeviceKey, list[AllocatedDevice]],
+    used: dict[str, dict[str, int]],
+) -> None:
+    """Add to ``used`` the counters the allocated devices of ``s`` consume, per counter set."""
     for device in s.devices:
         if device.key in taken:
             for consumed in device.consumes:
                 into = used.setdefault(consumed.counter_set, {})
                 for name, amount in consumed.amounts.items():
                     into[name] = into.get(name, 0) + amount
-    return used
 
 
 def _device_state(
     s: DeviceSlice,
     device: Device,
     results: list[AllocatedDevice],
+    counter_sets: Mapping[str, Mapping[str, int]],
     used_counters: Mapping[str, Mapping[str, int]],
     agents: tuple[str, ...] = (),
 ) -> DeviceState:
@@ -629,7 +645,7 @@ def _device_state(
     if not results:
         # A partition is available while its counters fit in what the others left.
         for counters in device.consumes:
-            total = s.counter_sets.get(counters.counter_set, {})
+            total = counter_sets.get(counters.counter_set, {})
             used = used_counters.get(counters.counter_set, {})
             if any(
                 used.get(name, 0) + amount > total.get(name, 0)

@@ -152,6 +152,32 @@ def test_partitions_are_closed_once_their_counters_are_used_up() -> None:
     assert all(d.available for d in untouched.devices)
 
 
+def test_partitions_consume_the_counters_another_slice_of_their_pool_publishes() -> None:
+    # resource.k8s.io/v1: a slice carries devices or shared counters, never both.
+    counters = DeviceSlice(
+        "node-a-counters", DRIVER, "node-a", "node-a", 0, (), {"gpu-0-counters": {"memory": 80}}
+    )
+    halves = [
+        gpu(f"gpu-0-half-{i}", memory=40, consumes=(Counters("gpu-0-counters", {"memory": 40}),))
+        for i in range(2)
+    ]
+    whole = gpu("gpu-0", consumes=(Counters("gpu-0-counters", {"memory": 80}),))
+    partitions = DeviceSlice("node-a-devices", DRIVER, "node-a", "node-a", 0, (whole, *halves))
+    free = freeze_devices([counters, partitions], [], [WHOLE])
+    node = free.of("node-a")
+    assert node is not None
+    assert all(d.available for d in node.devices)
+    assert choice_fits(DeviceChoice("gpu", count=3), free, node) is True  # by count alone
+    one_half = freeze_devices(
+        [counters, partitions], [claim("a", allocation=(result("gpu-0-half-1"),))], [WHOLE]
+    )
+    node = one_half.of("node-a")
+    assert node is not None
+    available = {d.device.name: d.available for d in node.devices}
+    assert available == {"gpu-0": False, "gpu-0-half-0": True, "gpu-0-half-1": False}
+    assert choice_fits(DeviceChoice("gpu", count=2), one_half, node) is False
+
+
 def test_only_the_newest_generation_of_a_pool_counts_and_detached_devices_give_no_opinion() -> None:
     old = node_slice("node-a", gpu("gpu-0"), gpu("gpu-1"), generation=1)
     new = DeviceSlice("node-a-new", DRIVER, "node-a", "node-a", 2, (gpu("gpu-0"),))
