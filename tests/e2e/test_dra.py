@@ -238,3 +238,98 @@ def test_a_share_goes_where_it_leaves_room_for_the_shares_in_demand(
         [dra.quantity_bytes("20Gi"), dra.quantity_bytes("10Gi")]
     )
     assert taken[(a, "gpu-0")] == [dra.quantity_bytes("35Gi")]
+
+
+def test_partitions_through_kube_scheduler_and_the_extender(
+    reconfigurable_cluster: LocalCluster,
+    api: client.ApiClient,
+    namespace: str,
+    dra_pool: NodePool,
+) -> None:
+    # MIG-like partitions (KEP-4815): one 24Gi GPU published as itself and as three 8Gi
+    # partitions, all consuming one counter set that a second slice of the pool publishes.
+    # kube-scheduler allocates three partitions, then neither a fourth nor the whole GPU; the
+    # extender must agree (it once read partitions without counters in their own slice as
+    # unavailable, and refused every node).
+    node = dra_pool.node_names[0]
+    dra.withdraw(api, dra_pool.node_names)
+    pool = f"{node}-partitioned"
+
+    def sliced(name: str, **spec: Any) -> dict[str, Any]:
+        return {
+            "apiVersion": "resource.k8s.io/v1",
+            "kind": "ResourceSlice",
+            "metadata": {"name": name},
+            "spec": {
+                "driver": dra.DRIVER,
+                "nodeName": node,
+                "pool": {"name": pool, "generation": 1, "resourceSliceCount": 2},
+                **spec,
+            },
+        }
+
+    def device(name: str, memory: str, partition: bool) -> dict[str, Any]:
+        return {
+            "name": name,
+            "attributes": {"partition": {"bool": partition}},
+            "capacity": {"memory": {"value": memory}},
+            "consumesCounters": [
+                {"counterSet": "gpu-0", "counters": {"memory": {"value": memory}}}
+            ],
+        }
+
+    counters = sliced(
+        f"{pool}-counters",
+        sharedCounters=[{"name": "gpu-0", "counters": {"memory": {"value": "24Gi"}}}],
+    )
+    devices = sliced(
+        f"{pool}-devices",
+        devices=[
+            device("gpu-0", "24Gi", False),
+            *(device(f"gpu-0-part-{i}", "8Gi", True) for i in range(3)),
+        ],
+    )
+    dra.put_slice(api, counters)
+    dra.put_slice(api, devices)
+    resource = client.ResourceV1Api(api)
+    classes = []
+    for partition in (True, False):
+        name = f"{'part' if partition else 'whole'}-{namespace}"
+        expression = (
+            f'device.driver == "{dra.DRIVER}" && '
+            f'device.attributes["{dra.DRIVER}"].partition == {str(partition).lower()}'
+        )
+        body: Any = {
+            "apiVersion": "resource.k8s.io/v1",
+            "kind": "DeviceClass",
+            "metadata": {"name": name},
+            "spec": {"selectors": [{"cel": {"expression": expression}}]},
+        }
+        resource.create_device_class(body)
+        classes.append(name)
+        claim_template: Any = template(name, namespace)
+        claim_template["spec"]["spec"]["devices"]["requests"][0]["exactly"]["deviceClassName"] = (
+            name
+        )
+        resource.create_namespaced_resource_claim_template(namespace, claim_template)
+    try:
+        placed = submit(
+            api,
+            namespace,
+            [claim_pod(dra_pool, f"part-{i}", namespace, classes[0]) for i in range(3)],
+        )
+        assert set(placed.values()) == {node}
+        workload.create_pods(
+            api,
+            [
+                claim_pod(dra_pool, "part-3", namespace, classes[0]),
+                claim_pod(dra_pool, "whole", namespace, classes[1]),
+            ],
+        )
+        time.sleep(5)
+        assert {"part-3", "whole"}.isdisjoint(placement(api, namespace))
+    finally:
+        for name in classes:
+            resource.delete_device_class(name)
+        for published in (counters, devices):
+            resource.delete_resource_slice(published["metadata"]["name"])
