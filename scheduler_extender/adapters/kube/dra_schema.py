@@ -193,6 +193,7 @@ class DeviceResultView(_View):
     pool: str
     device: str
     share_id: str | None = Field(default=None, alias="shareID")
+    admin_access: bool | None = Field(default=None, alias="adminAccess")
     consumed_capacity: dict[str, Quantity] = Field(default_factory=dict, alias="consumedCapacity")
 
     def to_domain(self) -> AllocatedDevice:
@@ -239,7 +240,11 @@ class ResourceClaimView(_View):
             meta.name,
             meta.uid,
             tuple(r.to_domain() for r in self.spec.devices.requests),
-            tuple(r.to_domain() for r in allocation.devices.results) if allocation else None,
+            # An admin-access allocation (monitoring, debugging) takes nothing from the device,
+            # as kube-scheduler counts it.
+            tuple(r.to_domain() for r in allocation.devices.results if not r.admin_access)
+            if allocation
+            else None,
             tuple(c.uid for c in self.status.reserved_for if c.resource == "pods"),
             owner.uid if owner else "",
             meta.annotations.get(POD_CLAIM_NAME_ANNOTATION, ""),

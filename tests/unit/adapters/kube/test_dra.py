@@ -61,6 +61,14 @@ def test_a_claim_parses_its_requests_and_its_allocation() -> None:
     assert result.share_id == "share-d-0"
 
 
+def test_admin_access_allocations_take_nothing_from_the_device() -> None:
+    raw = claim_json("monitor", allocated=[("node-a", "gpu-0"), ("node-a", "gpu-1")])
+    raw["status"]["allocation"]["devices"]["results"][0]["adminAccess"] = True
+    parsed = claim_from_json(raw)
+    assert parsed.allocated
+    assert [r.device for r in parsed.allocation or ()] == ["gpu-1"]
+
+
 def test_first_available_requests_are_alternatives() -> None:
     raw = claim_json("c")
     raw["spec"]["devices"]["requests"] = [
