@@ -268,6 +268,17 @@ class DeviceState:
         wanted = self.device.consumption(amounts)
         return all(self.free.get(name, 0) >= amount for name, amount in wanted.items())
 
+    def copies(self, amounts: Mapping[str, int], most: int) -> int:
+        """How many allocations taking ``amounts`` the device still holds (at most ``most``)."""
+        if not self.fits_whole(amounts):
+            return 0
+        if not self.device.shared:
+            return 1
+        wanted = [(n, a) for n, a in self.device.consumption(amounts).items() if a > 0]
+        if not wanted:
+            return most
+        return min(most, min(self.free.get(n, 0) // a for n, a in wanted))
+
     def fits_whole(self, amounts: Mapping[str, int]) -> bool:
         """Whether the device can be allocated to a claim asking for ``amounts`` of capacity."""
         if self.device.shared:
@@ -726,8 +737,15 @@ def choice_fits(choice: DeviceChoice, devices: Devices, node: NodeDevices | None
     if choice.all_devices:
         return None
     states = candidates(choice, devices, node) if node is not None else []
-    fitting = sum(1 for d in states if d.fits_whole(choice.capacity))
-    return fitting >= choice.count
+    # A shared device counts for as many of the request's devices as its free capacity
+    # holds: whether the allocator may give one request the same device twice is not this
+    # rule's to decide, and counting it so can only let more through.
+    fitting = 0
+    for state in states:
+        fitting += state.copies(choice.capacity, choice.count)
+        if fitting >= choice.count:
+            return True
+    return False
 
 
 def request_fits(request: DeviceRequest, devices: Devices, node: NodeDevices | None) -> bool:

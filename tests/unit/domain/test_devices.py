@@ -127,8 +127,14 @@ def test_shares_consume_capacity_of_a_shared_device() -> None:
     assert second.fits_share({})
     twenty = DeviceChoice("gpu", capacity={"memory": 20 * GI})
     assert choice_fits(twenty, devices, node) is True
+    # Two 20Gi shares: the untouched device holds four (one request may get one device twice
+    # or not: the rule lets it through either way); three 30Gi shares find room for two only.
     assert (
         choice_fits(DeviceChoice("gpu", count=2, capacity={"memory": 20 * GI}), devices, node)
+        is True
+    )
+    assert (
+        choice_fits(DeviceChoice("gpu", count=3, capacity={"memory": 30 * GI}), devices, node)
         is False
     )
     assert node.summary().shared_in_use == 1
