@@ -295,6 +295,11 @@ class Settings(BaseSettings):
     watch_backoff_max_seconds: float = Field(
         default=30.0, gt=0, description="Longest wait between watch retries."
     )
+    dra: bool = Field(
+        default=True,
+        description="Watch ResourceSlices, ResourceClaims and DeviceClasses (resource.k8s.io/v1) "
+        "where the API server serves them, and place pods with claims on devices.",
+    )
 
     # -- policy
     score_weights: dict[str, Annotated[float, Field(ge=0)]] = Field(

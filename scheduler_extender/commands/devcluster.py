@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from kubernetes import client
 
 from scheduler_extender.commands.common import fail, kube_client
-from scheduler_extender.devcluster import nodes, workload
+from scheduler_extender.devcluster import dra, nodes, workload
 from scheduler_extender.devcluster.paths import RepositoryNotFoundError
 from scheduler_extender.devcluster.processes import ComponentFailedError
 from scheduler_extender.devcluster.tools import ToolsMissingError
@@ -52,6 +52,10 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--no-extender", dest="extender", action="store_false",
                    help="run kube-scheduler alone, without the extender")  # fmt: skip
     p.add_argument("--extender-port", type=int, help="port of the extender (default: a free one)")
+    p.add_argument("--dra", action="store_true",
+                   help="publish the fake nodes' GPUs as DRA devices (a ResourceSlice per node, "
+                   "DeviceClasses; shareable memory) and have kube-scheduler call the extender "
+                   "for every pod, as pods with claims need")  # fmt: skip
     p.add_argument("--demo-workload", action="store_true",
                    help=f"deploy skewed-popularity agents into namespace {DEMO_NAMESPACE!r} "
                    "(static popularity, no Prometheus)")  # fmt: skip
@@ -81,6 +85,9 @@ def add_parser(subparsers: Any) -> None:
     f.add_argument("--prefix", default="gpu", help="node name prefix (default gpu)")
     f.add_argument("--start", type=int, default=0, help="index of the first node (default 0)")
     f.add_argument("--delete", action="store_true", help="delete those nodes instead")
+    f.add_argument("--dra", action="store_true",
+                   help="also publish their GPUs as DRA devices (ResourceSlices, DeviceClasses) "
+                   "of the fake driver, or withdraw them with --delete")  # fmt: skip
     f.add_argument("--no-wait", dest="wait", action="store_false",
                    help="do not wait until the nodes are schedulable")  # fmt: skip
     f.set_defaults(run=run_fake_nodes, settings_fields=[])
@@ -98,10 +105,14 @@ def run_fake_nodes(args: argparse.Namespace) -> int:
     api = kube_client(args.kubeconfig)
     names = [n.name for n in fleet]
     if args.delete:
+        if args.dra:
+            dra.withdraw(api, names)
         nodes.delete_nodes(api, names)
         print(f"deleted {len(names)} fake nodes")
         return 0
     existing = nodes.create_nodes(api, fleet)
+    if args.dra:
+        dra.publish(api, fleet)
     if args.wait:
         nodes.wait_schedulable(api, names)
     print(f"{len(names) - len(existing)} fake GPU nodes created, {len(existing)} already existed")
@@ -121,6 +132,8 @@ def run_dev_cluster(args: argparse.Namespace) -> int:
         fail("--short, --headless and --report go with --demo")
     if not args.extender and args.demo:
         fail("--demo needs the extender (drop --no-extender)")
+    if args.dra and args.demo:
+        fail("--dra does not go with --demo (the demo's agents request nvidia.com/gpu)")
     if args.exit_after is not None and args.exit_after <= 0:
         fail("--exit-after must be positive")
     if args.demo and sum(n.gpus for n in fleet) < DEMO_MIN_GPUS:
@@ -143,6 +156,7 @@ def run_dev_cluster(args: argparse.Namespace) -> int:
         extender=args.extender,
         extender_env=workload.popularity_env(agents) if agents else {},
         extender_port=args.extender_port,
+        every_pod=args.dra,
     )
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
@@ -153,6 +167,8 @@ def run_dev_cluster(args: argparse.Namespace) -> int:
     with cluster:
         api = cluster.api_client()
         nodes.create_nodes(api, fleet)
+        if args.dra:
+            dra.publish(api, fleet)
         nodes.wait_schedulable(api, [n.name for n in fleet], alive=cluster.check_alive)
         if agents:
             workload.ensure_namespace(api, DEMO_NAMESPACE)

@@ -105,6 +105,7 @@ def build(
         backoff_max=settings.watch_backoff_max_seconds,
         metrics=metrics,
         gpu_resource=settings.gpu_resource,
+        dra=settings.dra,
     )
     forecast = None
     popularity: PopularitySource = StaticPopularity(

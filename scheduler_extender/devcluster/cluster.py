@@ -30,7 +30,7 @@ from typing import IO, Any
 import httpx
 from kubernetes import client, config
 
-from scheduler_extender.devcluster import schedconfig
+from scheduler_extender.devcluster import dra, schedconfig
 from scheduler_extender.devcluster.kubeconfig import write_kubeconfig
 from scheduler_extender.devcluster.paths import kwok_dir
 from scheduler_extender.devcluster.pki import Pki, create_pki
@@ -73,6 +73,8 @@ class ClusterOptions:
     extender_env: Mapping[str, str] = field(default_factory=dict)
     extender_args: Sequence[str] = ()
     scheduler_overrides: Mapping[str, Any] = field(default_factory=dict)
+    # kube-scheduler calls the extender for every pod (pods with DRA claims request no GPUs).
+    every_pod: bool = False
     start_timeout: float = 90.0
 
 
@@ -135,6 +137,7 @@ class LocalCluster(Started):
                     extender=self.options.extender,
                     ignorable=self.options.ignorable,
                     overrides=self.options.scheduler_overrides,
+                    every_pod=self.options.every_pod,
                 )
         except BaseException:
             self.stop()
@@ -298,6 +301,7 @@ class LocalCluster(Started):
             str(self.tools.kube_scheduler),
             f"--config={path}",
             *self._secure_serving_flags(port),
+            f"--feature-gates={dra.FEATURE_GATES}",
             "--v=2",
         ]
         process = self._launch("kube-scheduler", argv, port=port)
@@ -370,6 +374,8 @@ class LocalCluster(Started):
             # sees them Ready: ~3 minutes for 1000 fake nodes that kwok makes
             # Ready at once. The controller still taints a node that stops being Ready.
             "--disable-admission-plugins=TaintNodesByCondition",
+            # DRA: shares (consumable capacity), partitions, extended resources (devcluster/dra.py).
+            f"--feature-gates={dra.FEATURE_GATES}",
         ]
         self._apiserver_port = port
         process = self._launch("kube-apiserver", argv, port=port)
@@ -398,6 +404,7 @@ class LocalCluster(Started):
             # Its client defaults (20 qps) take a minute to untaint 1000 new nodes.
             "--kube-api-qps=200",
             "--kube-api-burst=400",
+            f"--feature-gates={dra.FEATURE_GATES}",
         ]
         self._launch("kube-controller-manager", argv, port=port)
 

@@ -25,17 +25,27 @@ from types import MappingProxyType
 
 from scheduler_extender.domain.columns import ColumnBuilder, Columns
 from scheduler_extender.domain.demand import (
-    DEFAULT_MEMORY,
     NO_DEMAND,
     Demand,
     DemandBook,
     demand_class,
     gpu_labels,
 )
+from scheduler_extender.domain.devices import (
+    NO_DEVICES,
+    Claim,
+    DeviceBook,
+    DeviceClass,
+    Devices,
+    DeviceShape,
+    DeviceSlice,
+    device_shape,
+)
 from scheduler_extender.domain.groups import group_of
 from scheduler_extender.domain.objects import Node, Pod
 from scheduler_extender.domain.resources import DEFAULT_GPU_RESOURCE, PODS, Resources
 from scheduler_extender.domain.rules import NodeRule
+from scheduler_extender.domain.shapes import DEFAULT_MEMORY, ShapeBook
 
 # A node that does not declare a pod limit is not limited by pod count.
 _UNLIMITED = 2**62
@@ -98,6 +108,8 @@ class Snapshot:
     demand: Demand = NO_DEMAND
     # group -> node -> members placed there (see domain/groups.py); only groups with some.
     groups: Mapping[str, Mapping[str, int]] = field(default_factory=lambda: _NO_GROUPS)
+    # DRA: devices per node after the claims' allocations (see domain/devices.py).
+    devices: Devices = NO_DEVICES
 
     def get(self, name: str) -> NodeState | None:
         return self.nodes.get(name)
@@ -123,6 +135,7 @@ class Snapshot:
             self.nominated,
             self.demand,
             self.groups,
+            self.devices,
         )
 
 
@@ -216,6 +229,11 @@ class ClusterState:
         self._group_nodes: dict[str, Counter[str]] = {}  # group -> node -> members
         self._frozen_groups: Mapping[str, Mapping[str, int]] = _NO_GROUPS
         self._groups_dirty = False
+        # DRA objects (resource.k8s.io/v1), frozen into one Devices view when they change.
+        self._devices = DeviceBook()
+        self._device_demand: ShapeBook[DeviceShape] = ShapeBook(demand_memory)
+        self._frozen_devices = NO_DEVICES
+        self._devices_dirty = False
         self._version = 0
         self._snapshot = empty_snapshot()
         self.synced = False
@@ -259,6 +277,8 @@ class ClusterState:
             return  # e.g. a status update we do not read: keep the snapshot
         self._pods[pod.uid] = pod
         self._uid_by_key[pod.key] = pod.uid
+        if (old is None or old.agent != pod.agent) and self._devices.touch_consumer(pod.uid):
+            self._devices_changed()  # the agents on its devices
         if old is None and not pod.terminal:
             self._arrived(pod)
         if old is None and not pod.terminal and pod.agent:
@@ -296,6 +316,75 @@ class ClusterState:
 
     def pods(self) -> Iterator[Pod]:
         return iter(self._pods.values())
+
+    # -- DRA -------------------------------------------------------------
+    def upsert_slice(self, item: DeviceSlice) -> None:
+        if self._devices.upsert_slice(item):
+            self._devices_changed()
+
+    def delete_slice(self, name: str) -> None:
+        if self._devices.delete_slice(name):
+            self._devices_changed()
+
+    def replace_slices(self, items: list[DeviceSlice]) -> None:
+        self._devices.replace_slices(items)
+        self._devices_changed()
+
+    def upsert_claim(self, claim: Claim) -> None:
+        old = self._devices.claim(claim.key)
+        if not self._devices.upsert_claim(claim):
+            return
+        if old is None or old.uid != claim.uid:
+            for request in claim.requests:
+                if (shape := device_shape(request)) is not None:
+                    self._device_demand.arrived(shape)
+        for request in claim.requests:
+            waiting = None if claim.allocated else device_shape(request)
+            self._device_demand.set_pending(f"{claim.uid}/{request.name}", waiting)
+        self._devices_changed()
+
+    def delete_claim(self, key: str) -> None:
+        old = self._devices.delete_claim(key)
+        if old is not None:
+            for request in old.requests:
+                self._device_demand.set_pending(f"{old.uid}/{request.name}", None)
+            self._devices_changed()
+
+    def replace_claims(self, items: list[Claim]) -> None:
+        keep = {c.key for c in items}
+        for key in [k for k in self._devices.claim_keys() if k not in keep]:
+            self.delete_claim(key)
+        for claim in items:
+            self.upsert_claim(claim)
+        self._devices_changed()
+
+    def upsert_device_class(self, item: DeviceClass) -> None:
+        if self._devices.upsert_class(item):
+            self._devices_changed()
+
+    def delete_device_class(self, name: str) -> None:
+        if self._devices.delete_class(name):
+            self._devices_changed()
+
+    def replace_device_classes(self, items: list[DeviceClass]) -> None:
+        self._devices.replace_classes(items)
+        self._devices_changed()
+
+    def _agent_of(self, uid: str) -> str | None:
+        pod = self._pods.get(uid)
+        return pod.agent if pod is not None else None
+
+    def _devices_changed(self) -> None:
+        self._devices_dirty = True
+        self._version += 1
+
+    def _freeze_devices(self) -> Devices:
+        if self._devices_dirty:
+            self._frozen_devices = self._devices.freeze(
+                self._device_demand.freeze(), self._agent_of
+            )
+            self._devices_dirty = False
+        return self._frozen_devices
 
     # -- our own binds -----------------------------------------------------
     def assume(self, pod: Pod, node_name: str, deadline: float) -> None:
@@ -365,6 +454,7 @@ class ClusterState:
             nominated=MappingProxyType(dict(self._frozen_nominated)),
             demand=self._demand.freeze(),
             groups=self._freeze_groups(),
+            devices=self._freeze_devices(),
         )
         return self._snapshot
 
@@ -380,6 +470,11 @@ class ClusterState:
     def counts(self) -> tuple[int, int]:
         """(nodes, pods) held."""
         return len(self._nodes), len(self._pods)
+
+    @property
+    def device_counts(self) -> tuple[int, int, int]:
+        """(ResourceSlices, ResourceClaims, DeviceClasses) held."""
+        return self._devices.counts
 
     # -- internals ---------------------------------------------------------
     def _amounts_of(self, name: str) -> tuple[Mapping[str, int], Mapping[str, int]]:

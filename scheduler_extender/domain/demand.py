@@ -13,24 +13,22 @@ constraint: the requirements of its nodeSelector and required node affinity
 on NVIDIA's node labels (``nvidia.com/gpu.product`` and the other GPU Feature
 Discovery labels), and nothing else of them.
 
-``DemandBook`` is the mutable side, kept by ``ClusterState`` (first sight of
+``DemandBook`` (a ``shapes.ShapeBook``) is the mutable side, kept by ``ClusterState`` (first sight of
 each pod, pending or not); ``Demand`` is the frozen copy a snapshot carries.
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from scheduler_extender.domain.objects import Pod, Requirement
 from scheduler_extender.domain.resources import CPU, MEMORY
+from scheduler_extender.domain.shapes import ShapeBook, ShapeMix
 
 # Node labels of NVIDIA's GPU Feature Discovery (nvidia.com/gpu.product, .memory, .family, ...).
 GPU_LABEL_PREFIX = "nvidia.com/"
-DEFAULT_MEMORY = 1000  # GPU pods remembered, by arrival
-MAX_CLASSES = 48  # the heaviest shapes kept in a snapshot's demand
 _GRID = 4  # cpu and memory are rounded up to powers of 2 ** (1 / _GRID)
 
 
@@ -110,86 +108,10 @@ def demand_class(pod: Pod, gpu_resource: str) -> DemandClass | None:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Demand:
-    """The expected mix of GPU pods: shapes and how many of each (recent + pending)."""
-
-    classes: tuple[DemandClass, ...] = ()
-    weights: tuple[float, ...] = ()
-
-    def __bool__(self) -> bool:
-        return bool(self.classes)
+# The expected mix of GPU pods (whole GPUs, cpu, memory, constraint).
+Demand = ShapeMix[DemandClass]  # a type alias: build values with ShapeMix(...)
+NO_DEMAND: Demand = ShapeMix()
 
 
-NO_DEMAND = Demand()
-
-
-class DemandBook:
-    """The recent and pending GPU pods behind a cluster's demand; not thread-safe.
-
-    Shapes are counted by a small integer id (hashing a shape costs more than
-    hashing an int, and ``freeze`` runs after every change).
-    """
-
-    def __init__(self, memory: int = DEFAULT_MEMORY, max_classes: int = MAX_CLASSES) -> None:
-        self._recent: deque[int] = deque()
-        self._memory = memory
-        self._max_classes = max_classes
-        self._ids: dict[DemandClass, int] = {}
-        self._shapes: list[DemandClass] = []
-        self._counts: Counter[int] = Counter()
-        self._pending: dict[str, int] = {}  # uid -> shape id
-        self._pending_counts: Counter[int] = Counter()
-        self._frozen = NO_DEMAND
-        self._dirty = False
-
-    def _id(self, shape: DemandClass) -> int:
-        known = self._ids.get(shape)
-        if known is None:
-            known = self._ids[shape] = len(self._shapes)
-            self._shapes.append(shape)
-        return known
-
-    def arrived(self, shape: DemandClass) -> None:
-        """A GPU pod seen for the first time."""
-        key = self._id(shape)
-        self._recent.append(key)
-        self._counts[key] += 1
-        if len(self._recent) > self._memory:
-            old = self._recent.popleft()
-            self._counts[old] -= 1
-            if self._counts[old] <= 0:
-                del self._counts[old]
-        self._dirty = True
-
-    def set_pending(self, uid: str, shape: DemandClass | None) -> None:
-        """Whether the pod ``uid`` waits for a node (``shape``) or not (None)."""
-        key = None if shape is None else self._id(shape)
-        old = self._pending.get(uid)
-        if old == key:
-            return
-        if old is not None:
-            self._pending_counts[old] -= 1
-            if self._pending_counts[old] <= 0:
-                del self._pending_counts[old]
-            del self._pending[uid]
-        if key is not None:
-            self._pending[uid] = key
-            self._pending_counts[key] += 1
-        self._dirty = True
-
-    def freeze(self) -> Demand:
-        if not self._dirty:
-            return self._frozen
-        weights = self._counts + self._pending_counts
-        shapes = self._shapes
-        # The heaviest (in GPUs), listed in a fixed order: while the same shapes stay the
-        # heaviest, ``classes`` stays the same and only the weights change.
-        heaviest = sorted(weights.items(), key=lambda kw: (-kw[1] * shapes[kw[0]].gpus, kw[0]))
-        kept = sorted(heaviest[: self._max_classes])
-        classes = tuple(shapes[k] for k, _ in kept)
-        if classes == self._frozen.classes:
-            classes = self._frozen.classes  # the same object: consumers compare by identity
-        self._frozen = Demand(classes, tuple(float(w) for _, w in kept))
-        self._dirty = False
-        return self._frozen
+class DemandBook(ShapeBook[DemandClass]):
+    """The recent and pending GPU pods behind a cluster's demand."""

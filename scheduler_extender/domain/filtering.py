@@ -27,6 +27,13 @@ import numpy as np
 from scheduler_extender.domain.cluster import Snapshot
 from scheduler_extender.domain.columns import IntArray
 from scheduler_extender.domain.demand import gpu_constraint
+from scheduler_extender.domain.devices import (
+    DeviceChoice,
+    DeviceRequest,
+    Devices,
+    pod_devices,
+    request_fits,
+)
 from scheduler_extender.domain.objects import Pod
 from scheduler_extender.domain.rules import FreeAmounts
 
@@ -40,6 +47,7 @@ class Reason(StrEnum):
     AGENT_LIMIT = "agent_replicas_per_node"
     GPU_MODEL = "gpu_model"
     RESERVED = "reserved"
+    DEVICES = "devices"
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +129,9 @@ def filter_nodes(
     rows = np.where(known, rows, 0)
     requested = sorted((r, a) for r, a in pod.requests.amounts.items() if a > 0)
     held = _held_by_nominated(pod, snapshot, [r for r, _ in requested])
+    # KEP-5004: a resource a DeviceClass maps is served by DRA devices on nodes that do not
+    # advertise it; there the device check below decides, not the node's totals.
+    mapped = _mapped_resources(snapshot.devices, requested)
     # One bit per cause; a node's code says everything that is wrong with it.
     code = np.where(known, 0, 1).astype(np.int64)
     for i, (resource, amount) in enumerate(requested):
@@ -129,6 +140,8 @@ def filter_nodes(
             free = free - held.amount(resource, rows)
         total = columns.allocatable_of(resource, rows)
         short = free < amount
+        if resource in mapped:
+            short &= total > 0
         # free exceeds total only where a node sets no limit (pods): never "never".
         code |= np.where(short, 1 << (2 * i + 1), 0)
         code |= np.where(short & (total < amount), 1 << (2 * i + 2), 0)
@@ -154,6 +167,11 @@ def filter_nodes(
     failing = np.flatnonzero(~ok)
     rejections = {int(c): _explain(int(c), pod, requested, limit) for c in np.unique(code[failing])}
     failed = {unique[i]: rejections[int(code[i])] for i in failing}
+    if snapshot.devices and (pod.claims or mapped or pod.uid in snapshot.devices.owned):
+        blocked_by_devices = _device_rejections(pod, passed, snapshot, mapped)
+        if blocked_by_devices:
+            passed = [name for name in passed if name not in blocked_by_devices]
+            failed.update(blocked_by_devices)
     for rule in snapshot.rules:  # extensions, e.g. a packing plan's reservations
         blocked = rule.blocked(pod, passed, _free_after_nominated(snapshot, held))
         if blocked:
@@ -169,6 +187,69 @@ def _without(
     """``passed`` and their rows without the ``blocked`` nodes (the two stay aligned)."""
     keep = [name not in blocked for name in passed]
     return list(compress(passed, keep)), rows[np.array(keep, dtype=np.bool_)]
+
+
+def _mapped_resources(devices: Devices, requested: list[tuple[str, int]]) -> dict[str, int]:
+    """The requested resources some DeviceClass maps (extendedResourceName), with amounts."""
+    if not devices.classes:
+        return {}
+    names = {c.extended_resource for c in devices.classes.values() if c.extended_resource}
+    return {r: a for r, a in requested if r in names}
+
+
+def _device_rejections(
+    pod: Pod, names: list[str], snapshot: Snapshot, mapped: Mapping[str, int]
+) -> dict[str, Rejection]:
+    """Nodes whose devices certainly cannot satisfy the pod's claims (see domain/devices.py).
+
+    Only a certainty rejects: a request some choice of which may fit, an unknown class, or
+    devices the extender cannot see (network-attached) pass. Claims kube-scheduler has
+    allocated already bind the pod to the node of their devices.
+    """
+    devices = snapshot.devices
+    demand = pod_devices(pod.namespace, pod.claims, devices, pod.uid)
+    if demand.extended_claimed:
+        mapped = {}  # kube-scheduler's claim for them is counted (and tied to its node) above
+    extended = [
+        DeviceRequest(
+            resource,
+            tuple(
+                DeviceChoice(c.name, count=amount)
+                for c in devices.classes.values()
+                if c.extended_resource == resource
+            ),
+        )
+        for resource, amount in mapped.items()
+    ]
+    if not demand.pending and not demand.allocated and not extended:
+        return {}
+    out: dict[str, Rejection] = {}
+    for name in names:
+        node = devices.of(name)
+        elsewhere = sorted(
+            {
+                where
+                for result in demand.allocated
+                if (where := devices.located.get(result.key, name)) not in (name, "")
+            }
+        )
+        if elsewhere:
+            out[name] = Rejection(
+                Reason.DEVICES,
+                f"the pod's claims are allocated devices of node {', '.join(elsewhere)}",
+                True,
+            )
+            continue
+        state = snapshot.nodes[name]
+        requests = [*demand.pending, *(r for r in extended if not state.allocatable(r.name))]
+        short = [r.name for r in requests if not request_fits(r, devices, node)]
+        if short:
+            out[name] = Rejection(
+                Reason.DEVICES,
+                f"no free devices for the claim requests {', '.join(sorted(set(short)))}",
+                node is None,  # no devices at all: preemption cannot help
+            )
+    return out
 
 
 def _free_after_nominated(snapshot: Snapshot, held: _Held | None) -> FreeAmounts:

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from scheduler_extender.domain.devices import PodClaim
 from scheduler_extender.domain.resources import EMPTY, Resources
 
 
@@ -120,6 +121,8 @@ class Pod:
     is_mirror: bool = False
     deleting: bool = False
     agent: str | None = None
+    # spec.resourceClaims (DRA), with the names of generated claims from the pod's status.
+    claims: tuple[PodClaim, ...] = ()
 
     @property
     def key(self) -> str:

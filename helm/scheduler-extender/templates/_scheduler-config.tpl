@@ -7,6 +7,9 @@ never leaves the pod). The extender binds, so its entry is never ignorable: kube
 ignorable binder's error and binds the pod with its DefaultBinder, which would void the extender's
 refusals. Not ignorable, an extender that is down or fails makes the GPU pod's attempt fail (a
 FailedScheduling event names the extender's URL) and kube-scheduler retries it after its backoff.
+kube-scheduler asks an extender with managedResources only about pods whose containers request or
+limit one of them (HTTPExtender.IsInterested); a pod whose GPUs come from DRA ResourceClaims requests
+none, so scheduler.extender.everyPod drops the list and every pod of the profile goes through it.
 */}}
 {{- define "scheduler-extender.schedulerConfig" -}}
 {{- $ext := .Values.scheduler.extender -}}
@@ -33,7 +36,9 @@ extenders:
     httpTimeout: {{ $ext.httpTimeout }}
     nodeCacheCapable: {{ $ext.nodeCacheCapable }}
     ignorable: false
+    {{- if not $ext.everyPod }}
     managedResources:
       {{- toYaml $ext.managedResources | nindent 6 }}
+    {{- end }}
     enableHTTPS: false
 {{- end }}

@@ -1,9 +1,14 @@
 """The watch-fed cluster cache.
 
-Two reflectors (``reflector.py``) list and then watch Nodes and Pods. Every
-change is applied to a ``ClusterState`` under a lock and an immutable
-``Snapshot`` is published; requests read the published snapshot and never
-wait for the API server.
+Reflectors (``reflector.py``) list and then watch Nodes and Pods, and, where the
+API server serves ``resource.k8s.io/v1`` (DRA) and ``dra`` is on, ResourceSlices,
+ResourceClaims and DeviceClasses. Every change is applied to a ``ClusterState``
+under a lock and an immutable ``Snapshot`` is published; requests read the
+published snapshot and never wait for the API server.
+
+Whether the DRA group is served is asked once, when the cache starts: a cluster
+without it (or an extender without the RBAC to read it) runs with nodes and pods
+alone, and its readiness does not wait for kinds it will never list.
 """
 
 from __future__ import annotations
@@ -17,8 +22,14 @@ from dataclasses import dataclass
 from typing import Any, Generic
 
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
+from scheduler_extender.adapters.kube.dra_schema import (
+    claim_from_json,
+    device_class_from_json,
+    slice_from_json,
+)
 from scheduler_extender.adapters.kube.reflector import Event, Item, Reflector, Restart
 from scheduler_extender.adapters.kube.schema import node_from_json, pod_from_json
 from scheduler_extender.adapters.metrics import Metrics
@@ -27,6 +38,7 @@ from scheduler_extender.domain.shared import SharedCluster
 log = logging.getLogger(__name__)
 
 WATCH_TIMEOUT_SECONDS = 300
+LIST_TIMEOUT = 30  # seconds: the one discovery call at start
 
 
 def freeze_long_lived_objects() -> None:
@@ -97,6 +109,7 @@ class ClusterCache(SharedCluster):
         backoff_max: float,
         metrics: Metrics,
         gpu_resource: str,
+        dra: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(assume_timeout=assume_timeout, clock=clock, gpu_resource=gpu_resource)
@@ -121,11 +134,76 @@ class ClusterCache(SharedCluster):
             self.state.upsert_pod,
             lambda p: self.state.delete_pod(p.uid),
         )
-        self._reflectors = (
+        self._reflectors: tuple[Reflector[Any], ...] = (
             self._reflector(nodes, core.list_node, backoff_max),
             self._reflector(pods, core.list_pod_for_all_namespaces, backoff_max),
         )
+        self._resource_api = client.ResourceV1Api(api) if dra else None
+        self._dra_reflectors: tuple[Reflector[Any], ...] = ()
+        if self._resource_api is not None:
+            self._dra_reflectors = self._dra(self._resource_api, backoff_max)
+        self.dra_watched = False  # set by start(): the API server serves resource.k8s.io/v1
         metrics.node_gpus.source = self._node_gpus
+
+    def _dra(
+        self, resource: client.ResourceV1Api, backoff_max: float
+    ) -> tuple[Reflector[Any], ...]:
+        state = self.state
+        slices = _Kind(
+            "resourceslice",
+            self,
+            slice_from_json,
+            state.replace_slices,
+            state.upsert_slice,
+            lambda s: state.delete_slice(s.name),
+        )
+        claims = _Kind(
+            "resourceclaim",
+            self,
+            claim_from_json,
+            state.replace_claims,
+            state.upsert_claim,
+            lambda c: state.delete_claim(c.key),
+        )
+        classes = _Kind(
+            "deviceclass",
+            self,
+            device_class_from_json,
+            state.replace_device_classes,
+            state.upsert_device_class,
+            lambda c: state.delete_device_class(c.name),
+        )
+        return (
+            self._reflector(slices, resource.list_resource_slice, backoff_max),
+            self._reflector(claims, resource.list_resource_claim_for_all_namespaces, backoff_max),
+            self._reflector(classes, resource.list_device_class, backoff_max),
+        )
+
+    def _dra_served(self) -> bool:
+        """Whether the API server serves resource.k8s.io/v1 and lets us list its three kinds.
+
+        Without the group (404) or without the permission (403: e.g. RBAC that predates DRA)
+        the extender runs on nodes and pods alone rather than report unready for good.
+        """
+        if self._resource_api is None:
+            return False
+        try:
+            self._resource_api.get_api_resources(_request_timeout=LIST_TIMEOUT)
+            for reflector in self._dra_reflectors:
+                reflector.probe(LIST_TIMEOUT)
+        except ApiException as exc:
+            if exc.status in (403, 404):
+                log.warning(
+                    "resource.k8s.io/v1 is not served or not readable (%s %s): DRA devices "
+                    "are not watched",
+                    exc.status,
+                    exc.reason,
+                )
+                return False
+            log.warning("asking for resource.k8s.io/v1 failed (%s); watching it anyway", exc)
+        except Exception as exc:  # e.g. a connection refused: the reflectors retry and say so
+            log.warning("asking for resource.k8s.io/v1 failed (%s); watching it anyway", exc)
+        return True
 
     def _reflector(
         self, kind: _Kind[Item], lister: Callable[..., Any], backoff_max: float
@@ -150,6 +228,11 @@ class ClusterCache(SharedCluster):
         return self._clock() - min(broken) if broken else 0.0
 
     def start(self) -> None:
+        if self._dra_reflectors and self._dra_served():
+            self.dra_watched = True
+            for reflector in self._dra_reflectors:
+                self._synced[reflector.name] = threading.Event()
+            self._reflectors = (*self._reflectors, *self._dra_reflectors)
         for reflector in self._reflectors:
             reflector.start()
         threading.Thread(target=self._expire_loop, name="assume-expiry", daemon=True).start()
@@ -164,7 +247,7 @@ class ClusterCache(SharedCluster):
         with self._lock:
             replace_locked()
             # Before publishing, so that the snapshot published says synced too.
-            self._synced[kind].set()
+            self._synced.setdefault(kind, threading.Event()).set()
             self.publish_locked()
         freeze_long_lived_objects()
         self._refresh_gauges()
@@ -188,9 +271,14 @@ class ClusterCache(SharedCluster):
     def _refresh_gauges(self) -> None:
         with self._lock:
             nodes, pods = self.state.counts
+            slices, claims, classes = self.state.device_counts
             assumed = self.state.assumed_count
         self._metrics.cache_objects.labels("node").set(nodes)
         self._metrics.cache_objects.labels("pod").set(pods)
+        if self.dra_watched:
+            self._metrics.cache_objects.labels("resourceslice").set(slices)
+            self._metrics.cache_objects.labels("resourceclaim").set(claims)
+            self._metrics.cache_objects.labels("deviceclass").set(classes)
         self._metrics.assumed_pods.set(assumed)
         self._metrics.cache_synced.set(1 if self.synced else 0)
 

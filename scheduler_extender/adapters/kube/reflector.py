@@ -164,6 +164,10 @@ class Reflector(Generic[Item]):
                 stop.wait(delay)
                 backoff = min(backoff * 2, self._backoff_max)
 
+    def probe(self, timeout: float) -> None:
+        """One list call of a single item: raises what listing would (e.g. 403, 404)."""
+        self._lister(limit=1, _preload_content=False, _request_timeout=timeout)
+
     def list(self) -> str:
         """List every object (paged) into the sink; the list's resourceVersion."""
         items: list[Item] = []

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from kubernetes.utils import parse_quantity
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from scheduler_extender.domain.devices import PodClaim
 from scheduler_extender.domain.objects import (
     Node,
     Owner,
@@ -150,11 +151,30 @@ class PodSpec(_View):
     topology_spread_constraints: list[dict[str, Any]] = Field(
         default_factory=list, alias="topologySpreadConstraints"
     )
+    resource_claims: list[PodResourceClaim] = Field(default_factory=list, alias="resourceClaims")
+
+
+class PodResourceClaim(_View):
+    """An entry of ``spec.resourceClaims`` (DRA): a claim by name or from a template."""
+
+    name: str
+    resource_claim_name: str | None = Field(default=None, alias="resourceClaimName")
+    resource_claim_template_name: str | None = Field(
+        default=None, alias="resourceClaimTemplateName"
+    )
+
+
+class PodResourceClaimStatus(_View):
+    name: str
+    resource_claim_name: str | None = Field(default=None, alias="resourceClaimName")
 
 
 class PodStatus(_View):
     phase: str = "Pending"
     nominated_node_name: str = Field(default="", alias="nominatedNodeName")
+    resource_claim_statuses: list[PodResourceClaimStatus] = Field(
+        default_factory=list, alias="resourceClaimStatuses"
+    )
 
 
 class PodView(_View):
@@ -207,6 +227,21 @@ class PodView(_View):
             is_mirror="kubernetes.io/config.mirror" in meta.annotations,
             deleting=meta.deletion_timestamp is not None,
             agent=meta.labels.get(agent_label) or None,
+            claims=self._claims() if spec.resource_claims else (),
+        )
+
+    def _claims(self) -> tuple[PodClaim, ...]:
+        # A claim from a template gets its generated name in the pod's status.
+        generated = {
+            s.name: s.resource_claim_name or "" for s in self.status.resource_claim_statuses
+        }
+        return tuple(
+            PodClaim(
+                c.name,
+                c.resource_claim_name or generated.get(c.name, ""),
+                c.resource_claim_template_name or "",
+            )
+            for c in self.spec.resource_claims
         )
 
 

@@ -117,6 +117,8 @@ def _movable(
         why.append("is annotated as not movable")
     if pod.has_pod_level_constraints:
         why.append("has inter-pod constraints")
+    if pod.claims:
+        why.append("has DRA claims (the packing model has no devices)")
     if pod.deleting:
         why.append("is terminating")
     if policy.scheduler_names is not None and pod.scheduler_name not in policy.scheduler_names:

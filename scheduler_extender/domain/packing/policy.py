@@ -37,6 +37,8 @@ class PinReason(StrEnum):
     TERMINATING = "terminating"
     OTHER_SCHEDULER = "other_scheduler"
     UNKNOWN_NODE = "node_not_in_snapshot"
+    # DRA claims: the packing model knows node totals, not devices (domain/devices.py).
+    DEVICE_CLAIMS = "device_claims"
 
 
 class SkipReason(StrEnum):
@@ -46,6 +48,7 @@ class SkipReason(StrEnum):
     EXCLUDED_NAMESPACE = "excluded_namespace"
     TERMINATING = "terminating"
     OTHER_SCHEDULER = "other_scheduler"
+    DEVICE_CLAIMS = "device_claims"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +87,8 @@ def pin_reason(
         return PinReason.ANNOTATED
     if pod.has_pod_level_constraints:
         return PinReason.POD_CONSTRAINTS
+    if pod.claims:
+        return PinReason.DEVICE_CLAIMS
     if not policy.ours(pod):
         return PinReason.OTHER_SCHEDULER
     covering = [b for b in budgets if b.covers(pod)]
@@ -102,6 +107,8 @@ def skip_reason(pod: Pod, policy: PackingPolicy) -> SkipReason | None:
         return SkipReason.EXCLUDED_NAMESPACE
     if pod.has_pod_level_constraints:
         return SkipReason.POD_CONSTRAINTS
+    if pod.claims:
+        return SkipReason.DEVICE_CLAIMS
     if not policy.ours(pod):
         return SkipReason.OTHER_SCHEDULER
     return None

@@ -22,13 +22,15 @@ class Audience(StrEnum):
     An agent replica (a pod with the agent label) is scored by the ``ALL`` and
     ``AGENTS`` policies. Any other pod is scored by the ``UNLABELLED`` policies
     when one has a weight, and by the ``ALL`` policies otherwise. A pod of a
-    group (``domain/groups.py``) is scored by the ``GROUPS`` policies as well.
+    group (``domain/groups.py``) is scored by the ``GROUPS`` policies as well,
+    and a pod with DRA claims (``domain/devices.py``) by the ``DEVICES`` ones.
     """
 
     ALL = "all"
     AGENTS = "agents"
     UNLABELLED = "unlabelled"
     GROUPS = "groups"
+    DEVICES = "devices"
 
 
 @dataclass(frozen=True, slots=True)

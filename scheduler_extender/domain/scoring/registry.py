@@ -13,6 +13,8 @@ from scheduler_extender.domain.objects import Pod
 from scheduler_extender.domain.popularity import UNIFORM_GPUS, GpuCapacity
 from scheduler_extender.domain.scoring.agent_spread import AgentSpread
 from scheduler_extender.domain.scoring.demand_packing import DemandAwarePacking
+from scheduler_extender.domain.scoring.device_packing import DevicePacking
+from scheduler_extender.domain.scoring.device_popularity import DevicePopularity
 from scheduler_extender.domain.scoring.gpu_binpack import GpuBinPacking
 from scheduler_extender.domain.scoring.group_topology import GroupTopology
 from scheduler_extender.domain.scoring.policy import Audience, ScoringContext, ScoringPolicy
@@ -27,6 +29,8 @@ POLICIES: Mapping[str, Callable[[GpuCapacity], ScoringPolicy]] = {
     "popularity": PopularityAware,
     "demand_packing": lambda _capacity: DemandAwarePacking(),
     "group_topology": lambda _capacity: GroupTopology(),
+    "device_packing": lambda _capacity: DevicePacking(),
+    "device_popularity": lambda _capacity: DevicePopularity(),
 }
 
 # demand_packing scores the pods without the agent label alone (see policy.Audience), so its
@@ -37,6 +41,8 @@ DEFAULT_WEIGHTS: Mapping[str, float] = {
     "popularity": 3.0,
     "demand_packing": 1.0,
     "group_topology": 4.0,
+    "device_packing": 4.0,
+    "device_popularity": 3.0,
 }
 
 
@@ -72,8 +78,8 @@ class Scorer:
 
     Agent replicas are scored by the policies for all pods and for agents; the
     other pods by the policies for unlabelled pods if one has a weight, else by
-    the policies for all pods; pods of a group by the group policies as well
-    (``policy.Audience``).
+    the policies for all pods; pods of a group by the group policies as well, and
+    pods with DRA claims by the device policies (``policy.Audience``).
     """
 
     policies: tuple[tuple[ScoringPolicy, float], ...]
@@ -89,6 +95,8 @@ class Scorer:
             wanted = (Audience.ALL,)
         if group_of(pod) is not None:
             wanted = (*wanted, Audience.GROUPS)
+        if pod.claims:
+            wanted = (*wanted, Audience.DEVICES)
         return tuple((p, w) for p, w in self.policies if p.audience in wanted)
 
     @staticmethod

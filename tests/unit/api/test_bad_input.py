@@ -95,3 +95,21 @@ def test_an_unexpected_error_is_a_json_500_and_the_service_goes_on(
     assert "internal error" in reply.json()["error"]
     monkeypatch.undo()
     assert harness.client.post("/scheduler/filter", json=body).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("claims", "field"),
+    [
+        ([{"resourceClaimName": "c"}], "Pod.spec.resourceClaims.0.name"),
+        ("gpu", "Pod.spec.resourceClaims"),
+        ([{"name": "gpu", "resourceClaimName": 7}], "Pod.spec.resourceClaims.0.resourceClaimName"),
+    ],
+)
+def test_malformed_resource_claims_are_400_naming_the_field(
+    harness: Harness, claims: object, field: str
+) -> None:
+    bad = pod_json("p", 0)
+    bad["spec"]["resourceClaims"] = claims
+    reply = harness.client.post("/scheduler/filter", json={"Pod": bad, "NodeNames": ["a"]})
+    assert reply.status_code == 400, reply.text
+    assert reply.json()["error"].startswith(field), reply.json()

@@ -106,6 +106,16 @@ def test_the_extender_may_do_exactly_what_it_needs(render: Render) -> None:
         ("policy", "poddisruptionbudgets", "list", ""),
         ("policy", "poddisruptionbudgets", "watch", ""),
         ("", "events", "create", ""),  # the packer's plans, recorded on the pods
+        # DRA, read only: kube-scheduler allocates the devices
+        ("resource.k8s.io", "resourceslices", "get", ""),
+        ("resource.k8s.io", "resourceslices", "list", ""),
+        ("resource.k8s.io", "resourceslices", "watch", ""),
+        ("resource.k8s.io", "resourceclaims", "get", ""),
+        ("resource.k8s.io", "resourceclaims", "list", ""),
+        ("resource.k8s.io", "resourceclaims", "watch", ""),
+        ("resource.k8s.io", "deviceclasses", "get", ""),
+        ("resource.k8s.io", "deviceclasses", "list", ""),
+        ("resource.k8s.io", "deviceclasses", "watch", ""),
     }
 
 

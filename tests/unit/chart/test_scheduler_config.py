@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.unit.chart.conftest import REPO, Render, one, tool
+from tests.unit.chart.conftest import REPO, Render, component, one, tool
 
 DEPLOY = REPO / "deploy" / "scheduler-config.yaml"
 # Any release: the extender's address is the pod's loopback, whatever the release and namespace.
@@ -90,6 +90,21 @@ def test_values_reach_the_extender_entry(render: Render) -> None:
         "managedResources": [{"name": "example.com/tpu"}],
         "enableHTTPS": False,
     }
+
+
+def test_every_pod_drops_managed_resources_so_pods_with_claims_reach_the_extender(
+    render: Render,
+) -> None:
+    (default,) = chart_config(render)["extenders"]
+    assert default["managedResources"] == [{"name": "nvidia.com/gpu", "ignoredByScheduler": False}]
+    (every,) = chart_config(render, set_values=["scheduler.extender.everyPod=true"])["extenders"]
+    assert "managedResources" not in every
+    # The extender still accounts the first managed resource as its GPUs.
+    manifests = render(set_values=["scheduler.extender.everyPod=true"])
+    pod = component(manifests, "Deployment", "scheduler")["spec"]["template"]["spec"]
+    (container,) = [c for c in pod["containers"] if c["name"] == "extender"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["SCHEDULER_EXTENDER_GPU_RESOURCE"] == "nvidia.com/gpu"
 
 
 def write_kubeconfig(path: Path) -> Path:

@@ -39,6 +39,7 @@ def test_dev_cluster_rejects_an_unknown_shape(capsys: pytest.CaptureFixture[str]
         (["--demo", "--no-extender"], "--demo needs the extender"),
         (["--demo", "--exit-after", "0"], "--exit-after must be positive"),
         (["--demo", "--nodes", "4"], "--demo needs at least 48 GPUs"),
+        (["--demo", "--dra"], "--dra does not go with --demo"),
     ],
 )
 def test_dev_cluster_demo_flags_are_checked_before_anything_starts(

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import pytest
 
+from scheduler_extender.domain.devices import PodClaim
 from scheduler_extender.domain.objects import Node, Pod
 from scheduler_extender.domain.packing.checker import check_plan
 from scheduler_extender.domain.packing.disruption import DisruptionBudget, LabelSelector
@@ -118,6 +119,7 @@ def test_pods_that_stay_put_are_preferred_to_moves() -> None:
         ({"annotations": {"scheduler-extender.io/movable": "false"}}, "annotated_not_movable"),
         ({"has_pod_level_constraints": True}, "pod_level_constraints"),
         ({"deleting": True}, "terminating"),
+        ({"claims": (PodClaim("gpu", "its-claim"),)}, "device_claims"),
     ],
 )
 def test_pinned_pods_are_never_moved_or_evicted(low: dict[str, object], why: str) -> None:
@@ -180,6 +182,13 @@ def test_the_agent_limit_caps_replicas_per_node() -> None:
     ]
     plan = plan_for(nodes, pods, policy=policy)
     assert summary(plan) == {("place", "agent-2", "b")}
+
+
+def test_pending_pods_with_device_claims_are_left_to_kube_scheduler() -> None:
+    nodes = [node("a", cpu=4)]
+    pods = [pod("claims", cpu=1, owner="s", claims=(PodClaim("gpu", "c"),))]
+    plan = plan_for(nodes, pods)
+    assert [(p.name, reason) for p, reason in plan.skipped] == [("claims", "device_claims")]
 
 
 def test_pending_pods_with_pod_level_constraints_are_left_to_kube_scheduler() -> None:

@@ -1,0 +1,175 @@
+"""A fake DRA driver for the local control plane: ResourceSlices and DeviceClasses.
+
+A real DRA driver (NVIDIA's, say) runs on each node, publishes a ResourceSlice of
+the node's GPUs and prepares the devices kube-scheduler allocated when kubelet
+starts a pod. Here kwok fakes the pods' lifecycle, so nothing needs preparing:
+publishing the slices is all a driver does that scheduling sees. ``publish``
+writes one ResourceSlice per fake GPU node (devices ``gpu-0`` .. ``gpu-N-1``
+with the attributes ``productName``, ``memory`` and ``clique`` and a consumable
+``memory`` capacity, each allowing multiple allocations), and
+``device_classes`` the DeviceClasses pods claim devices through:
+
+* ``gpu.fake.scheduler-extender.io``: any GPU of the driver (whole, or a share
+  when the claim requests a ``memory`` capacity);
+* ``<product>.gpu.fake.scheduler-extender.io`` per product (e.g.
+  ``nvidia-h100-80gb-hbm3.gpu...``): GPUs of that product only.
+
+Kubernetes 1.36 has every DRA feature used here on by default (beta or GA):
+``DRAConsumableCapacity`` (shares), ``DRAPartitionableDevices`` and
+``DRAExtendedResource``; ``FEATURE_GATES`` names them for the control plane's
+processes all the same, so that a change of default cannot silently turn them off.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from kubernetes import client
+from kubernetes.utils import parse_quantity
+
+from scheduler_extender.devcluster.nodes import GPU_PRODUCT_LABEL, NVLINK_LABEL, FakeNode
+
+DRIVER = "gpu.fake.scheduler-extender.io"
+API_VERSION = "resource.k8s.io/v1"
+FEATURE_GATES = "DRAConsumableCapacity=true,DRAPartitionableDevices=true,DRAExtendedResource=true"
+# GPU memory per product of the fake node templates (deploy/kwok/gpu-node-*.yaml).
+MEMORY = {
+    "NVIDIA-H100-80GB-HBM3": "80Gi",
+    "NVIDIA-A100-SXM4-80GB": "80Gi",
+    "NVIDIA-L4": "24Gi",
+}
+DEFAULT_MEMORY = "16Gi"
+
+
+def quantity_bytes(text: str) -> int:
+    """A memory quantity ("80Gi") in bytes."""
+    return int(parse_quantity(text))
+
+
+def class_name(product: str | None = None) -> str:
+    """The DeviceClass of any fake GPU, or of one product."""
+    return f"{product.lower()}.{DRIVER}" if product else DRIVER
+
+
+def device_classes(products: Iterable[str] = MEMORY) -> list[dict[str, Any]]:
+    whole: dict[str, Any] = {
+        "apiVersion": API_VERSION,
+        "kind": "DeviceClass",
+        "metadata": {"name": class_name()},
+        "spec": {"selectors": [{"cel": {"expression": f'device.driver == "{DRIVER}"'}}]},
+    }
+    out = [whole]
+    for product in products:
+        expression = (
+            f'device.driver == "{DRIVER}" && '
+            f'device.attributes["{DRIVER}"].productName == "{product}"'
+        )
+        out.append(
+            {
+                "apiVersion": API_VERSION,
+                "kind": "DeviceClass",
+                "metadata": {"name": class_name(product)},
+                "spec": {"selectors": [{"cel": {"expression": expression}}]},
+            }
+        )
+    return out
+
+
+def slice_name(node: str) -> str:
+    return f"{node}-{DRIVER}"
+
+
+def slice_manifest(
+    node: str,
+    gpus: int,
+    labels: Mapping[str, str],
+    *,
+    generation: int = 1,
+    memory: str | None = None,
+) -> dict[str, Any]:
+    """The ResourceSlice of one node's ``gpus`` fake GPUs (product and clique from its labels)."""
+    product = labels.get(GPU_PRODUCT_LABEL, "fake-gpu")
+    capacity = memory or MEMORY.get(product, DEFAULT_MEMORY)
+    devices = []
+    for index in range(gpus):
+        attributes: dict[str, Any] = {
+            "productName": {"string": product},
+            "memory": {"string": capacity},
+            "index": {"int": index},
+        }
+        if clique := labels.get(NVLINK_LABEL):
+            attributes["clique"] = {"string": clique}
+        devices.append(
+            {
+                "name": f"gpu-{index}",
+                "attributes": attributes,
+                "capacity": {"memory": {"value": capacity}},
+                "allowMultipleAllocations": True,
+            }
+        )
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "ResourceSlice",
+        "metadata": {"name": slice_name(node)},
+        "spec": {
+            "driver": DRIVER,
+            "nodeName": node,
+            "pool": {"name": node, "generation": generation, "resourceSliceCount": 1},
+            "devices": devices,
+        },
+    }
+
+
+def node_slice(node: FakeNode, **kwargs: Any) -> dict[str, Any]:
+    labels = node.manifest()["metadata"]["labels"]
+    return slice_manifest(node.name, node.gpus, labels, **kwargs)
+
+
+def publish(
+    api: client.ApiClient,
+    nodes: Iterable[FakeNode],
+    *,
+    classes: bool = True,
+    **slice_options: Any,
+) -> None:
+    """Creates (or replaces) the slices of ``nodes`` and, with ``classes``, the DeviceClasses."""
+    resource = client.ResourceV1Api(api)
+    if classes:
+        for device_class in device_classes():
+            class_body: Any = device_class  # the client takes plain dicts as bodies
+            try:
+                resource.create_device_class(class_body, _preload_content=False)
+            except client.ApiException as exc:
+                if exc.status != 409:
+                    raise
+    for node in nodes:
+        put_slice(api, node_slice(node, **slice_options))
+
+
+def put_slice(api: client.ApiClient, body: Mapping[str, Any]) -> None:
+    """Creates the ResourceSlice, or replaces the one of that name."""
+    resource = client.ResourceV1Api(api)
+    name = body["metadata"]["name"]
+    created: Any = dict(body)
+    try:
+        resource.create_resource_slice(created, _preload_content=False)
+    except client.ApiException as exc:
+        if exc.status != 409:
+            raise
+        current: Any = resource.read_resource_slice(name, _preload_content=False)
+        version = json.loads(current.data)["metadata"]["resourceVersion"]
+        replaced: Any = {**body, "metadata": {**body["metadata"], "resourceVersion": version}}
+        resource.replace_resource_slice(name, replaced, _preload_content=False)
+
+
+def withdraw(api: client.ApiClient, nodes: Iterable[str]) -> None:
+    """Deletes the slices of ``nodes`` (as when the driver leaves them)."""
+    resource = client.ResourceV1Api(api)
+    for node in nodes:
+        try:
+            resource.delete_resource_slice(slice_name(node), _preload_content=False)
+        except client.ApiException as exc:
+            if exc.status != 404:
+                raise

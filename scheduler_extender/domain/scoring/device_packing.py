@@ -1,0 +1,292 @@
+"""Device-level demand-aware packing: FGD on DRA devices, shares and partitions included.
+
+The idea of ``demand_packing.py`` (fragmentation gradient descent; Weng et al.,
+"Beware of Fragmentation: Scheduling GPU-Sharing Workloads with Fragmentation
+Gradient Descent", USENIX ATC'23) at the granularity the paper defines it: the
+device. The demand is the mix of device requests the cache has seen
+(``Devices.demand``, learned by the same ``shapes.ShapeBook`` as the GPU pods'
+shapes): whole devices of a class, or a share of one (an amount of its
+consumable capacity, e.g. ``memory``), each with a weight (recent and pending).
+
+On a node, the room *usable* by shape *m* is the device capacity of the copies
+of *m* its devices could still take, in units of a device: a 20 GiB share of
+an 80 GiB GPU is 0.25. Whole shapes use untouched devices only; shares use
+what is left on each shared device (``k`` copies where ``k`` is the least of
+``free / request`` over the capacities it asks for). A device with 5 GiB left
+is usable by no shape asking for more: that is FGD's fragmentation. Placing a
+pod changes the room on that node only, by the devices kube-scheduler's
+allocator will give it; the extender cannot choose them, so it predicts them as
+the allocator picks (first fit in the order the slices list the devices,
+``devices.predict_allocation``). Each shape's loss is priced by its demand over
+the room the cluster has for it, as in ``demand_packing``:
+
+    price(m) = weight(m) x size(m) / usable room for m on all nodes
+    cost(node) = sum over m of price(m) x (usable(m) before - usable(m) after)
+
+The pod goes where it destroys the least room in demand. Among equal costs
+(and when nothing was learned yet) the node whose devices are fullest after
+the placement wins, so shares stack on devices already shared and whole
+devices stay whole.
+
+Only pods with claims still to be allocated are scored (``Audience.DEVICES``);
+the others get no opinion.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from scheduler_extender.domain.cluster import Snapshot
+from scheduler_extender.domain.columns import FloatArray, IntArray
+from scheduler_extender.domain.devices import DeviceChoice as Choice
+from scheduler_extender.domain.devices import (
+    DeviceRequest,
+    Devices,
+    DeviceShape,
+    DeviceState,
+    NodeDevices,
+    class_matches,
+    pod_devices,
+)
+from scheduler_extender.domain.objects import Pod
+from scheduler_extender.domain.scoring.policy import Audience, ScoringContext, neutral
+
+# Share of the score that goes to filling the fullest node among equally costly ones.
+FILL_SHARE = 0.1
+
+
+@dataclass(slots=True)
+class _Slot:
+    """One device during a virtual placement: what is left of it."""
+
+    state: DeviceState
+    free: dict[str, int]
+    taken: bool  # an allocation holds it (shared devices: some capacity is consumed)
+
+    @property
+    def untouched(self) -> bool:
+        return self.state.available and not self.taken
+
+    def fits(self, capacity: Mapping[str, int]) -> bool:
+        device = self.state.device
+        if not self.state.available:
+            return False
+        if device.shared:
+            wanted = device.consumption(capacity)
+            return all(self.free.get(n, 0) >= a for n, a in wanted.items())
+        return not self.taken and all(device.capacity.get(n, 0) >= a for n, a in capacity.items())
+
+    def take(self, capacity: Mapping[str, int]) -> None:
+        device = self.state.device
+        if device.shared:
+            for name, amount in device.consumption(capacity).items():
+                self.free[name] = self.free.get(name, 0) - amount
+        else:
+            self.free = dict.fromkeys(self.free, 0)
+        self.taken = True
+
+    def fill(self) -> float:
+        """The share of the device in use (0: untouched, 1: full)."""
+        capacity = self.state.device.capacity
+        if not capacity:
+            return 1.0 if self.taken else 0.0
+        return max(1.0 - self.free.get(n, 0) / c for n, c in capacity.items() if c > 0)
+
+
+def _slot(state: DeviceState) -> _Slot:
+    return _Slot(state, dict(state.free), state.allocations > 0)
+
+
+def _slots(node: NodeDevices) -> list[_Slot]:
+    return [_slot(d) for d in node.devices]
+
+
+def _place(request: DeviceRequest, devices: Devices, slots: Sequence[_Slot]) -> list[int] | None:
+    """Take ``request``'s devices as the allocator would (first fit): the slots taken, or None
+    when it does not fit."""
+    for choice in request.choices:
+        if choice.all_devices:
+            continue
+        chosen = [
+            i
+            for i, s in enumerate(slots)
+            if class_matches(choice, devices, s.state.device) and s.fits(choice.capacity)
+        ][: choice.count]
+        if len(chosen) == choice.count:
+            for i in chosen:
+                slots[i].take(choice.capacity)
+            return chosen
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Shapes:
+    """The learned device requests (K shapes), with what pricing and counting them needs."""
+
+    shapes: tuple[DeviceShape, ...]
+    choices: tuple[Choice, ...]  # each shape as a request choice
+    counts: IntArray  # K: devices per request
+    units: FloatArray  # K: device units one device of a request takes (a share: its fraction)
+
+    def copies(self, devices: Devices, slot: _Slot) -> IntArray:
+        """Per shape, the copies (device-sized pieces) of it this one device could still take."""
+        out = np.zeros(len(self.shapes), dtype=np.int64)
+        for k, (shape, choice) in enumerate(zip(self.shapes, self.choices, strict=True)):
+            if not class_matches(choice, devices, slot.state.device):
+                continue
+            if not shape.shares:
+                out[k] = 1 if slot.untouched else 0
+            elif slot.fits(choice.capacity):
+                device = slot.state.device
+                if device.shared:
+                    wanted = device.consumption(choice.capacity)
+                    out[k] = min(
+                        (slot.free.get(n, 0) // a for n, a in wanted.items() if a > 0), default=1
+                    )
+                else:
+                    out[k] = 1
+        return out
+
+    def usable(self, copies: IntArray) -> FloatArray:
+        """Device units of the whole requests of each shape that ``copies`` make."""
+        whole: FloatArray = (copies // self.counts) * self.counts * self.units
+        return whole
+
+
+def _shapes(devices: Devices) -> _Shapes:
+    shapes = devices.demand.classes
+    choices = tuple(Choice(m.device_class, m.count, capacity=dict(m.capacity)) for m in shapes)
+    return _Shapes(
+        shapes,
+        choices,
+        np.array([m.count for m in shapes], dtype=np.int64),
+        np.array([_unit(m, devices) for m in shapes], dtype=np.float64),
+    )
+
+
+def _unit(shape: DeviceShape, devices: Devices) -> float:
+    """The fraction of a device of its class one device of ``shape`` takes (1 when whole)."""
+    if not shape.shares:
+        return 1.0
+    capacity = dict(shape.capacity)
+    for node in devices.nodes.values():
+        for state in node.devices:
+            device = state.device
+            if class_matches(Choice(shape.device_class), devices, device):
+                fractions = [
+                    a / device.capacity[n] for n, a in capacity.items() if device.capacity.get(n)
+                ]
+                return max(fractions) if fractions else 1.0
+    return 1.0
+
+
+def _node_copies(shapes: _Shapes, devices: Devices, node: NodeDevices) -> IntArray:
+    total = np.zeros(len(shapes.shapes), dtype=np.int64)
+    for slot in _slots(node):
+        total += shapes.copies(devices, slot)
+    return total
+
+
+@dataclass(frozen=True, slots=True)
+class _Memo:
+    devices: Devices
+    shapes: _Shapes
+    nodes: Mapping[str, NodeDevices]  # the frozen node views ``copies`` was counted on
+    copies: Mapping[str, IntArray]  # node -> copies per shape its devices could take
+    price: FloatArray  # per shape
+
+
+class DevicePacking:
+    name = "device_packing"
+    audience = Audience.DEVICES
+
+    def __init__(self) -> None:
+        self._memo: _Memo | None = None
+        self._lock = threading.Lock()
+
+    def score(self, pod: Pod, rows: IntArray, ctx: ScoringContext) -> FloatArray:
+        snapshot = ctx.snapshot
+        devices = snapshot.devices
+        if len(rows) == 0 or not pod.claims or not devices:
+            return neutral(rows)
+        pending = pod_devices(pod.namespace, pod.claims, devices).pending
+        if not pending:
+            return neutral(rows)
+        memo = self._memo_of(devices)
+        shapes = memo.shapes
+        names = _names(snapshot, rows)
+        cost = np.zeros(len(rows))
+        fill = np.zeros(len(rows))
+        placed = np.zeros(len(rows), dtype=np.bool_)
+        for i, name in enumerate(names):
+            node = devices.of(name) if name is not None else None
+            if name is None or node is None or not node.devices:
+                continue
+            slots = _slots(node)
+            taken: set[int] = set()
+            for request in pending:
+                chosen = _place(request, devices, slots)
+                if chosen is None:
+                    break
+                taken.update(chosen)
+            else:
+                placed[i] = True
+                fill[i] = sum(s.fill() for s in slots) / len(slots)
+                if shapes.shapes:
+                    # Only the devices taken change: the room after is the room before less
+                    # what those devices could take before, plus what they can take after.
+                    copies = memo.copies[name].copy()
+                    for j in taken:
+                        copies += shapes.copies(devices, slots[j])
+                        copies -= shapes.copies(devices, _slot(node.devices[j]))
+                    lost = shapes.usable(memo.copies[name]) - shapes.usable(copies)
+                    cost[i] = float(memo.price @ lost)
+        if not placed.any():
+            return neutral(rows)
+        low, high = float(cost[placed].min()), float(cost[placed].max())
+        if high - low <= 1e-9 * max(abs(high), 1.0):
+            scored: FloatArray = np.where(placed, fill, 0.0)
+            return scored
+        spread = (high - cost) / (high - low)
+        scored = np.where(placed, (1.0 - FILL_SHARE) * spread + FILL_SHARE * fill, 0.0)
+        return scored
+
+    def _memo_of(self, devices: Devices) -> _Memo:
+        """Copies per shape and node, and the prices; only changed nodes are recounted.
+
+        ``DeviceBook`` keeps a node's frozen view (the same object) while nothing on it
+        changes, so a bind recounts one node, not the cluster.
+        """
+        with self._lock:
+            memo = self._memo
+            if memo is not None and memo.devices is devices:
+                return memo
+            same = (
+                memo is not None
+                and memo.shapes.shapes == devices.demand.classes
+                and memo.devices.classes is devices.classes
+            )
+            shapes = memo.shapes if same and memo is not None else _shapes(devices)
+            copies: dict[str, IntArray] = {}
+            for name, node in devices.nodes.items():
+                if same and memo is not None and memo.nodes.get(name) is node:
+                    copies[name] = memo.copies[name]
+                else:
+                    copies[name] = _node_copies(shapes, devices, node)
+            room = np.zeros(len(shapes.shapes))
+            for counted in copies.values():
+                room += shapes.usable(counted)
+            sizes = shapes.counts * shapes.units
+            weights = np.array(devices.demand.weights)
+            price = weights * sizes / np.maximum(room, np.maximum(sizes, 1e-9))
+            self._memo = memo = _Memo(devices, shapes, devices.nodes, copies, price)
+            return memo
+
+
+def _names(snapshot: Snapshot, rows: IntArray) -> list[str | None]:
+    by_row = {row: name for name, row in snapshot.columns.rows.items()}
+    return [by_row.get(r) for r in rows.tolist()]

@@ -1,0 +1,144 @@
+"""Device-level FGD: shares go where they fragment least what the learned demand needs."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from scheduler_extender.adapters.kube.dra_schema import (
+    claim_from_json,
+    device_class_from_json,
+    slice_from_json,
+)
+from scheduler_extender.adapters.kube.schema import pod_from_json
+from scheduler_extender.domain.cluster import ClusterState, Snapshot
+from scheduler_extender.domain.objects import Pod
+from scheduler_extender.domain.popularity import Popularity
+from scheduler_extender.domain.scoring.device_packing import DevicePacking
+from scheduler_extender.domain.scoring.policy import NEUTRAL_SCORE, ScoringContext
+from scheduler_extender.domain.scoring.registry import DEFAULT_WEIGHTS, Scorer
+from scheduler_extender.domain.shapes import ShapeMix
+from tests.builders import GPU, node, pod, pod_json
+from tests.dra_builders import claim_json, device_class_json, slice_json
+
+
+def claimant(name: str, *claims: str) -> Pod:
+    raw = pod_json(name, 0)
+    raw["spec"]["resourceClaims"] = [{"name": c, "resourceClaimName": c} for c in claims]
+    return pod_from_json(raw, "agent")
+
+
+def build(nodes: dict[str, int], claims: list[dict[str, Any]]) -> ClusterState:
+    state = ClusterState()
+    for name, gpus in nodes.items():
+        state.upsert_node(node(name, 0))
+        state.upsert_slice(slice_from_json(slice_json(name, gpus, memory="80Gi")))
+    state.upsert_device_class(device_class_from_json(device_class_json("gpu")))
+    for raw in claims:
+        state.upsert_claim(claim_from_json(raw))
+    return state
+
+
+def scores(state: ClusterState, pod: Pod, names: list[str]) -> dict[str, float]:
+    snapshot: Snapshot = state.snapshot()
+    rows = snapshot.columns.rows_of(names)
+    ctx = ScoringContext(snapshot, Popularity({}), GPU)
+    values = DevicePacking().score(pod, rows, ctx)
+    return dict(zip(names, values.tolist(), strict=True))
+
+
+def test_a_share_stacks_on_a_shared_device_rather_than_break_a_whole_one() -> None:
+    # node-a: one GPU with 40Gi taken by a share; node-b: untouched. Demand: whole GPUs and
+    # 20Gi shares. A 20Gi share on node-a costs whole-GPU room nothing; on node-b it does.
+    state = build(
+        {"node-a": 1, "node-b": 1},
+        [
+            claim_json("old", memory="40Gi", allocated=[("node-a", "gpu-0")], consumed="40Gi"),
+            claim_json("whole-1"),
+            claim_json("whole-2"),
+            claim_json("share", memory="20Gi"),
+        ],
+    )
+    got = scores(state, claimant("p", "share"), ["node-a", "node-b"])
+    assert got["node-a"] > got["node-b"]
+
+
+def test_a_share_avoids_leaving_a_remnant_no_request_can_use() -> None:
+    # node-a: 45Gi left, node-b: 60Gi left; the demand is 40Gi shares. A 10Gi share on node-a
+    # (the fuller) leaves 35Gi, of no use to a 40Gi share; on node-b 50Gi, still one share's.
+    state = build(
+        {"node-a": 1, "node-b": 1},
+        [
+            claim_json("a", memory="35Gi", allocated=[("node-a", "gpu-0")], consumed="35Gi"),
+            claim_json("b", memory="20Gi", allocated=[("node-b", "gpu-0")], consumed="20Gi"),
+            claim_json("forty-1", memory="40Gi"),
+            claim_json("forty-2", memory="40Gi"),
+            claim_json("small", memory="10Gi"),
+        ],
+    )
+    got = scores(state, claimant("p", "small"), ["node-a", "node-b"])
+    assert got["node-b"] > got["node-a"]  # filling the fullest alone would pick node-a
+
+
+def test_whole_devices_go_where_no_whole_device_request_loses_a_node_of_room() -> None:
+    # 2-GPU requests are in demand: taking one GPU of node-b (2 free) breaks the only place
+    # one fits; node-a (3 free) keeps room for one.
+    state = build(
+        {"node-a": 3, "node-b": 2},
+        [
+            claim_json("pair-1", count=2),
+            claim_json("pair-2", count=2),
+            claim_json("one"),
+        ],
+    )
+    got = scores(state, claimant("p", "one"), ["node-a", "node-b"])
+    assert got["node-a"] > got["node-b"]
+
+
+def test_without_a_learned_demand_the_fullest_devices_win_and_unfit_nodes_score_zero() -> None:
+    state = build(
+        {"node-a": 1, "node-b": 1, "node-c": 1},
+        [
+            claim_json("a", memory="60Gi", allocated=[("node-a", "gpu-0")], consumed="60Gi"),
+            claim_json("c", memory="75Gi", allocated=[("node-c", "gpu-0")], consumed="75Gi"),
+            claim_json("share", memory="10Gi"),
+        ],
+    )
+    learned = state.snapshot()
+    devices = dataclasses.replace(learned.devices, demand=ShapeMix())  # nothing learned
+    snapshot = dataclasses.replace(learned, devices=devices)
+    names = ["node-a", "node-b", "node-c"]
+    values = DevicePacking().score(
+        claimant("p", "share"),
+        snapshot.columns.rows_of(names),
+        ScoringContext(snapshot, Popularity({}), GPU),
+    )
+    got = dict(zip(names, values.tolist(), strict=True))
+    assert got["node-c"] == 0.0  # 5Gi left: it does not fit
+    assert got["node-a"] > got["node-b"]
+
+
+def test_pods_without_pending_claims_get_no_opinion() -> None:
+    state = build({"node-a": 1}, [claim_json("done", allocated=[("node-a", "gpu-0")])])
+    for subject in (pod("plain", 1), claimant("p", "done"), claimant("q", "unknown")):
+        got = scores(state, subject, ["node-a"])
+        assert got == {"node-a": NEUTRAL_SCORE}
+
+
+def test_the_scorer_gives_device_pods_to_the_device_policy() -> None:
+    scorer = Scorer.from_weights(DEFAULT_WEIGHTS)
+    assert "device_packing" in [p.name for p, _ in scorer.for_pod(claimant("p", "c"))]
+    assert "device_packing" not in [p.name for p, _ in scorer.for_pod(pod("q", 1))]
+    state = build({"node-a": 1, "node-b": 1}, [claim_json("c", memory="10Gi")])
+    snapshot = state.snapshot()
+    table = scorer.score(
+        claimant("p", "c"),
+        ["node-a", "node-b"],
+        snapshot.columns.rows_of(["node-a", "node-b"]),
+        ScoringContext(snapshot, Popularity({}), GPU),
+        explain=True,
+    )
+    assert set(table.contributions) >= {"device_packing"}
+    assert np.all(np.array(table.scores) >= 0)
