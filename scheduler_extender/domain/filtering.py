@@ -170,7 +170,7 @@ def filter_nodes(
     if snapshot.devices and (pod.claims or mapped or pod.uid in snapshot.devices.owned):
         blocked_by_devices = _device_rejections(pod, passed, snapshot, mapped)
         if blocked_by_devices:
-            passed = [name for name in passed if name not in blocked_by_devices]
+            passed, passed_rows = _without(passed, passed_rows, blocked_by_devices)
             failed.update(blocked_by_devices)
     for rule in snapshot.rules:  # extensions, e.g. a packing plan's reservations
         blocked = rule.blocked(pod, passed, _free_after_nominated(snapshot, held))
