@@ -45,6 +45,26 @@ def bound(pods: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return [p for p in pods if p["spec"].get("nodeName")]
 
 
+def placement(api: client.ApiClient, namespace: str) -> dict[str, str]:
+    """Bound pod -> its node."""
+    return {p["metadata"]["name"]: p["spec"]["nodeName"] for p in bound(list_pods(api, namespace))}
+
+
+def submit_one_by_one(
+    api: client.ApiClient, namespace: str, pods: list[dict[str, Any]]
+) -> dict[str, str]:
+    """Creates each pod once the previous one is bound; returns pod -> node."""
+    for pod in pods:
+        name: str = pod["metadata"]["name"]
+        workload.create_pods(api, [pod])
+
+        def done(name: str = name) -> bool:
+            return name in placement(api, namespace)
+
+        wait_for(f"{name} bound", done, timeout=60)
+    return placement(api, namespace)
+
+
 def events_for(api: client.ApiClient, namespace: str, pod: str) -> list[dict[str, Any]]:
     response: Any = client.CoreV1Api(api).list_namespaced_event(
         namespace,

@@ -22,7 +22,13 @@ from kubernetes import client
 
 from scheduler_extender.devcluster import dra, workload
 from scheduler_extender.devcluster.cluster import LocalCluster
-from tests.e2e.helpers import NodePool, bound, extender_decisions, list_pods, wait_for
+from tests.e2e.helpers import (
+    NodePool,
+    extender_decisions,
+    placement,
+    submit_one_by_one,
+    wait_for,
+)
 
 SHARE = "20Gi"
 
@@ -67,23 +73,6 @@ def allocations(api: client.ApiClient, namespace: str) -> dict[tuple[str, str], 
     return out
 
 
-def submit(api: client.ApiClient, namespace: str, pods: list[dict[str, Any]]) -> dict[str, str]:
-    """Creates each pod once the previous one is bound; returns pod -> node."""
-    for pod in pods:
-        workload.create_pods(api, [pod])
-        name: str = pod["metadata"]["name"]
-
-        def done(name: str = name) -> bool:
-            return name in placement(api, namespace)
-
-        wait_for(f"{name} bound", done, timeout=60)
-    return placement(api, namespace)
-
-
-def placement(api: client.ApiClient, namespace: str) -> dict[str, str]:
-    return {p["metadata"]["name"]: p["spec"]["nodeName"] for p in bound(list_pods(api, namespace))}
-
-
 @pytest.fixture
 def dra_pool(
     reconfigurable_cluster: LocalCluster, api: client.ApiClient, namespace: str, node_pool: NodePool
@@ -109,8 +98,8 @@ def test_shares_and_whole_devices_through_kube_scheduler_and_the_extender(
     dra_pool: NodePool,
 ) -> None:
     before = extender_decisions(reconfigurable_cluster.extender_endpoint.metrics_url)
-    whole = submit(api, namespace, [claim_pod(dra_pool, "whole-0", namespace, "whole")])
-    shares = submit(
+    whole = submit_one_by_one(api, namespace, [claim_pod(dra_pool, "whole-0", namespace, "whole")])
+    shares = submit_one_by_one(
         api, namespace, [claim_pod(dra_pool, f"share-{i}", namespace, "share") for i in range(5)]
     )
     after = extender_decisions(reconfigurable_cluster.extender_endpoint.metrics_url)
@@ -149,7 +138,9 @@ def test_a_withdrawn_slice_closes_its_node_and_a_republished_one_opens_it(
     node = wait_for("waiting bound", lambda: placement(api, namespace).get("waiting"), timeout=60)
     assert node == first.name
     # 24Gi GPUs take one 20Gi share each: four shares fit on the node's four GPUs, no more.
-    submit(api, namespace, [claim_pod(dra_pool, f"more-{i}", namespace, "share") for i in range(3)])
+    submit_one_by_one(
+        api, namespace, [claim_pod(dra_pool, f"more-{i}", namespace, "share") for i in range(3)]
+    )
     workload.create_pods(api, [claim_pod(dra_pool, "too-many", namespace, "share")])
     time.sleep(5)
     assert "too-many" not in placement(api, namespace)
@@ -183,7 +174,7 @@ def test_an_extended_resource_mapped_to_dra_devices_goes_through_the_extender(
         container = pod["spec"]["containers"][0]["resources"]
         container["requests"][resource_name] = "3"
         container["limits"] = {resource_name: "3"}
-        node = submit(api, namespace, [pod])["mapped"]
+        node = submit_one_by_one(api, namespace, [pod])["mapped"]
         after = extender_decisions(reconfigurable_cluster.extender_endpoint.metrics_url)
         assert after[("bind", "bound")] - before[("bind", "bound")] == 1
         taken = allocations(api, namespace)
@@ -193,7 +184,7 @@ def test_an_extended_resource_mapped_to_dra_devices_goes_through_the_extender(
         second = dra_pool.pod("mapped-2", namespace=namespace, gpus=0, cpu="100m", memory="256Mi")
         second["spec"]["containers"][0]["resources"]["requests"][resource_name] = "3"
         second["spec"]["containers"][0]["resources"]["limits"] = {resource_name: "3"}
-        assert submit(api, namespace, [second])["mapped-2"] != node
+        assert submit_one_by_one(api, namespace, [second])["mapped-2"] != node
     finally:
         resource.delete_device_class(device_class["metadata"]["name"])
 
@@ -219,7 +210,7 @@ def test_a_share_goes_where_it_leaves_room_for_the_shares_in_demand(
         pod["spec"]["nodeSelector"]["kubernetes.io/hostname"] = node
         return pod
 
-    submit(api, namespace, [pinned("on-a", a, "t35"), pinned("on-b", b, "t20")])
+    submit_one_by_one(api, namespace, [pinned("on-a", a, "t35"), pinned("on-b", b, "t20")])
     for i in range(2):
         waiting: Any = template(f"forty-{i}", namespace, memory="40Gi")["spec"]
         waiting = {
@@ -231,7 +222,7 @@ def test_a_share_goes_where_it_leaves_room_for_the_shares_in_demand(
         resource.create_namespaced_resource_claim(namespace, waiting)
     time.sleep(2)  # the extender's watch has seen the waiting claims (the demand)
 
-    placed = submit(api, namespace, [claim_pod(dra_pool, "small", namespace, "t10")])
+    placed = submit_one_by_one(api, namespace, [claim_pod(dra_pool, "small", namespace, "t10")])
     assert placed["small"] == b
     taken = allocations(api, namespace)
     assert sorted(taken[(b, "gpu-0")]) == sorted(
@@ -313,7 +304,7 @@ def test_partitions_through_kube_scheduler_and_the_extender(
         )
         resource.create_namespaced_resource_claim_template(namespace, claim_template)
     try:
-        placed = submit(
+        placed = submit_one_by_one(
             api,
             namespace,
             [claim_pod(dra_pool, f"part-{i}", namespace, classes[0]) for i in range(3)],

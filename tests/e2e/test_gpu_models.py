@@ -17,30 +17,10 @@ from typing import Any
 
 from kubernetes import client
 
-from scheduler_extender.devcluster import workload
 from scheduler_extender.devcluster.cluster import LocalCluster
-from tests.e2e.helpers import NodePool, bound, list_pods, wait_for
+from tests.e2e.helpers import NodePool, list_pods, submit_one_by_one, wait_for
 
 L4 = "NVIDIA-L4"
-
-
-def submit_one_by_one(
-    api: client.ApiClient, namespace: str, pods: list[dict[str, Any]]
-) -> dict[str, str]:
-    """Creates each pod once the previous one is bound; returns pod -> node."""
-    for pod in pods:
-        name: str = pod["metadata"]["name"]
-        workload.create_pods(api, [pod])
-
-        def done(name: str = name) -> bool:
-            return name in placement(api, namespace)
-
-        wait_for(f"{name} bound", done, timeout=60)
-    return placement(api, namespace)
-
-
-def placement(api: client.ApiClient, namespace: str) -> dict[str, str]:
-    return {p["metadata"]["name"]: p["spec"]["nodeName"] for p in bound(list_pods(api, namespace))}
 
 
 def test_unconstrained_pods_leave_the_scarce_model_to_the_pods_that_need_it(

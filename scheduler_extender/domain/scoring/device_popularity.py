@@ -5,7 +5,7 @@ GPU sharing (DRA consumable capacity, ``domain/devices.py``) several replicas
 share one device, and a device carrying shares of two hot agents is the
 straggler however the node's totals look. This policy scores a replica with a
 claim still to be allocated by the predicted load of the devices it would get
-(kube-scheduler's allocator, first fit, as ``device_packing`` predicts it):
+(kube-scheduler's allocator, first fit: ``devices.predict_allocation``):
 
     load(device) = sum over the replicas holding it of rate(agent) / replicas(agent)
     after(node)  = the largest load(device) + rate(pod's agent) / replicas, over its devices
@@ -24,34 +24,9 @@ from collections.abc import Mapping
 import numpy as np
 
 from scheduler_extender.domain.columns import FloatArray, IntArray
-from scheduler_extender.domain.devices import (
-    DeviceChoice,
-    DeviceRequest,
-    Devices,
-    DeviceState,
-    NodeDevices,
-    class_matches,
-    pod_devices,
-)
+from scheduler_extender.domain.devices import DeviceState, pod_devices, predict_allocation
 from scheduler_extender.domain.objects import Pod
 from scheduler_extender.domain.scoring.policy import Audience, ScoringContext, neutral
-
-
-def _first_fit(request: DeviceRequest, devices: Devices, node: NodeDevices) -> list[int] | None:
-    """The devices kube-scheduler's allocator takes for ``request`` on ``node`` (first fit)."""
-    for choice in request.choices:
-        if choice.all_devices:
-            continue
-        chosen = [i for i, state in enumerate(node.devices) if _fits(choice, devices, state)][
-            : choice.count
-        ]
-        if len(chosen) == choice.count:
-            return chosen
-    return None
-
-
-def _fits(choice: DeviceChoice, devices: Devices, state: DeviceState) -> bool:
-    return bool(class_matches(choice, devices, state.device)) and state.fits_whole(choice.capacity)
 
 
 def device_load(state: DeviceState, per_replica: Mapping[str, float]) -> float:
@@ -86,10 +61,10 @@ class DevicePopularity:
                 continue
             taken: set[int] = set()
             for request in pending:
-                chosen = _first_fit(request, devices, node)
-                if chosen is None:
+                chosen = predict_allocation(request, devices, node)
+                if not chosen:
                     break
-                taken.update(chosen)
+                taken.update(i for i, _ in chosen)
             else:
                 after[i] = max(device_load(node.devices[j], per_replica) + mine for j in taken)
         known = ~np.isnan(after)
