@@ -79,8 +79,9 @@ class Plan:
     def follow(self, columns: Columns, pending: Sequence[Pending]) -> Plan | None:
         """This plan without the replicas placed since, or None if the cluster left it.
 
-        It still holds when every replica placed since went to a row planned
-        for its agent and the pending replicas are exactly the ones left.
+        It still holds when the plan had a place for every replica placed since
+        (``_strike_off``) and the replicas it has left are still the heaviest
+        pending ones (``_still_heaviest``).
         """
         if columns.rows is not self.node_rows:  # a node came or went (the table's size too)
             return None
