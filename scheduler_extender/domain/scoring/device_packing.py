@@ -16,8 +16,9 @@ what is left on each shared device (``k`` copies where ``k`` is the least of
 is usable by no shape asking for more: that is FGD's fragmentation. Placing a
 pod changes the room on that node only, by the devices kube-scheduler's
 allocator will give it; the extender cannot choose them, so it predicts them as
-the allocator picks (first fit in the order the slices list the devices,
-``devices.predict_allocation``). Each shape's loss is priced by its demand over
+the allocator picks: first fit in the order the slices list the devices, the
+rule of ``devices.predict_allocation``, here on virtual slots (``_place``) so
+that a pod's several requests take devices one after the other. Each shape's loss is priced by its demand over
 the room the cluster has for it, as in ``demand_packing``:
 
     price(m) = weight(m) x size(m) / usable room for m on all nodes
