@@ -207,6 +207,8 @@ class DevicePacking:
 
     def __init__(self) -> None:
         self._memo: _Memo | None = None
+        # (node, the pod's pending requests) -> what placing them there does
+        self._placements: dict[tuple[str, str], _Placement] = {}
         self._lock = threading.Lock()
 
     def score(self, pod: Pod, rows: IntArray, ctx: ScoringContext) -> FloatArray:
@@ -218,34 +220,28 @@ class DevicePacking:
         if not pending:
             return neutral(rows)
         memo = self._memo_of(devices)
-        shapes = memo.shapes
+        asked = repr(pending)  # what a placement depends on, besides the node and the memo
         names = _names(snapshot, rows)
         cost = np.zeros(len(rows))
         fill = np.zeros(len(rows))
         placed = np.zeros(len(rows), dtype=np.bool_)
-        for i, name in enumerate(names):
-            node = devices.of(name) if name is not None else None
-            if name is None or node is None or not node.devices:
-                continue
-            slots = _slots(node)
-            taken: set[int] = set()
-            for request in pending:
-                chosen = _place(request, devices, slots)
-                if chosen is None:
-                    break
-                taken.update(chosen)
-            else:
-                placed[i] = True
-                fill[i] = sum(s.fill() for s in slots) / len(slots)
-                if shapes.shapes:
-                    # Only the devices taken change: the room after is the room before less
-                    # what those devices could take before, plus what they can take after.
-                    copies = memo.copies[name].copy()
-                    for j in taken:
-                        copies += shapes.copies(devices, slots[j])
-                        copies -= shapes.copies(devices, _slot(node.devices[j]))
-                    lost = shapes.usable(memo.copies[name]) - shapes.usable(copies)
-                    cost[i] = float(memo.price @ lost)
+        with self._lock:
+            for i, name in enumerate(names):
+                node = devices.of(name) if name is not None else None
+                if name is None or node is None or not node.devices:
+                    continue
+                # Replicas of one template ask alike, and a bind changes one node: what
+                # placing the request does to a node is kept while the node is unchanged.
+                key = (name, asked)
+                known = self._placements.get(key)
+                if known is None or known.node is not node or known.memo is not memo.shapes:
+                    known = self._placements[key] = _placement(memo, devices, node, name, pending)
+                if known.lost is not None:
+                    placed[i] = True
+                    fill[i] = known.fill
+                    cost[i] = float(memo.price @ known.lost)
+            if len(self._placements) > 4 * len(devices.nodes) + 64:
+                self._placements.clear()  # nodes and request shapes gone by
         if not placed.any():
             return neutral(rows)
         low, high = float(cost[placed].min()), float(cost[placed].max())
@@ -286,6 +282,38 @@ class DevicePacking:
             price = weights * sizes / np.maximum(room, np.maximum(sizes, 1e-9))
             self._memo = memo = _Memo(devices, shapes, devices.nodes, copies, price)
             return memo
+
+
+@dataclass(frozen=True, slots=True)
+class _Placement:
+    """A pod's pending requests placed on one node's devices, as the allocator would."""
+
+    node: NodeDevices  # the frozen view it was computed on
+    memo: _Shapes  # the shapes ``lost`` counts
+    fill: float  # the node's devices' mean fill after
+    lost: FloatArray | None  # device units of room lost per shape; None: it does not fit
+
+
+def _placement(
+    memo: _Memo, devices: Devices, node: NodeDevices, name: str, pending: Sequence[DeviceRequest]
+) -> _Placement:
+    shapes = memo.shapes
+    slots = _slots(node)
+    taken: set[int] = set()
+    for request in pending:
+        chosen = _place(request, devices, slots)
+        if chosen is None:
+            return _Placement(node, shapes, 0.0, None)
+        taken.update(chosen)
+    fill = sum(s.fill() for s in slots) / len(slots)
+    # Only the devices taken change: the room after is the room before less what
+    # those devices could take before, plus what they can take after.
+    copies = memo.copies[name].copy()
+    for j in taken:
+        copies += shapes.copies(devices, slots[j])
+        copies -= shapes.copies(devices, _slot(node.devices[j]))
+    lost = shapes.usable(memo.copies[name]) - shapes.usable(copies)
+    return _Placement(node, shapes, fill, lost)
 
 
 def _names(snapshot: Snapshot, rows: IntArray) -> list[str | None]:

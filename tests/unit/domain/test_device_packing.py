@@ -82,6 +82,38 @@ def test_a_share_avoids_leaving_a_remnant_no_request_can_use() -> None:
     assert got["node-b"] > got["node-a"]  # filling the fullest alone would pick node-a
 
 
+def test_a_placement_kept_from_an_earlier_pod_is_recomputed_once_its_node_changes() -> None:
+    state = build(
+        {"node-a": 1, "node-b": 1},
+        [
+            claim_json("b", memory="20Gi", allocated=[("node-b", "gpu-0")], consumed="20Gi"),
+            claim_json("forty-1", memory="40Gi"),
+            claim_json("forty-2", memory="40Gi"),
+            claim_json("small-1", memory="10Gi"),
+            claim_json("small-2", memory="10Gi"),
+        ],
+    )
+    names = ["node-a", "node-b"]
+    policy = DevicePacking()
+
+    def with_policy(pod: Pod, the_policy: DevicePacking) -> list[float]:
+        snapshot = state.snapshot()
+        ctx = ScoringContext(snapshot, Popularity({}), GPU)
+        return the_policy.score(pod, snapshot.columns.rows_of(names), ctx).tolist()
+
+    first = with_policy(claimant("p1", "small-1"), policy)
+    assert first == with_policy(claimant("p1", "small-1"), DevicePacking())
+    # node-a's GPU now has 35Gi taken: a 10Gi share there leaves a remnant of no use.
+    state.upsert_claim(
+        claim_from_json(
+            claim_json("a", memory="35Gi", allocated=[("node-a", "gpu-0")], consumed="35Gi")
+        )
+    )
+    again = with_policy(claimant("p2", "small-2"), policy)
+    assert again == with_policy(claimant("p2", "small-2"), DevicePacking())
+    assert again != first
+
+
 def test_whole_devices_go_where_no_whole_device_request_loses_a_node_of_room() -> None:
     # 2-GPU requests are in demand: taking one GPU of node-b (2 free) breaks the only place
     # one fits; node-a (3 free) keeps room for one.
