@@ -158,15 +158,20 @@ class _NoGroup:
         raise ApiException(status=404, reason="Not Found")
 
 
-def test_without_the_dra_group_the_cache_watches_nodes_and_pods_only_and_gets_ready() -> None:
-    watched = cache()
-    watched._resource_api = _NoGroup()  # type: ignore[assignment]
+def started_reflectors(watched: ClusterCache) -> list[str]:
+    """Starts and stops the cache; the kinds whose reflectors it started."""
     started: list[str] = []
     for reflector in (*watched._reflectors, *watched._dra_reflectors):
         reflector.start = lambda r=reflector: started.append(r.name)  # type: ignore[method-assign,misc]
     watched.start()
     watched.stop()
-    assert started == ["node", "pod"]
+    return started
+
+
+def test_without_the_dra_group_the_cache_watches_nodes_and_pods_only_and_gets_ready() -> None:
+    watched = cache()
+    watched._resource_api = _NoGroup()  # type: ignore[assignment]
+    assert started_reflectors(watched) == ["node", "pod"]
     assert not watched.dra_watched
     watched.replace("node", lambda: None)
     watched.replace("pod", lambda: None)
@@ -225,10 +230,5 @@ def test_without_the_permission_to_list_them_the_dra_kinds_are_not_watched() -> 
     for reflector in watched._dra_reflectors:
         reflector._lister = lambda **kwargs: Listed([])
     watched._dra_reflectors[1]._lister = forbidden
-    started: list[str] = []
-    for reflector in (*watched._reflectors, *watched._dra_reflectors):
-        reflector.start = lambda r=reflector: started.append(r.name)  # type: ignore[method-assign,misc]
-    watched.start()
-    watched.stop()
-    assert started == ["node", "pod"]
+    assert started_reflectors(watched) == ["node", "pod"]
     assert not watched.dra_watched
