@@ -53,6 +53,12 @@ class Columns:
     # a handful of distinct sets (one per GPU model), so rules on them run once per set.
     label_codes: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     label_sets: tuple[Mapping[str, str], ...] = ()
+    names: tuple[str | None, ...] = ()  # per row, its node's name (None: a free row)
+
+    def names_of(self, rows: IntArray) -> list[str | None]:
+        """The node name of each of ``rows`` (None: no node there)."""
+        names = self.names
+        return [names[r] if 0 <= r < len(names) else None for r in rows.tolist()]
 
     def rows_of(self, names: Iterable[str]) -> IntArray:
         """Rows of ``names``; -1 for names of unknown nodes."""
@@ -88,6 +94,8 @@ class ColumnBuilder:
         # columns as a plain dict typed read-only: a mappingproxy's ``get`` costs
         # 2-3x a dict's, and ``rows_of`` makes one per candidate node.
         self._rows_view: Mapping[str, int] = {}
+        self._names: tuple[str | None, ...] = ()
+        self._names_of: Mapping[str, int] | None = None  # the row index _names was built from
         self._codes = np.zeros(0, dtype=np.int64)
         self._label_index: dict[tuple[tuple[str, str], ...], int] = {}
         self._label_sets: list[Mapping[str, str]] = []
@@ -165,7 +173,17 @@ class ColumnBuilder:
             agents=MappingProxyType(dict(self._agents)),
             label_codes=self._codes_view,
             label_sets=tuple(self._label_sets),
+            names=self._names_view(),
         )
+
+    def _names_view(self) -> tuple[str | None, ...]:
+        # Rebuilt only when a node came or went (the row index is then a new dict).
+        if self._names_of is not self._rows_view:
+            names: list[str | None] = [None] * self._capacity
+            for name, row in self._rows_view.items():
+                names[row] = name
+            self._names, self._names_of = tuple(names), self._rows_view
+        return self._names
 
     def _grow(self) -> int:
         old = self._capacity

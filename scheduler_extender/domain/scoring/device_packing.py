@@ -41,7 +41,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scheduler_extender.domain.cluster import Snapshot
 from scheduler_extender.domain.columns import FloatArray, IntArray
 from scheduler_extender.domain.devices import DeviceChoice as Choice
 from scheduler_extender.domain.devices import (
@@ -221,7 +220,7 @@ class DevicePacking:
             return neutral(rows)
         memo = self._memo_of(devices)
         asked = repr(pending)  # what a placement depends on, besides the node and the memo
-        names = _names(snapshot, rows)
+        names = snapshot.columns.names_of(rows)
         cost = np.zeros(len(rows))
         fill = np.zeros(len(rows))
         placed = np.zeros(len(rows), dtype=np.bool_)
@@ -314,8 +313,3 @@ def _placement(
         copies -= shapes.copies(devices, _slot(node.devices[j]))
     lost = shapes.usable(memo.copies[name]) - shapes.usable(copies)
     return _Placement(node, shapes, fill, lost)
-
-
-def _names(snapshot: Snapshot, rows: IntArray) -> list[str | None]:
-    by_row = {row: name for name, row in snapshot.columns.rows.items()}
-    return [by_row.get(r) for r in rows.tolist()]

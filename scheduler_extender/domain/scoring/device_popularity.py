@@ -53,10 +53,9 @@ class DevicePopularity:
             for agent, r in popularity.rates.items()
         }
         mine = max(rate, 0.0) / max(replicas.get(pod.agent, 0), 1)
-        by_row = {row: name for name, row in snapshot.columns.rows.items()}
         after = np.full(len(rows), np.nan)
-        for i, row in enumerate(rows.tolist()):
-            node = devices.of(by_row.get(row, ""))
+        for i, name in enumerate(snapshot.columns.names_of(rows)):
+            node = devices.of(name or "")
             if node is None:
                 continue
             taken: set[int] = set()

@@ -34,10 +34,9 @@ CLOSENESS = ((NVLINK_LABEL, 1.0), (RACK_LABEL, 0.6), (ZONE_LABEL, 0.3))
 
 def _domains(snapshot: Snapshot, label: str, rows: IntArray) -> list[str | None]:
     """The value of ``label`` on each row's node (None: no node or no label)."""
-    names = {row: name for name, row in snapshot.columns.rows.items()}
     out: list[str | None] = []
-    for row in rows.tolist():
-        state = snapshot.nodes.get(names.get(row, ""))
+    for name in snapshot.columns.names_of(rows):
+        state = snapshot.nodes.get(name) if name is not None else None
         out.append(None if state is None else state.node.labels.get(label))
     return out
 

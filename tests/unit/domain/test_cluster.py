@@ -158,6 +158,8 @@ def test_incremental_columns_agree_with_a_rebuild_after_random_churn() -> None:
         if step % 50 == 0:
             snap = state.snapshot()
             fresh = columns_of(snap.nodes)
+            assert snap.columns.names_of(snap.columns.rows_of(list(snap.nodes))) == list(snap.nodes)
+            assert sum(n is not None for n in snap.columns.names) == len(snap.nodes)
             for name in snap.nodes:
                 rows = snap.columns.rows_of([name])
                 other = fresh.rows_of([name])
