@@ -115,3 +115,20 @@ NO_DEMAND: Demand = ShapeMix()
 
 class DemandBook(ShapeBook[DemandClass]):
     """The recent and pending GPU pods behind a cluster's demand."""
+
+    def beyond_the_cut(
+        self, lighter: list[tuple[DemandClass, float]]
+    ) -> list[tuple[DemandClass, float]]:
+        """The lighter shapes' demand for GPU models, one one-GPU shape per constraint.
+
+        Pods constrained to one or two of many models make many light shapes; dropping
+        them would hide the demand for the models they need, and unconstrained pods would
+        then fill those models first. Their GPUs are kept, per constraint, as GPUs any
+        node of those models can give; an unconstrained light shape adds nothing the
+        heavy unconstrained ones do not already price.
+        """
+        gpus: dict[GpuConstraint, float] = {}
+        for shape, weight in lighter:
+            if not shape.constraint.unconstrained:
+                gpus[shape.constraint] = gpus.get(shape.constraint, 0.0) + weight * shape.gpus
+        return [(DemandClass(1, constraint=c), w) for c, w in gpus.items()]

@@ -103,10 +103,16 @@ class ShapeBook(Generic[S]):
         # The heaviest (in GPUs), listed in a fixed order: while the same shapes stay the
         # heaviest, ``classes`` stays the same and only the weights change.
         heaviest = sorted(weights.items(), key=lambda kw: (-kw[1] * shapes[kw[0]].gpus, kw[0]))
-        kept = sorted(heaviest[: self._max_classes])
-        classes = tuple(shapes[k] for k, _ in kept)
+        kept = [(shapes[k], float(w)) for k, w in sorted(heaviest[: self._max_classes])]
+        lighter = sorted(heaviest[self._max_classes :])  # by id: a stable order
+        kept += self.beyond_the_cut([(shapes[k], float(w)) for k, w in lighter])
+        classes = tuple(shape for shape, _ in kept)
         if classes == self._frozen.classes:
             classes = self._frozen.classes  # the same object: consumers compare by identity
-        self._frozen = ShapeMix(classes, tuple(float(w) for _, w in kept))
+        self._frozen = ShapeMix(classes, tuple(w for _, w in kept))
         self._dirty = False
         return self._frozen
+
+    def beyond_the_cut(self, lighter: list[tuple[S, float]]) -> list[tuple[S, float]]:
+        """What the mix keeps of the shapes past the ``max_classes`` heaviest: nothing here."""
+        return []

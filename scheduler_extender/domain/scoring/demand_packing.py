@@ -18,11 +18,11 @@ loss is priced by its demand over the room the whole cluster has for it,
     price(m) = weight(m) x gpus(m) / usable GPUs for m on all nodes
     cost(node) = sum over m of price(m) x (usable(m) before - usable(m) after)
 
-so a pod goes where it destroys the least room that is in demand. Besides
-the pods seen, pods taking a whole node of each node size are always
-expected (3% of the demand seen each), so that among placements the demand seen finds equal, the rarest
-large nodes stay whole (the pods that need all of such a node, GPUs, cpu and
-memory, are rare and come late, as in the production trace of the paper).
+so a pod goes where it destroys the least room that is in demand. No
+demand is assumed beyond the pods seen: an assumed share of whole-node pods
+(tried, to keep the rarest large nodes whole) made the scarcity price of the
+last whole nodes outweigh real demand for scarce GPU models, and cost 6
+points of allocation on the model-constrained trace (BENCHMARKS.md).
 Pods without GPUs (in the extender's profile) are placed the same way: their
 cpu and memory go where they cost the GPU shapes the least, e.g. on nodes
 whose GPUs are all taken. Without any
@@ -56,11 +56,6 @@ from scheduler_extender.domain.scoring.policy import Audience, ScoringContext, n
 
 # Share of the score that goes to filling the fullest node among equally costly ones.
 FILL_SHARE = 0.1
-# Besides the pods seen, pods taking a whole node of each node size (GPUs, cpu, memory) are
-# always expected, this share of the demand seen each: among placements about equal for the
-# demand seen, the rarest large nodes stay whole.
-WHOLE_NODE_SHARE = 0.03
-MAX_WHOLE_NODES = 8  # node sizes kept (the most GPUs first)
 _MANY = np.int64(2**40)  # copies when a shape asks for none of a resource
 
 
@@ -97,7 +92,6 @@ class _Memo:
     columns: Columns
     demand: Demand
     gpu: str
-    wholes: tuple[tuple[int, int, int], ...]  # node sizes, as whole-node shapes
     allocatable: tuple[IntArray, IntArray, IntArray]  # gpu, cpu, memory per row
     free: tuple[IntArray, IntArray, IntArray]  # gpu, cpu, memory per row
     shapes: _Shapes
@@ -126,34 +120,6 @@ class _Memo:
                 np.array_equal(a, b) for a, b in zip(self.allocatable, allocatable, strict=True)
             )
         )
-
-
-def _round_down(values: IntArray) -> IntArray:
-    """Down to powers of 2 ** (1 / 16): nodes a few percent apart make one size."""
-    grid = np.floor(16 * np.log2(np.maximum(values, 1)) + 1e-9) / 16
-    rounded: IntArray = np.where(values > 16, np.floor(2**grid), values).astype(np.int64)
-    return rounded
-
-
-def whole_nodes(gpus: IntArray, cpu: IntArray, memory: IntArray) -> list[tuple[int, int, int]]:
-    """The distinct sizes of the GPU nodes, each as a pod that takes a whole node of it.
-
-    cpu and memory are rounded down (to within about 4%), so that nodes a few
-    reserved megabytes apart make one size and each size fits its own nodes.
-    """
-    has = gpus > 0
-    sizes = sorted(
-        set(
-            zip(
-                gpus[has].tolist(),
-                _round_down(cpu[has]).tolist(),
-                _round_down(memory[has]).tolist(),
-                strict=True,
-            )
-        ),
-        reverse=True,
-    )
-    return sizes[:MAX_WHOLE_NODES]
 
 
 class DemandAwarePacking:
@@ -205,7 +171,7 @@ class DemandAwarePacking:
             )
             if memo is not None and memo.same_shapes(columns, demand, gpu, allocatable):
                 # The usual step (a bind, a pod seen): only a few rows' free amounts changed.
-                shapes, admitted, wholes = memo.shapes, memo.admitted, memo.wholes
+                shapes, admitted = memo.shapes, memo.admitted
                 changed = np.flatnonzero(
                     (free[0] != memo.free[0])
                     | (free[1] != memo.free[1])
@@ -222,34 +188,29 @@ class DemandAwarePacking:
                     room += (fresh - usable[:, changed]).sum(axis=1)
                     usable[:, changed] = fresh
             else:
-                wholes = tuple(whole_nodes(*allocatable))
                 classes = demand.classes
                 shapes = _Shapes(
-                    np.array([c.gpus for c in classes] + [w[0] for w in wholes], dtype=np.int64),
-                    np.array([c.cpu for c in classes] + [w[1] for w in wholes], dtype=np.int64),
-                    np.array([c.memory for c in classes] + [w[2] for w in wholes], dtype=np.int64),
+                    np.array([c.gpus for c in classes], dtype=np.int64),
+                    np.array([c.cpu for c in classes], dtype=np.int64),
+                    np.array([c.memory for c in classes], dtype=np.int64),
                 )
                 # K x (label sets + 1): whether each shape admits each set of GPU labels; the
-                # last column is for rows without a node (code -1). Whole nodes take any GPU.
+                # last column is for rows without a node (code -1).
                 sets = columns.label_sets
                 table = np.array(
-                    [[c.constraint.admits(labels) for labels in sets] + [False] for c in classes]
-                    + [[True] * len(sets) + [False] for _ in wholes],
+                    [[c.constraint.admits(labels) for labels in sets] + [False] for c in classes],
                     dtype=np.bool_,
-                ).reshape(len(classes) + len(wholes), len(sets) + 1)
+                ).reshape(len(classes), len(sets) + 1)
                 codes = columns.label_codes
                 admitted = table[:, codes] if len(codes) == columns.size else table[:, [-1]]
                 usable = np.where(admitted, shapes.usable(*free), 0)
                 room = usable.sum(axis=1)
-            prior = WHOLE_NODE_SHARE * sum(demand.weights)
-            weights = np.array([*demand.weights, *([prior] * len(wholes))])
-            wanted = weights * shapes.gpus
+            wanted = np.array(demand.weights) * shapes.gpus
             price = wanted / np.maximum(room.astype(float), shapes.gpus.astype(float))
             self._memo = memo = _Memo(
                 columns,
                 demand,
                 gpu,
-                wholes,
                 allocatable,
                 free,
                 shapes,

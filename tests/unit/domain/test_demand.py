@@ -9,6 +9,7 @@ from scheduler_extender.domain.demand import (
     ANY_GPU,
     DemandBook,
     DemandClass,
+    GpuConstraint,
     demand_class,
     gpu_constraint,
 )
@@ -81,6 +82,22 @@ def test_the_book_keeps_the_heaviest_shapes_only() -> None:
     for shape in (one, one, one, two, eight):
         book.arrived(shape)
     assert set(book.freeze().classes) == {one, eight}  # 3 and 8 GPUs beat 2
+
+
+def test_light_constrained_shapes_keep_their_models_demand_past_the_cut() -> None:
+    t4, p100 = (GpuConstraint(selector=((GPU_PRODUCT, m),)) for m in ("T4", "P100"))
+    book = DemandBook(max_classes=1)
+    heavy = DemandClass(8)
+    for shape in (heavy, DemandClass(2, 4000, constraint=t4), DemandClass(1, 1000, constraint=t4)):
+        book.arrived(shape)
+    book.arrived(DemandClass(1, 2000, constraint=p100))
+    book.arrived(DemandClass(1, 500))  # unconstrained: priced by the heavy shapes already
+    demand = book.freeze()
+    assert dict(zip(demand.classes, demand.weights, strict=True)) == {
+        heavy: 1.0,
+        DemandClass(1, constraint=t4): 3.0,  # GPUs: 2 + 1
+        DemandClass(1, constraint=p100): 1.0,
+    }
 
 
 def test_cluster_demand_follows_arrivals_and_binds() -> None:

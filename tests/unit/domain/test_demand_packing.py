@@ -143,12 +143,15 @@ def test_a_pod_without_gpus_goes_where_the_gpus_are_taken() -> None:
     assert best(state, pod("cpu-only", 0, cpu="16"), ["free", "busy"]) == "busy"
 
 
-def test_the_rarest_large_nodes_stay_whole_among_equal_choices() -> None:
-    # Two sizes of 8-GPU node; small pods seen only. The large size is rare: keep it whole.
-    state = fleet(("large", 8, "G3", "128"), *((f"common-{i}", 8, "G2", "96") for i in range(6)))
-    for i in range(20):
-        state.upsert_pod(pod(f"small-{i}", 1))
-    assert best(state, pod("small", 1), ["large", "common-0"]) == "common-0"
+def test_no_whole_node_demand_is_assumed_beyond_the_pods_seen() -> None:
+    # The last whole 8-GPU node against a scarce T4 node: with no 8-GPU pod seen, breaking
+    # the big node costs nothing in demand, taking a T4 GPU costs the T4-only pods.
+    state = fleet(("t4", 2, "T4", "64"), ("g2", 8, "G2", "64"))
+    for i in range(2):
+        state.upsert_pod(pod(f"t4-only-{i}", 1, gpu_models=["T4"]))
+    for i in range(4):
+        state.upsert_pod(pod(f"any-{i}", 1))
+    assert best(state, pod("small", 1), ["t4", "g2"]) == "g2"
 
 
 def test_scores_kept_up_bind_by_bind_equal_scores_computed_afresh() -> None:
