@@ -32,6 +32,10 @@ bench-e2e: install tools ## 1000 fake nodes, 2000 GPU pods: kube-scheduler alone
 bench-trace: install tools ## replay the Alibaba GPU trace (../shared/data/openb): allocation, fragmentation -> BENCHMARKS.md
 	$(RUN) python -m benchmarks.bench_trace $(BENCH_TRACE_ARGS)
 
+.PHONY: bench-trace-offline
+bench-trace-offline: install ## the same replay in a minute: kube-scheduler's default scores modelled, the extender's own scoring -> BENCHMARKS.md
+	$(RUN) python -m benchmarks.trace_offline $(BENCH_TRACE_ARGS)
+
 .PHONY: kind-up
 kind-up: install tools image ## kind cluster (needs Docker): kwok, fake GPU nodes and the Helm chart (kube-scheduler pods with the extender beside them)
 	@command -v $(KIND) >/dev/null 2>&1 || { echo "error: kind is not on PATH (go install sigs.k8s.io/kind@latest); it needs Docker" >&2; exit 1; }

@@ -1,0 +1,258 @@
+"""The openb trace replayed offline: kube-scheduler's default scores modelled, the extender's real.
+
+``make bench-trace`` replays the trace through the real kube-scheduler, which
+takes 10-20 minutes per run at full size on two cores. This replay takes
+seconds to a minute, so weights and settings can be compared on a user's own
+trace (or on every variant at full size) before a real run confirms them. It is a model, not
+the benchmark of record: where the two were run on the same data they agree
+within a point (BENCHMARKS.md).
+
+What is modelled, per pod in arrival order, each tried once (nothing is ever
+freed, so a pod kube-scheduler finds unschedulable stays so):
+
+* the filter: NodeResourcesFit (GPUs, cpu, memory) and the pod's required
+  node affinity on GPU labels, as NodeAffinity and the extender's filter do;
+* the scores of the default profile that differ between these nodes:
+  NodeResourcesFit LeastAllocated and NodeResourcesBalancedAllocation over
+  cpu and memory (0-100 each, weight 1; the other plugins score every node
+  alike here), plus, with the extender, its 0-10 score x 10 x the weight of
+  ``deploy/scheduler-config.yaml``; the highest total wins, ties at random
+  (kube-scheduler's ``selectHost``);
+* what the extender's cache sees: ``bulk`` (every pod created before most are
+  scheduled, as in the real replay, so pending pods are part of the demand)
+  or ``online`` (each pod seen only when its turn comes).
+
+The extender side is the product's own code: ``ClusterState`` fed with the
+same pods and nodes the real replay creates (parsed from the same manifests)
+and ``Scorer`` with the default weights.
+
+Run: make bench-trace-offline   (BENCH_TRACE_ARGS: --nodes N, --variants, --arrivals, --no-write)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.bench_trace import node_manifests, percent, pod_manifests, variants
+from benchmarks.common import machine, write_section
+from benchmarks.trace_replay import (
+    Figures,
+    TraceNode,
+    TracePod,
+    best_fit_offline,
+    default_dir,
+    figures,
+    read_nodes,
+    read_pods,
+    subset,
+    upper_bound,
+)
+from scheduler_extender.adapters.kube.schema import node_from_json, pod_from_json
+from scheduler_extender.domain.cluster import ClusterState, Snapshot
+from scheduler_extender.domain.columns import FloatArray, IntArray
+from scheduler_extender.domain.demand import gpu_constraint
+from scheduler_extender.domain.objects import Pod
+from scheduler_extender.domain.popularity import NEUTRAL
+from scheduler_extender.domain.resources import CPU, MEMORY
+from scheduler_extender.domain.scoring.policy import ScoringContext
+from scheduler_extender.domain.scoring.registry import DEFAULT_WEIGHTS, MAX_SCORE, Scorer
+
+SECTION = "GPU allocation on a production trace, replayed offline (make bench-trace-offline)"
+GPU = "nvidia.com/gpu"
+EXTENDER_WEIGHT = 5  # deploy/scheduler-config.yaml
+MAX_NODE_SCORE = 100
+ARRIVALS = ("bulk", "online")
+
+
+@dataclass(frozen=True)
+class Run:
+    variant: str
+    run: str
+    figures: Figures
+    seconds: float
+
+
+def kube_scores(snapshot: Snapshot, rows: IntArray, pod: Pod) -> FloatArray:
+    """LeastAllocated + BalancedAllocation over cpu and memory, each 0-100, at ``rows``."""
+    columns = snapshot.columns
+    fractions = []
+    for resource in (CPU, MEMORY):
+        total = columns.allocatable_of(resource, rows)
+        used = total - columns.free_of(resource, rows) + pod.requests.get(resource)
+        fractions.append(
+            np.clip(np.divide(used, total, out=np.ones(len(rows)), where=total > 0), 0.0, 1.0)
+        )
+    cpu, memory = fractions
+    least_allocated = MAX_NODE_SCORE * (2.0 - cpu - memory) / 2.0
+    # The standard deviation of two fractions is half their difference.
+    balanced = MAX_NODE_SCORE * (1.0 - np.abs(cpu - memory) / 2.0)
+    scores: FloatArray = least_allocated + balanced
+    return scores
+
+
+def feasible(snapshot: Snapshot, pod: Pod) -> IntArray:
+    """Rows of the nodes that could take ``pod`` now (resources, GPU labels)."""
+    columns = snapshot.columns
+    everywhere = np.flatnonzero(columns.label_codes >= 0)
+    fits = np.ones(len(everywhere), dtype=bool)
+    for resource in (GPU, CPU, MEMORY):
+        fits &= columns.free_of(resource, everywhere) >= pod.requests.get(resource)
+    constraint = gpu_constraint(pod)
+    if not constraint.unconstrained:
+        admits = np.array([constraint.admits(labels) for labels in columns.label_sets])
+        fits &= admits[columns.label_codes[everywhere]]
+    rows: IntArray = everywhere[fits]
+    return rows
+
+
+def replay(
+    fleet: Sequence[TraceNode],
+    pods: Sequence[TracePod],
+    *,
+    extender: bool,
+    arrivals: str,
+    seed: int = 0,
+) -> dict[str, str]:
+    """Trace pod name -> node of every pod bound."""
+    rng = np.random.default_rng(seed)
+    state = ClusterState()
+    for manifest in node_manifests(fleet):
+        state.upsert_node(node_from_json(manifest))
+    manifests = pod_manifests(pods, "trace", "gpu-scheduler")
+    for i, manifest in enumerate(manifests):
+        manifest["metadata"]["uid"] = f"trace-{i}"
+    domain_pods = [pod_from_json(m, "agent") for m in manifests]
+    if arrivals == "bulk":
+        for pod in domain_pods:
+            state.upsert_pod(pod)
+    scorer = Scorer.from_weights(DEFAULT_WEIGHTS)
+    placement: dict[str, str] = {}
+    for trace_pod, pod in zip(pods, domain_pods, strict=True):
+        if arrivals == "online":
+            state.upsert_pod(pod)
+        snapshot = state.snapshot()
+        rows = feasible(snapshot, pod)
+        if len(rows) == 0:
+            continue
+        names = [str(n) for n in snapshot.columns.names_of(rows)]
+        total = kube_scores(snapshot, rows, pod)
+        if extender:
+            table = scorer.score(pod, names, rows, ScoringContext(snapshot, NEUTRAL, GPU))
+            weight = EXTENDER_WEIGHT * MAX_NODE_SCORE / MAX_SCORE
+            total = total + weight * np.array(table.scores, dtype=float)
+        best = np.flatnonzero(total >= total.max() - 1e-9)
+        chosen = names[int(rng.choice(best))]
+        placement[trace_pod.name] = chosen
+        state.upsert_pod(dataclasses.replace(pod, node_name=chosen))
+    return placement
+
+
+def row(r: Run) -> str:
+    f = r.figures
+    return (
+        f"| {r.variant} | {r.run} | {percent(f.at_100)} | {percent(f.at_end)} "
+        f"| {percent(f.first_fragmentation)} | {f.multi_bound}/{f.multi_total} "
+        f"| {f.eight_bound}/{f.eight_total} | {f.fragmented_nodes} ({f.fragmented_free} GPUs) |"
+    )
+
+
+def report(
+    runs: Sequence[Run],
+    references: Mapping[str, tuple[Figures, float, float]],
+    fleet: Sequence[TraceNode],
+    argv: Sequence[str],
+    data: Path,
+) -> str:
+    rows = [row(r) for r in runs]
+    for variant, (f, bound_100, bound_end) in references.items():
+        rows.append(
+            f"| {variant} | offline best fit (reference) | {percent(f.at_100)} "
+            f"| {percent(f.at_end)} | | {f.multi_bound}/{f.multi_total} "
+            f"| {f.eight_bound}/{f.eight_total} | {f.fragmented_nodes} ({f.fragmented_free} GPUs) |"
+        )
+        rows.append(
+            f"| {variant} | LP upper bound | {percent(bound_100)} | {percent(bound_end)} | | | | |"
+        )
+    pending = [
+        f"- {r.variant} / {r.run}: "
+        + ", ".join(
+            f"{models} {count}"
+            for models, count in sorted(r.figures.failures_by_model.items(), key=lambda kv: -kv[1])[
+                :4
+            ]
+        )
+        for r in runs
+    ]
+    capacity = sum(n.gpus for n in fleet)
+    command = " ".join(["python -m benchmarks.trace_offline", *argv])
+    return f"""
+Command: `make bench-trace-offline` (`{command}`). Data: the openb trace as in `make
+bench-trace`, read from `{data}` at run time: {len(fleet)} nodes, {capacity} GPUs. A model of
+kube-scheduler's default filter and scores with the extender's own cache and scoring
+(`benchmarks/trace_offline.py` says what is modelled); *bulk*: every pod is seen pending before
+its turn, as in the real replay; *online*: each pod is seen when its turn comes.
+
+Machine: {machine()}.
+
+| variant | run | GPUs allocated when requests reach 100% | at 120% (end) | allocated at the first fragmentation failure | multi-GPU pods bound | 8-GPU pods bound | fragmented nodes (free GPUs) |
+|---|---|---|---|---|---|---|---|
+{chr(10).join(rows)}
+
+GPU pods left pending, by the models they allow (the four largest groups):
+
+{chr(10).join(pending)}
+"""
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", type=Path, default=default_dir())
+    p.add_argument("--nodes", type=int, help="a subset of the nodes (every k-th)")
+    p.add_argument(
+        "--variants",
+        nargs="+",
+        default=["trace", "model-constrained", "multi-GPU-heavy"],
+        choices=["trace", "model-constrained", "multi-GPU-heavy"],
+    )
+    p.add_argument("--arrivals", nargs="+", default=list(ARRIVALS), choices=ARRIVALS)
+    p.add_argument("--no-write", action="store_true", help="print, do not update BENCHMARKS.md")
+    args = p.parse_args()
+    if not args.data.is_dir():
+        p.error(f"--data: no such directory: {args.data}")
+    fleet = subset(read_nodes(args.data), args.nodes)
+    chosen = variants(fleet, read_pods(args.data), args.variants)
+    runs: list[Run] = []
+    references = {}
+    for name, pods in chosen.items():
+        references[name] = (
+            figures(fleet, pods, best_fit_offline(fleet, pods)),
+            *upper_bound(fleet, pods),
+        )
+        modes = [("kube-scheduler alone", False, "bulk")] + [
+            (f"with the extender, {mode}", True, mode) for mode in args.arrivals
+        ]
+        for label, extender, mode in modes:
+            print(f"[{name} / {label}] {len(pods)} pods ...", flush=True)
+            started = time.monotonic()
+            placement = replay(fleet, pods, extender=extender, arrivals=mode)
+            run = Run(name, label, figures(fleet, pods, placement), time.monotonic() - started)
+            print(f"{row(run)} ({run.seconds:.0f} s)", flush=True)
+            runs.append(run)
+    argv = [a for a in sys.argv[1:] if a != "--no-write"]
+    body = report(runs, references, fleet, argv, args.data)
+    print(body)
+    if not args.no_write:
+        write_section(SECTION, body)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
