@@ -119,16 +119,17 @@ class DemandBook(ShapeBook[DemandClass]):
     def beyond_the_cut(
         self, lighter: list[tuple[DemandClass, float]]
     ) -> list[tuple[DemandClass, float]]:
-        """The lighter shapes' demand for GPU models, one one-GPU shape per constraint.
+        """The lighter shapes' demand for GPU models, one shape per GPU count and constraint.
 
         Pods constrained to one or two of many models make many light shapes; dropping
         them would hide the demand for the models they need, and unconstrained pods would
-        then fill those models first. Their GPUs are kept, per constraint, as GPUs any
-        node of those models can give; an unconstrained light shape adds nothing the
-        heavy unconstrained ones do not already price.
+        then fill those models first. They are kept by GPU count and constraint, without
+        cpu and memory (which would multiply the shapes again); an unconstrained light
+        shape adds little the heavy unconstrained ones do not already price.
         """
-        gpus: dict[GpuConstraint, float] = {}
+        gpus: dict[tuple[int, GpuConstraint], float] = {}
         for shape, weight in lighter:
             if not shape.constraint.unconstrained:
-                gpus[shape.constraint] = gpus.get(shape.constraint, 0.0) + weight * shape.gpus
-        return [(DemandClass(1, constraint=c), w) for c, w in gpus.items()]
+                key = (shape.gpus, shape.constraint)
+                gpus[key] = gpus.get(key, 0.0) + weight
+        return [(DemandClass(g, constraint=c), w) for (g, c), w in gpus.items()]

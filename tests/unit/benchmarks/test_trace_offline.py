@@ -47,6 +47,7 @@ def test_kube_scheduler_alone_spreads_and_the_extender_keeps_the_big_node_whole(
         TracePod("c", 1000, 1024, 8),
     ]
     alone = replay([BIG, SMALL], pods, extender=False, arrivals="bulk")
-    assert alone["a"] == "big" and "c" not in alone
+    assert alone["a"] == "big"
+    assert "c" not in alone
     ours = replay([BIG, SMALL], pods, extender=True, arrivals="bulk")
     assert ours == {"a": "small", "b": "small", "c": "big"}

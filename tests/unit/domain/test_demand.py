@@ -88,14 +88,17 @@ def test_light_constrained_shapes_keep_their_models_demand_past_the_cut() -> Non
     t4, p100 = (GpuConstraint(selector=((GPU_PRODUCT, m),)) for m in ("T4", "P100"))
     book = DemandBook(max_classes=1)
     heavy = DemandClass(8)
-    for shape in (heavy, DemandClass(2, 4000, constraint=t4), DemandClass(1, 1000, constraint=t4)):
-        book.arrived(shape)
+    for cpu in (4000, 1000):
+        book.arrived(DemandClass(1, cpu, constraint=t4))
+    book.arrived(heavy)
+    book.arrived(DemandClass(2, 2000, constraint=t4))
     book.arrived(DemandClass(1, 2000, constraint=p100))
     book.arrived(DemandClass(1, 500))  # unconstrained: priced by the heavy shapes already
     demand = book.freeze()
     assert dict(zip(demand.classes, demand.weights, strict=True)) == {
         heavy: 1.0,
-        DemandClass(1, constraint=t4): 3.0,  # GPUs: 2 + 1
+        DemandClass(1, constraint=t4): 2.0,  # two pods, cpu set aside
+        DemandClass(2, constraint=t4): 1.0,
         DemandClass(1, constraint=p100): 1.0,
     }
 
