@@ -12,16 +12,18 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from scheduler_extender.domain.groups import group_of
 from scheduler_extender.domain.objects import Node, Pod
 from scheduler_extender.domain.packing.disruption import DisruptionBudget
 from scheduler_extender.domain.packing.plan import Action, ActionKind, Plan
-from scheduler_extender.domain.packing.policy import PackingPolicy
+from scheduler_extender.domain.packing.policy import PackingPolicy, skip_reason
 from scheduler_extender.domain.resources import PODS
 
 
 @dataclass(frozen=True, slots=True)
 class Violation:
-    rule: str  # bounded: capacity, admission, pinned, budget, agent_limit, eviction, action, report
+    # bounded: capacity, admission, pinned, budget, agent_limit, eviction, gang, action, report
+    rule: str
     message: str
 
 
@@ -80,7 +82,29 @@ def check_plan(
         )
     problems += _budgets(plan, budgets)
     problems += _evictions(plan, node_by_name, on_node, policy)
+    problems += _gangs(plan, by_uid.values(), policy)
     problems += _report(plan, by_uid.values())
+    return problems
+
+
+def _gangs(plan: Plan, pods: Iterable[Pod], policy: PackingPolicy) -> list[Violation]:
+    """A pod group with no pod running yet is placed whole or not at all."""
+    members: dict[str, list[Pod]] = defaultdict(list)
+    running: set[str] = set()
+    for pod in pods:
+        group = group_of(pod)
+        if group is None:
+            continue
+        if pod.node_name:
+            running.add(group)
+        elif skip_reason(pod, policy) is None:
+            members[group].append(pod)
+    placed = {a.pod.uid for a in plan.actions if a.kind is ActionKind.PLACE}
+    problems = []
+    for group, gang in sorted(members.items()):
+        count = sum(p.uid in placed for p in gang)
+        if group not in running and 0 < count < len(gang):
+            problems.append(Violation("gang", f"{group}: {count} of its {len(gang)} pods placed"))
     return problems
 
 

@@ -21,28 +21,71 @@ from scheduler_extender.domain.resources import CPU, MEMORY
 
 
 def place_greedily(problem: PackingProblem, start: Placement) -> Placement:
-    """``start`` plus every unplaced pod that fits somewhere, placed one at a time."""
+    """``start`` plus every unplaced pod that fits somewhere, placed one at a time.
+
+    A gang (``PackingProblem.gangs``) is placed whole when its turn comes (its
+    first pod in the queue), or not at all.
+    """
     counts = start.counts.copy()
-    original = problem.original
     load = node_load(problem, start)
-    agents = AgentCounts(problem, counts, original)
-    scored = np.array([problem.resources.index(CPU), problem.resources.index(MEMORY)])
-    capacity = problem.capacity
+    agents = AgentCounts(problem, counts, problem.original)
+    gang_of = {g: gang for gang in problem.gangs for g in gang}
+    done: set[tuple[int, ...]] = set()
     for group in _queue(problem, counts):
-        request = group.requests
-        used = request > 0
-        fits = np.all(load[:, used] + request[used] <= capacity[:, used], axis=1)
-        returning = counts[group.index] < original[group.index]
-        feasible = fits & (group.arrivals | returning) & agents.room(group)
-        if not feasible.any():
-            continue
-        if (feasible & returning).any():
-            feasible &= returning  # a displaced pod goes back first: a stay, not a move
-        node = _least_allocated(load, capacity, request, scored, feasible)
-        counts[group.index, node] += 1
-        load[node] += request
-        agents.add(group, node)
+        gang = gang_of.get(group.index)
+        if gang is None:
+            _place(problem, group, counts, load, agents)
+        elif gang not in done:
+            done.add(gang)
+            _place_gang(problem, gang, counts, load, agents)
     return Placement(counts)
+
+
+def _place_gang(
+    problem: PackingProblem,
+    gang: tuple[int, ...],
+    counts: IntArray,
+    load: IntArray,
+    agents: AgentCounts,
+) -> None:
+    placed: list[tuple[Group, int]] = []
+    for g in gang:
+        group = problem.groups[g]
+        for _ in range(group.size - int(counts[g].sum())):
+            node = _place(problem, group, counts, load, agents)
+            if node is None:
+                for undo, at in placed:  # all or nothing
+                    counts[undo.index, at] -= 1
+                    load[at] -= undo.requests
+                    agents.add(undo, at, -1)
+                return
+            placed.append((group, node))
+
+
+def _place(
+    problem: PackingProblem,
+    group: Group,
+    counts: IntArray,
+    load: IntArray,
+    agents: AgentCounts,
+) -> int | None:
+    """One more pod of ``group`` where kube-scheduler would put it; None if none fits."""
+    capacity = problem.capacity
+    request = group.requests
+    used = request > 0
+    fits = np.all(load[:, used] + request[used] <= capacity[:, used], axis=1)
+    returning = counts[group.index] < problem.original[group.index]
+    feasible = fits & (group.arrivals | returning) & agents.room(group)
+    if not feasible.any():
+        return None
+    if (feasible & returning).any():
+        feasible &= returning  # a displaced pod goes back first: a stay, not a move
+    scored = np.array([problem.resources.index(CPU), problem.resources.index(MEMORY)])
+    node = _least_allocated(load, capacity, request, scored, feasible)
+    counts[group.index, node] += 1
+    load[node] += request
+    agents.add(group, node)
+    return node
 
 
 def default_placement(problem: PackingProblem) -> Placement:

@@ -14,6 +14,9 @@ keeps the incumbent placement as constants):
   bound ``s`` from below); created for a tier when its moves are minimised,
   and at once for groups a PodDisruptionBudget covers.
 
+Gangs (``PackingProblem.gangs``): one 0/1 variable ``y`` each, and every
+member group placed exactly ``size * y``: all of the gang or none of it.
+
 Constraints: per node and resource capacity (coefficients divided by the gcd
 of the requests, so memory in bytes stays small) plus their sum per resource
 (redundant, for the LP), the per-node agent limit, group sizes, and one row
@@ -167,6 +170,7 @@ class ScopedModel:
         self._e: list[tuple[int, int]] = []  # (group, variable)
         self._s: list[tuple[int, int, int]] = []  # (group, node, variable)
         self._add_budgets()
+        self._y = [self._add_gang(gang) for gang in problem.gangs]
         self.tiers = self._tier_terms()
 
     @property
@@ -305,6 +309,15 @@ class ScopedModel:
             # pods covered that do not stay (moved or evicted) <= disruptionsAllowed
             self.at_least(kept, running - allowed)
 
+    def _add_gang(self, gang: tuple[int, ...]) -> int:
+        whole = self._new(1)
+        for g in gang:
+            row = Row()
+            row.add(self._placed[g])
+            row.term(whole, -self.problem.groups[g].size)
+            self._linear(row, 0, 0)
+        return whole
+
     # -- lazily created rows ---------------------------------------------------
     def _group_stays(self, g: int) -> Row:
         row = self._stays.get(g)
@@ -388,6 +401,9 @@ class ScopedModel:
         for g, e in self._e:
             variables.append(e)
             values.append(max(0, int(self._running[g] - counts[g].sum())))
+        for gang, y in zip(self.problem.gangs, self._y, strict=True):
+            variables.append(y)
+            values.append(int(counts[gang[0]].sum() > 0))
         self._proto.clear_solution_hint()
         hint = self._proto.solution_hint
         hint.vars.extend(variables)

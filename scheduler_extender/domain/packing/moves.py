@@ -46,8 +46,13 @@ def make_room_by_moves(
     scale = np.where(finite, capacity, 1).astype(np.float64)
     groups = problem.groups
     priority = np.array([g.priority for g in groups], dtype=np.int64)
-    movable = np.array([not g.budgets for g in groups], dtype=np.bool_)
-    order = sorted((g for g in groups if counts[g.index].sum() < g.size), key=lambda g: -g.priority)
+    # Gangs are placed whole or not at all: left to the solver, whose model says so.
+    in_gang = {g for gang in problem.gangs for g in gang}
+    movable = np.array([not g.budgets and g.index not in in_gang for g in groups], dtype=np.bool_)
+    order = sorted(
+        (g for g in groups if counts[g.index].sum() < g.size and g.index not in in_gang),
+        key=lambda g: -g.priority,
+    )
     for group in order:
         while counts[group.index].sum() < group.size and clock() < deadline:
             placed = _place_one(problem, group, counts, load, agents, scale, priority, movable)

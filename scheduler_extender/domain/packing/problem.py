@@ -6,6 +6,11 @@ placement constraint are interchangeable: the problem keeps them as one
 symmetry between replicas disappears, and thousands of pods become hundreds
 of integer counts).
 
+Pods of one group (``domain/groups.py``: a LeaderWorkerSet group or the
+group label) never share a packing group with other pods. A group whose pods
+are all pending is a *gang*: the plan places all of it or none of it (an
+expert-parallel group with some members missing only holds GPUs idle).
+
 Capacity is checked the way the extender's filter and kube-scheduler's
 NodeResourcesFit check it. A node whose current load already exceeds its
 allocatable amount of a resource (pods bound with ``spec.nodeName``, a shrunk
@@ -21,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from scheduler_extender.domain.groups import group_of
 from scheduler_extender.domain.objects import Node, Owner, Pod
 from scheduler_extender.domain.packing.disruption import DisruptionBudget
 from scheduler_extender.domain.packing.policy import (
@@ -61,6 +67,7 @@ class Group:
     owner: Owner | None
     template_hash: str
     size: int  # running and pending pods
+    gang: str | None = None  # the pod group (groups.group_of) its pods belong to
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +83,8 @@ class PackingProblem:
     pinned: tuple[tuple[Pod, PinReason], ...]
     skipped: tuple[tuple[Pod, SkipReason], ...]
     max_agent_replicas_per_node: int
+    # Member groups of each gang (a pod group whose pods are all pending): all or none placed.
+    gangs: tuple[tuple[int, ...], ...] = ()
 
     @property
     def tiers(self) -> tuple[int, ...]:
@@ -214,6 +223,7 @@ def build_problem(
                 owner=sample.owner,
                 template_hash=template_hash(sample),
                 size=len(group_pods),
+                gang=group_of(sample),
             )
         )
     original = np.zeros((len(groups), len(node_list)), dtype=np.int64)
@@ -232,7 +242,19 @@ def build_problem(
         pinned=tuple(pinned),
         skipped=tuple(skipped),
         max_agent_replicas_per_node=limit,
+        gangs=_gangs(groups),
     )
+
+
+def _gangs(groups: Sequence[Group]) -> tuple[tuple[int, ...], ...]:
+    members: dict[str, list[int]] = defaultdict(list)
+    running: set[str] = set()
+    for group in groups:
+        if group.gang is not None:
+            members[group.gang].append(group.index)
+            if group.running:
+                running.add(group.gang)
+    return tuple(tuple(m) for gang, m in sorted(members.items()) if gang not in running)
 
 
 def _group_key(pod: Pod, budgets: tuple[int, ...]) -> tuple[object, ...]:
@@ -249,6 +271,7 @@ def _group_key(pod: Pod, budgets: tuple[int, ...]) -> tuple[object, ...]:
         pod.required_affinity,
         pod.tolerations,
         pod.agent,
+        group_of(pod),
         budgets,
     )
 
