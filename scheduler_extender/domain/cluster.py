@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from scheduler_extender.domain.columns import ColumnBuilder, Columns
@@ -28,6 +28,7 @@ from scheduler_extender.domain.demand import (
     NO_DEMAND,
     Demand,
     DemandBook,
+    DemandClass,
     demand_class,
     gpu_labels,
 )
@@ -87,6 +88,7 @@ class NominatedPod:
 
 _NO_NOMINATIONS: Mapping[str, tuple[NominatedPod, ...]] = MappingProxyType({})
 _NO_GROUPS: Mapping[str, Mapping[str, int]] = MappingProxyType({})
+_NO_AGENT_SHAPES: Mapping[str, DemandClass] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +108,8 @@ class Snapshot:
     )
     # The GPU pods likely to come: recent and pending shapes (see domain/demand.py).
     demand: Demand = NO_DEMAND
+    # agent -> the shape of its latest replica (what scaling it up would add).
+    agent_shapes: Mapping[str, DemandClass] = field(default_factory=lambda: _NO_AGENT_SHAPES)
     # group -> node -> members placed there (see domain/groups.py); only groups with some.
     groups: Mapping[str, Mapping[str, int]] = field(default_factory=lambda: _NO_GROUPS)
     # DRA: devices per node after the claims' allocations (see domain/devices.py).
@@ -125,18 +129,7 @@ class Snapshot:
         if not extra:
             return self
         merged = {**self.nodes, **extra}
-        return Snapshot(
-            MappingProxyType(merged),
-            columns_of(merged),
-            self.agent_replicas,
-            self.version,
-            self.synced,
-            self.rules,
-            self.nominated,
-            self.demand,
-            self.groups,
-            self.devices,
-        )
+        return replace(self, nodes=MappingProxyType(merged), columns=columns_of(merged))
 
 
 def columns_of(states: Mapping[str, NodeState]) -> Columns:
@@ -217,6 +210,8 @@ class ClusterState:
         self._assumed: dict[str, Assumption] = {}  # uid -> our bind, not yet watched
         self._placed: dict[str, tuple[str, Pod]] = {}  # uid -> (node, pod as accounted)
         self._agent_replicas: Counter[str] = Counter()
+        self._agent_shapes: dict[str, DemandClass] = {}
+        self._frozen_agent_shapes: Mapping[str, DemandClass] = _NO_AGENT_SHAPES
         self._agent_nodes: dict[str, Counter[str]] = {}  # agent -> node -> replicas
         self._nominations: dict[str, str] = {}  # uid -> node, of pods counted as nominated
         self._nominated: dict[str, dict[str, NominatedPod]] = {}  # node -> uid -> pod
@@ -453,6 +448,7 @@ class ClusterState:
             synced=self.synced,
             nominated=MappingProxyType(dict(self._frozen_nominated)),
             demand=self._demand.freeze(),
+            agent_shapes=self._frozen_agent_shapes,
             groups=self._freeze_groups(),
             devices=self._freeze_devices(),
         )
@@ -516,6 +512,9 @@ class ClusterState:
         shape = demand_class(pod, self._gpu_resource)
         if shape is not None:
             self._demand.arrived(shape)
+            if pod.agent and self._agent_shapes.get(pod.agent) != shape:
+                self._agent_shapes[pod.agent] = shape
+                self._frozen_agent_shapes = MappingProxyType(dict(self._agent_shapes))
 
     def _renominate(self, uid: str) -> None:
         """List the pod under its nominated node while it is not accounted anywhere.

@@ -18,7 +18,11 @@ loss is priced by its demand over the room the whole cluster has for it,
     price(m) = weight(m) x gpus(m) / usable GPUs for m on all nodes
     cost(node) = sum over m of price(m) x (usable(m) before - usable(m) after)
 
-so a pod goes where it destroys the least room that is in demand. No
+so a pod goes where it destroys the least room that is in demand. Agents
+add what their forecast says is coming: each agent with a forecast is
+expected to hold the share of the replicas its share of the forecast load
+calls for (the autoscaler keeps load per replica level), and the replicas it
+lacks for that count as pending pods of its latest replica's shape. No
 demand is assumed beyond the pods seen: an assumed share of whole-node pods
 (tried, to keep the rarest large nodes whole) made the scarcity price of the
 last whole nodes outweigh real demand for scarce GPU models, and cost 6
@@ -50,6 +54,7 @@ from scheduler_extender.domain.cluster import Snapshot
 from scheduler_extender.domain.columns import Columns, FloatArray, IntArray
 from scheduler_extender.domain.demand import Demand
 from scheduler_extender.domain.objects import Pod
+from scheduler_extender.domain.popularity import Popularity
 from scheduler_extender.domain.resources import CPU, MEMORY
 from scheduler_extender.domain.scoring.gpu_binpack import fill_after
 from scheduler_extender.domain.scoring.policy import Audience, ScoringContext, neutral
@@ -91,6 +96,7 @@ class _Memo:
 
     columns: Columns
     demand: Demand
+    popularity: Popularity
     gpu: str
     allocatable: tuple[IntArray, IntArray, IntArray]  # gpu, cpu, memory per row
     free: tuple[IntArray, IntArray, IntArray]  # gpu, cpu, memory per row
@@ -100,8 +106,13 @@ class _Memo:
     room: IntArray  # K: usable GPUs over all rows
     price: FloatArray  # K
 
-    def holds(self, columns: Columns, demand: Demand, gpu: str) -> bool:
-        return self.columns is columns and self.demand is demand and self.gpu == gpu
+    def holds(self, columns: Columns, demand: Demand, popularity: Popularity, gpu: str) -> bool:
+        return (
+            self.columns is columns
+            and self.demand is demand
+            and self.popularity is popularity
+            and self.gpu == gpu
+        )
 
     def same_shapes(
         self,
@@ -122,6 +133,34 @@ class _Memo:
         )
 
 
+def forecast_weights(snapshot: Snapshot, popularity: Popularity) -> FloatArray:
+    """The demand's weights plus the replicas the forecast says each agent still lacks.
+
+    With the forecast, agent *a* should hold ``rate(a) / sum of rates`` of the
+    replicas of the agents forecast; what it lacks of that is expected to come, as
+    pods of its latest replica's shape (an agent whose shape is not among the
+    demand's classes adds nothing).
+    """
+    demand = snapshot.demand
+    weights = np.array(demand.weights, dtype=float)
+    rates = {
+        agent: rate
+        for agent, rate in popularity.rates.items()
+        if rate > 0 and agent in snapshot.agent_shapes
+    }
+    total_rate = sum(rates.values())
+    replicas = sum(snapshot.agent_replicas.get(agent, 0) for agent in rates)
+    if total_rate <= 0 or replicas <= 0:
+        return weights
+    index = {shape: i for i, shape in enumerate(demand.classes)}
+    for agent, rate in rates.items():
+        at = index.get(snapshot.agent_shapes[agent])
+        lacking = rate / total_rate * replicas - snapshot.agent_replicas.get(agent, 0)
+        if at is not None and lacking > 0:
+            weights[at] += lacking
+    return weights
+
+
 class DemandAwarePacking:
     name = "demand_packing"
     audience = Audience.UNLABELLED
@@ -138,7 +177,7 @@ class DemandAwarePacking:
         fill = fill_after(columns, rows, gpus, ctx.gpu_resource)
         if not ctx.snapshot.demand:
             return fill
-        memo = self._memo_of(ctx.snapshot, ctx.gpu_resource)
+        memo = self._memo_of(ctx.snapshot, ctx.popularity, ctx.gpu_resource)
         after = memo.shapes.usable(
             columns.free_of(ctx.gpu_resource, rows) - gpus,
             columns.free_of(CPU, rows) - pod.requests.get(CPU),
@@ -152,11 +191,11 @@ class DemandAwarePacking:
         scored: FloatArray = (1.0 - FILL_SHARE) * (high - cost) / (high - low) + FILL_SHARE * fill
         return scored
 
-    def _memo_of(self, snapshot: Snapshot, gpu: str) -> _Memo:
+    def _memo_of(self, snapshot: Snapshot, popularity: Popularity, gpu: str) -> _Memo:
         columns, demand = snapshot.columns, snapshot.demand
         with self._lock:
             memo = self._memo
-            if memo is not None and memo.holds(columns, demand, gpu):
+            if memo is not None and memo.holds(columns, demand, popularity, gpu):
                 return memo
             everywhere = np.arange(columns.size)
             allocatable = (
@@ -205,11 +244,12 @@ class DemandAwarePacking:
                 admitted = table[:, codes] if len(codes) == columns.size else table[:, [-1]]
                 usable = np.where(admitted, shapes.usable(*free), 0)
                 room = usable.sum(axis=1)
-            wanted = np.array(demand.weights) * shapes.gpus
+            wanted = forecast_weights(snapshot, popularity) * shapes.gpus
             price = wanted / np.maximum(room.astype(float), shapes.gpus.astype(float))
             self._memo = memo = _Memo(
                 columns,
                 demand,
+                popularity,
                 gpu,
                 allocatable,
                 free,

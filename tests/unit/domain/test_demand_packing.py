@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 
 from scheduler_extender.domain.cluster import ClusterState
 from scheduler_extender.domain.columns import FloatArray
 from scheduler_extender.domain.filtering import FilterRules, Reason, filter_nodes
 from scheduler_extender.domain.objects import Pod
-from scheduler_extender.domain.popularity import NEUTRAL
-from scheduler_extender.domain.scoring.demand_packing import DemandAwarePacking
+from scheduler_extender.domain.popularity import NEUTRAL, Popularity
+from scheduler_extender.domain.scoring.demand_packing import DemandAwarePacking, forecast_weights
 from scheduler_extender.domain.scoring.gpu_binpack import GpuBinPacking
 from scheduler_extender.domain.scoring.policy import NEUTRAL_SCORE, ScoringContext
 from scheduler_extender.domain.scoring.registry import DEFAULT_WEIGHTS, Scorer
@@ -152,6 +153,48 @@ def test_no_whole_node_demand_is_assumed_beyond_the_pods_seen() -> None:
     for i in range(4):
         state.upsert_pod(pod(f"any-{i}", 1))
     assert best(state, pod("small", 1), ["t4", "g2"]) == "g2"
+
+
+def agents_fleet() -> ClusterState:
+    """p has 4 GPUs free, q 3; 3-GPU pods wait; agents hot (1 replica) and cold (3), 4 GPUs each."""
+    state = fleet(*((name, 8, "G2", "64") for name in ("p", "q", "r", "t")))
+    state.upsert_pod(pod("fill-p", 4, node="p"))
+    state.upsert_pod(pod("fill-q", 5, node="q"))
+    state.upsert_pod(pod("hot-0", 4, agent="hot", node="r"))
+    for i, where in enumerate(("t", "t", "r")):
+        state.upsert_pod(pod(f"cold-{i}", 4, agent="cold", node=where))
+    for i in range(8):
+        state.upsert_pod(pod(f"three-{i}", 3))
+    return state
+
+
+def test_the_forecast_adds_the_replicas_an_agent_lacks_for_its_share_of_the_load() -> None:
+    snapshot = agents_fleet().snapshot()
+    four = snapshot.agent_shapes["hot"]
+    assert snapshot.agent_shapes["cold"] == four
+    at = snapshot.demand.classes.index(four)
+    seen = forecast_weights(snapshot, NEUTRAL)
+    # hot: 9/10 of the load, so 0.9 x 4 replicas = 3.6; it has 1: 2.6 more are coming.
+    hot = forecast_weights(snapshot, Popularity({"hot": 9.0, "cold": 1.0}, source="forecast"))
+    assert hot[at] == pytest.approx(seen[at] + 2.6)
+    assert np.delete(hot, at) == pytest.approx(np.delete(seen, at))
+
+
+def test_a_hot_agents_forecast_keeps_room_for_its_next_replicas() -> None:
+    # Without a forecast the 1-GPU pod goes to p (q's 3 GPUs stay for a waiting 3-GPU pod);
+    # with hot forecast to need more 4-GPU replicas, p's 4 free GPUs stay whole for them.
+    state = agents_fleet()
+    names = ["p", "q"]
+    snapshot = state.snapshot()
+    rows = snapshot.columns.rows_of(names)
+    small = pod("small", 1)
+
+    def choice(popularity: Popularity) -> str:
+        context = ScoringContext(snapshot, popularity, GPU)
+        return names[int(np.argmax(DemandAwarePacking().score(small, rows, context)))]
+
+    assert choice(NEUTRAL) == "p"
+    assert choice(Popularity({"hot": 9.0, "cold": 1.0}, source="forecast")) == "q"
 
 
 def test_scores_kept_up_bind_by_bind_equal_scores_computed_afresh() -> None:
