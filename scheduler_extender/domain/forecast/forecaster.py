@@ -11,7 +11,9 @@ seasons (for sparse counts, whose MAE-optimal forecast is their median),
 naive, seasonal naive, EWMA, damped Holt, and additive Holt-Winters (damped
 Holt on the series minus the seasonal profile, i.e. ETS(A,Ad,A) with its seasonal states initialised by classical decomposition
 and held: within a fit window shorter than a season no seasonal state is
-read twice, so a fitted seasonal smoothing rate would never act).
+read twice, so a fitted seasonal smoothing rate would never act), and the
+seasonal ratio (the season's shape as a level plus a few harmonics, fitted
+before the fit window, times the median ratio of the last points to it).
 Holt-Winters needs two seasons of history, seasonal naive and the median of
 the last season one, the seasonal median three.
 
@@ -42,7 +44,7 @@ from types import MappingProxyType
 import numpy as np
 
 from scheduler_extender.domain.forecast.accuracy import mase_scale, pinball
-from scheduler_extender.domain.forecast.seasonal import seasonal_profile
+from scheduler_extender.domain.forecast.seasonal import harmonic_profile, seasonal_profile
 from scheduler_extender.domain.forecast.series import (
     BoolArray,
     FilledBatch,
@@ -60,6 +62,7 @@ class Model(StrEnum):
     EWMA = "ewma"
     HOLT = "holt"
     HOLT_WINTERS = "holt_winters"
+    SEASONAL_RATIO = "seasonal_ratio"  # harmonic daily shape x the recent level
     MEDIAN = "median"  # of the last season
     SEASONAL_MEDIAN = "seasonal_median"  # of the same phase in the last seasons
     NONE = "none"  # a gone agent: nothing to forecast
@@ -82,6 +85,7 @@ CANDIDATES = (
     Model.EWMA,
     Model.HOLT,
     Model.HOLT_WINTERS,
+    Model.SEASONAL_RATIO,
 )
 _SMOOTHED = (Model.EWMA, Model.HOLT, Model.HOLT_WINTERS)
 # Fewest backtest origins per horizon step worth scoring and taking quantiles from.
@@ -94,6 +98,13 @@ MIN_MEDIAN_SEASONS = 3
 # The median of the last season is recomputed at this many origins per season at
 # most (held in between: it moves slowly, and each is a partition of a season).
 MEDIAN_UPDATES_PER_SEASON = 32
+# The seasonal ratio model: harmonics of the season in its shape, and the level as the
+# median ratio of the last points to that shape (a burst in one of them moves nothing).
+RATIO_HARMONICS = 2
+RATIO_POINTS = 3
+# The shape is held at this share of its mean at least, so a near-zero trough does
+# not turn one request into a huge level.
+RATIO_FLOOR = 0.05
 # A history too short to backtest gets an EWMA with this fixed rate: quick to
 # follow a new agent's ramp-up, still averaging out single-point noise.
 SHORT_HISTORY_ALPHA = 0.5
@@ -348,6 +359,20 @@ def _fit_group(
         & (horizon <= season)
     )
 
+    shape = harmonic_profile(
+        values,
+        first,
+        end=s0,
+        season=season,
+        max_seasons=settings.max_seasons,
+        harmonics=RATIO_HARMONICS,
+    )
+    mean_shape = shape.mean(axis=1)
+    shape = np.maximum(shape, RATIO_FLOOR * np.maximum(mean_shape, 0.0)[:, None])
+    eligible[CANDIDATES.index(Model.SEASONAL_RATIO)] = (
+        (first >= 0) & (s0 - first >= season) & (mean_shape > 0) & (o0 + 1 >= RATIO_POINTS)
+    )
+
     if holt_winters.any():
         profile = seasonal_profile(
             values,
@@ -410,6 +435,9 @@ def _fit_group(
             ]
             out[CANDIDATES.index(Model.SEASONAL_MEDIAN)] = _seasonal_median(
                 values, first, targets, season, settings.max_seasons
+            )
+            out[CANDIDATES.index(Model.SEASONAL_RATIO)] = _seasonal_ratio(
+                values, shape, origins, targets, s0
             )
         combos: dict[Model, IntArray] = {}
         recorded = origins - o0
@@ -521,6 +549,26 @@ def calibrated_quantile(samples: FloatArray, q: float) -> FloatArray:
     return picked
 
 
+def _seasonal_ratio(
+    values: FloatArray, shape: FloatArray, origins: IntArray, targets: IntArray, s0: int
+) -> FloatArray:
+    """Per origin and target, the shape at the target times the median of the last
+    ``RATIO_POINTS`` ratios of value to shape up to the origin: (origins, horizon, agents).
+
+    ``shape``: per agent, its harmonic profile, slot ``(t - s0) % season`` for time ``t``.
+    """
+    season = shape.shape[1]
+    rows = np.arange(shape.shape[0])[:, None, None]
+    seen = origins[:, None] - np.arange(RATIO_POINTS)[None, :]  # (origins, points)
+    under = shape[rows, (seen - s0) % season]
+    past = np.nan_to_num(values[:, np.maximum(seen, 0)])
+    ratios = np.divide(past, under, out=np.zeros_like(past), where=under > 0)
+    level = np.median(ratios, axis=2)  # (agents, origins)
+    ahead = shape[rows, (targets - s0) % season]  # (agents, origins, horizon)
+    picked: FloatArray = (level[:, :, None] * ahead).transpose(1, 2, 0)
+    return picked
+
+
 def _trailing_median(values: FloatArray, origins: IntArray, season: int) -> FloatArray:
     """Per origin, the median of the season of points up to it: (origins, agents).
 
@@ -572,6 +620,12 @@ def _params(
         if model is not Model.EWMA:
             params["beta"] = float(grid.beta[k])
             params["phi"] = grid.phi
-    if model in (Model.SEASONAL_NAIVE, Model.HOLT_WINTERS, Model.SEASONAL_MEDIAN, Model.MEDIAN):
+    if model in (
+        Model.SEASONAL_NAIVE,
+        Model.HOLT_WINTERS,
+        Model.SEASONAL_MEDIAN,
+        Model.MEDIAN,
+        Model.SEASONAL_RATIO,
+    ):
         params["season_steps"] = float(season)
     return MappingProxyType(params)

@@ -52,3 +52,46 @@ def seasonal_profile(
         total += np.where(use, block - block.mean(axis=1, keepdims=True), 0.0)
     profile = total / np.maximum(whole, 1)[:, None]
     return circular_smooth(profile, smoothing)
+
+
+def harmonic_profile(
+    values: FloatArray,
+    first: IntArray,
+    *,
+    end: int,
+    season: int,
+    max_seasons: int,
+    harmonics: int,
+) -> FloatArray:
+    """Per row, the level plus ``harmonics`` sine waves of the season, fitted before ``end``.
+
+    Least squares over the observed points of the last ``max_seasons`` seasons
+    before ``end`` (rows with less than one season get zeros). Slot ``i`` of the
+    result belongs to the points ``t`` with ``(t - end) % season == i``, as in
+    ``seasonal_profile``. A few harmonics are the smooth daily shape of traffic
+    (dynamic harmonic regression): two seasons of 48 half-hourly points, bursts
+    included, pin down five coefficients far better than 48 slot means.
+    """
+    rows = values.shape[0]
+    start = max(0, end - max_seasons * season)
+    times = np.arange(start, end)
+    design = _harmonics(times - end, season, harmonics)  # (points, terms)
+    observed = (times[None, :] >= np.maximum(first, 0)[:, None]) & (first >= 0)[:, None]
+    enough = observed.sum(axis=1) >= season
+    weights = (observed & enough[:, None]).astype(float)
+    past = np.nan_to_num(values[:, start:end])
+    normal = np.einsum("tp,rt,tq->rpq", design, weights, design)
+    normal += np.eye(design.shape[1])[None] * 1e-9  # rows without data: a zero fit
+    rhs = np.einsum("tp,rt->rp", design, weights * past)
+    coefficients = np.linalg.solve(normal, rhs[:, :, None])[:, :, 0]
+    profile: FloatArray = coefficients @ _harmonics(np.arange(season), season, harmonics).T
+    profile[~enough] = 0.0
+    return profile.reshape(rows, season)
+
+
+def _harmonics(times: IntArray, season: int, harmonics: int) -> FloatArray:
+    angle = 2 * np.pi * times[:, None] * np.arange(1, harmonics + 1)[None, :] / season
+    design: FloatArray = np.concatenate(
+        [np.ones((len(times), 1)), np.sin(angle), np.cos(angle)], axis=1
+    )
+    return design

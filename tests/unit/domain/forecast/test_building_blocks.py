@@ -6,7 +6,11 @@ import numpy as np
 import pytest
 
 from scheduler_extender.domain.forecast.accuracy import mase_scale, pinball
-from scheduler_extender.domain.forecast.seasonal import circular_smooth, seasonal_profile
+from scheduler_extender.domain.forecast.seasonal import (
+    circular_smooth,
+    harmonic_profile,
+    seasonal_profile,
+)
 from scheduler_extender.domain.forecast.series import SeriesBatch, fill_gaps
 from scheduler_extender.domain.forecast.smoothing import Grid, smooth
 
@@ -83,6 +87,20 @@ def test_the_profile_recovers_a_daily_sine_from_noisy_days() -> None:
     assert profile.shape == (1, season)
     assert np.abs(profile[0] - truth[:season]).max() < 0.6  # noise sd 1, averaged over 27
     assert abs(profile.mean()) < 1e-9
+
+
+def test_the_harmonic_profile_fits_two_harmonics_through_bursts_and_gaps() -> None:
+    season = 48
+    t = np.arange(4 * season)
+    truth = 10.0 + 3.0 * np.sin(2 * np.pi * t / season + 0.3) + np.cos(4 * np.pi * t / season)
+    seen = truth + np.random.default_rng(4).normal(0, 0.5, t.size)
+    rows = np.vstack([seen, np.full(t.size, np.nan), np.where(t < 3 * season + 10, np.nan, seen)])
+    first = np.array([0, -1, 3 * season + 10])
+    profile = harmonic_profile(rows, first, end=t.size, season=season, max_seasons=7, harmonics=2)
+    # Slot i is the time t with (t - end) % season == i: here t = i (end is whole seasons).
+    assert np.abs(profile[0] - truth[:season]).max() < 0.4
+    assert not profile[1].any()  # never observed
+    assert not profile[2].any()  # less than a season observed
 
 
 def test_the_profile_uses_only_whole_observed_seasons() -> None:

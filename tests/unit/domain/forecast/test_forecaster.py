@@ -296,6 +296,23 @@ def test_holt_winters_takes_a_noisy_cycle_at_any_step(step: float, season: float
 
 
 @pytest.mark.parametrize(("step", "season"), STEPS)
+def test_the_seasonal_ratio_scales_the_daily_shape_to_a_new_level_at_any_step(
+    step: float, season: float
+) -> None:
+    # A smooth daily shape whose level doubles inside the last backtest window: the
+    # harmonic shape from before, times the new ratio, is exact; an additive profile keeps
+    # the old amplitude and naive the last value.
+    points, per = known_length(step, season)
+    settings = ForecastSettings.for_step(step, horizon=4 * step, season=season)
+    t = np.arange(points + 4)
+    shape = 20.0 + 8.0 * np.sin(2 * np.pi * t / per) + 3.0 * np.cos(4 * np.pi * t / per)
+    truth = np.where(t < points - settings.window // 2, 1.0, 2.0) * shape
+    f = at_step(step, season, truth[:points])
+    assert f.model is Model.SEASONAL_RATIO
+    assert f.point == pytest.approx(tuple(truth[points:]), rel=1e-6)
+
+
+@pytest.mark.parametrize(("step", "season"), STEPS)
 def test_the_median_forecasts_sparse_counts_at_any_step(step: float, season: float) -> None:
     points, _ = known_length(step, season)
     sparse = np.random.default_rng(8).poisson(0.2, points).astype(float)
