@@ -315,6 +315,15 @@ def other_steps(traces: Traces) -> str:
         )
     genai = rolling_origin.genai_requests(600.0)
     counts = rolling_origin.Grid(traces.agents, traces.rates * traces.step, traces.step)
+    expected = rolling_origin.Grid(traces.agents, traces.expected * traces.step, traces.step)
+    calm = rolling_origin.Grid(traces.agents, traces.calm * traces.step, traces.step)
+
+    def oracles(factor: int) -> dict[str, rolling_origin.Grid]:
+        return {
+            "expected": expected.aggregated(factor),
+            "expected without bursts": calm.aggregated(factor),
+        }
+
     week, day, hour = 7 * 86400.0, 86400.0, 3600.0
     cases = [
         rolling_origin.Case(
@@ -331,6 +340,7 @@ def other_steps(traces: Traces) -> str:
             2 * day,
             2 * day,
             TARGET_MASE,
+            oracles(5),
         ),
         rolling_origin.Case(
             "synthetic, 30 min, 30 min ahead",
@@ -340,6 +350,7 @@ def other_steps(traces: Traces) -> str:
             2 * day,
             2 * day,
             TARGET_MASE,
+            oracles(30),
         ),
     ]
     table = rolling_origin.report(cases, target_ratio=0.85, coverage=(0.85, 0.95))

@@ -30,6 +30,7 @@ class Traces:
     agents: tuple[str, ...]
     rates: NDArray[np.float64]  # (agents, minutes) observed rate: Poisson count / 60
     expected: NDArray[np.float64]  # (agents, minutes) the rate the counts were drawn from
+    calm: NDArray[np.float64]  # (agents, minutes) the same without the bursts
     step: float = 60.0
 
     @property
@@ -61,6 +62,7 @@ def generate(
     rng.shuffle(base[:agents])  # rank is not the agent's name order
 
     expected = np.empty((count, minutes))
+    bursts = np.ones((count, minutes))
     for a in range(count):
         phase = rng.choice([0.0, 0.25, 0.5, 0.7]) * 2 * np.pi  # a few "time zones"
         amplitude = rng.uniform(0.3, 0.8)
@@ -73,7 +75,8 @@ def generate(
         for _ in range(rng.poisson(1.5 * days)):  # bursts
             start = int(rng.integers(0, minutes))
             length = int(rng.integers(5, 31))
-            expected[a, start : start + length] *= rng.uniform(2.0, 5.0)
+            bursts[a, start : start + length] *= rng.uniform(2.0, 5.0)
+        expected[a] *= bursts[a]
 
     # The regime shift: on the last day, a fifth of the Zipf agents change popularity.
     shift_at = (days - 1) * DAY + int(rng.integers(2 * 60, 10 * 60))
@@ -91,4 +94,6 @@ def generate(
     counts = rng.poisson(expected * 60.0)
     rates = np.where(exists, counts / 60.0, np.nan)
     names = tuple(f"agent-{i:03d}" for i in range(count))
-    return Traces(names, rates, np.where(exists, expected, 0.0))
+    return Traces(
+        names, rates, np.where(exists, expected, 0.0), np.where(exists, expected / bursts, 0.0)
+    )
