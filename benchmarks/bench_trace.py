@@ -37,7 +37,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +67,7 @@ from scheduler_extender.devcluster import workload
 from scheduler_extender.devcluster.cluster import ClusterOptions, LocalCluster
 
 SECTION = "GPU allocation on a production trace (make bench-trace)"
+VARIANTS = ("trace", "model-constrained", "multi-GPU-heavy")
 OVERRIDES = {
     "clientConnection": {"qps": 5000, "burst": 10000},
     "percentageOfNodesToScore": 100,
@@ -254,7 +255,7 @@ def variants(
     fleet: Sequence[TraceNode], pods: Sequence[TracePod], chosen: Sequence[str]
 ) -> dict[str, list[TracePod]]:
     base = arrivals(pods, fleet)
-    every = {
+    every = {  # keyed as VARIANTS
         "trace": base,
         "model-constrained": constrained(base, fleet),
         "multi-GPU-heavy": arrivals(multi_gpu_heavy(pods), fleet),
@@ -266,14 +267,54 @@ def percent(value: float | None) -> str:
     return "none" if value is None else f"{100 * value:.1f}%"
 
 
-def row(r: Replay) -> str:
-    f = r.figures
+def cells(f: Figures, *, fragmentation: bool = True) -> str:
+    """The figures' columns, as the real and the offline replay's tables both show them."""
+    first = percent(f.first_fragmentation) if fragmentation else ""
     return (
-        f"| {r.variant} | {r.run} | {percent(f.at_100)} | {percent(f.at_end)} "
-        f"| {percent(f.first_fragmentation)} | {f.multi_bound}/{f.multi_total} "
-        f"| {f.eight_bound}/{f.eight_total} | {f.fragmented_nodes} ({f.fragmented_free} GPUs) "
+        f"{percent(f.at_100)} | {percent(f.at_end)} | {first} | {f.multi_bound}/{f.multi_total} "
+        f"| {f.eight_bound}/{f.eight_total} | {f.fragmented_nodes} ({f.fragmented_free} GPUs)"
+    )
+
+
+def row(r: Replay) -> str:
+    return (
+        f"| {r.variant} | {r.run} | {cells(r.figures)} "
         f"| {r.binds_per_second:.0f} | {r.kwok_ip_errors} |"
     )
+
+
+def reference_rows(
+    references: Mapping[str, tuple[Figures, float, float]], trailing: str = ""
+) -> list[str]:
+    """The offline best fit and the LP bound of each variant; ``trailing``: cells after those."""
+    rows = []
+    for variant, (f, bound_100, bound_end) in references.items():
+        rows.append(
+            f"| {variant} | offline best fit (reference) | {cells(f, fragmentation=False)} |"
+            + trailing
+        )
+        rows.append(
+            f"| {variant} | LP upper bound | {percent(bound_100)} | {percent(bound_end)} "
+            "| | | | |" + trailing
+        )
+    return rows
+
+
+def pending_lines(runs: Iterable[tuple[str, str, Figures]]) -> str:
+    """Per run, the GPU pods left pending by the models they allow (the four largest groups)."""
+    lines = []
+    for variant, run, f in runs:
+        worst = sorted(f.failures_by_model.items(), key=lambda kv: -kv[1])[:4]
+        lines.append(f"- {variant} / {run}: " + ", ".join(f"{m} {count}" for m, count in worst))
+    return "\n".join(lines)
+
+
+def trace_arguments(p: argparse.ArgumentParser) -> None:
+    """The options both replays take: the data, a subset of nodes, the variants."""
+    p.add_argument("--data", type=Path, default=default_dir())
+    p.add_argument("--nodes", type=int, help="a subset of the nodes (every k-th), for quick runs")
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    p.add_argument("--no-write", action="store_true", help="print, do not update BENCHMARKS.md")
 
 
 def report(
@@ -284,24 +325,8 @@ def report(
     args: argparse.Namespace,
     startup: float,
 ) -> str:
-    rows = [row(r) for r in replays]
-    for variant, (f, bound_100, bound_end) in references.items():
-        rows.append(
-            f"| {variant} | offline best fit (reference) | {percent(f.at_100)} | {percent(f.at_end)} "
-            f"| | {f.multi_bound}/{f.multi_total} | {f.eight_bound}/{f.eight_total} "
-            f"| {f.fragmented_nodes} ({f.fragmented_free} GPUs) | | |"
-        )
-        rows.append(
-            f"| {variant} | LP upper bound | {percent(bound_100)} | {percent(bound_end)} "
-            "| | | | | | |"
-        )
-    table = "\n".join(rows)
-    pending = []
-    for r in replays:
-        worst = sorted(r.figures.failures_by_model.items(), key=lambda kv: -kv[1])[:4]
-        pending.append(
-            f"- {r.variant} / {r.run}: " + ", ".join(f"{models} {count}" for models, count in worst)
-        )
+    table = "\n".join([*(row(r) for r in replays), *reference_rows(references, " | |")])
+    pending = pending_lines((r.variant, r.run, r.figures) for r in replays)
     sizes = ", ".join(f"{name} {len(pods)}" for name, pods in arrivals_of.items())
     capacity = sum(n.gpus for n in fleet)
     return f"""
@@ -331,20 +356,13 @@ GPUs per node), solved with GLOP: no placement can allocate more.
 
 GPU pods left pending, by the models they allow (the four largest groups):
 
-{chr(10).join(pending)}
+{pending}
 """
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", type=Path, default=default_dir())
-    p.add_argument("--nodes", type=int, help="a subset of the nodes (every k-th), for quick runs")
-    p.add_argument(
-        "--variants",
-        nargs="+",
-        default=["trace", "model-constrained", "multi-GPU-heavy"],
-        choices=["trace", "model-constrained", "multi-GPU-heavy"],
-    )
+    trace_arguments(p)
     p.add_argument(
         "--runs",
         nargs="+",
@@ -352,7 +370,6 @@ def main() -> int:
         choices=["alone", "extender"],
         help="kube-scheduler alone, with the extender, or both (in that order)",
     )
-    p.add_argument("--no-write", action="store_true", help="print, do not update BENCHMARKS.md")
     p.add_argument("--keep", type=Path, help="run the cluster in this directory and keep its logs")
     args = p.parse_args()
     args.argv = [a for a in sys.argv[1:] if a != "--no-write"]

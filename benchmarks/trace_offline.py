@@ -41,14 +41,21 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.bench_trace import node_manifests, percent, pod_manifests, variants
+from benchmarks.bench_trace import (
+    cells,
+    node_manifests,
+    pending_lines,
+    pod_manifests,
+    reference_rows,
+    trace_arguments,
+    variants,
+)
 from benchmarks.common import machine, write_section
 from benchmarks.trace_replay import (
     Figures,
     TraceNode,
     TracePod,
     best_fit_offline,
-    default_dir,
     figures,
     read_nodes,
     read_pods,
@@ -156,12 +163,7 @@ def replay(
 
 
 def row(r: Run) -> str:
-    f = r.figures
-    return (
-        f"| {r.variant} | {r.run} | {percent(f.at_100)} | {percent(f.at_end)} "
-        f"| {percent(f.first_fragmentation)} | {f.multi_bound}/{f.multi_total} "
-        f"| {f.eight_bound}/{f.eight_total} | {f.fragmented_nodes} ({f.fragmented_free} GPUs) |"
-    )
+    return f"| {r.variant} | {r.run} | {cells(r.figures)} |"
 
 
 def report(
@@ -171,26 +173,8 @@ def report(
     argv: Sequence[str],
     data: Path,
 ) -> str:
-    rows = [row(r) for r in runs]
-    for variant, (f, bound_100, bound_end) in references.items():
-        rows.append(
-            f"| {variant} | offline best fit (reference) | {percent(f.at_100)} "
-            f"| {percent(f.at_end)} | | {f.multi_bound}/{f.multi_total} "
-            f"| {f.eight_bound}/{f.eight_total} | {f.fragmented_nodes} ({f.fragmented_free} GPUs) |"
-        )
-        rows.append(
-            f"| {variant} | LP upper bound | {percent(bound_100)} | {percent(bound_end)} | | | | |"
-        )
-    pending = [
-        f"- {r.variant} / {r.run}: "
-        + ", ".join(
-            f"{models} {count}"
-            for models, count in sorted(r.figures.failures_by_model.items(), key=lambda kv: -kv[1])[
-                :4
-            ]
-        )
-        for r in runs
-    ]
+    table = "\n".join([*(row(r) for r in runs), *reference_rows(references)])
+    pending = pending_lines((r.variant, r.run, r.figures) for r in runs)
     capacity = sum(n.gpus for n in fleet)
     command = " ".join(["python -m benchmarks.trace_offline", *argv])
     return f"""
@@ -204,26 +188,18 @@ Machine: {machine()}.
 
 | variant | run | GPUs allocated when requests reach 100% | at 120% (end) | allocated at the first fragmentation failure | multi-GPU pods bound | 8-GPU pods bound | fragmented nodes (free GPUs) |
 |---|---|---|---|---|---|---|---|
-{chr(10).join(rows)}
+{table}
 
 GPU pods left pending, by the models they allow (the four largest groups):
 
-{chr(10).join(pending)}
+{pending}
 """
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", type=Path, default=default_dir())
-    p.add_argument("--nodes", type=int, help="a subset of the nodes (every k-th)")
-    p.add_argument(
-        "--variants",
-        nargs="+",
-        default=["trace", "model-constrained", "multi-GPU-heavy"],
-        choices=["trace", "model-constrained", "multi-GPU-heavy"],
-    )
+    trace_arguments(p)
     p.add_argument("--arrivals", nargs="+", default=list(ARRIVALS), choices=ARRIVALS)
-    p.add_argument("--no-write", action="store_true", help="print, do not update BENCHMARKS.md")
     args = p.parse_args()
     if not args.data.is_dir():
         p.error(f"--data: no such directory: {args.data}")
