@@ -107,9 +107,8 @@ class Extender:
         """
         self.require_fresh()
         self.on_wait(await self.in_flight.settle(pod, self._settled_by_watch))
-        snapshot = self.cluster.snapshot().with_unknown_nodes(sent_nodes)
-        outcome = filter_nodes(pod, names, snapshot, self.rules)
-        self._passed = _Passed(pod.uid, outcome.passed, outcome.passed_rows, snapshot.columns.rows)
+        outcome, index = self._decide(pod, names, sent_nodes)
+        self._passed = _Passed(pod.uid, outcome.passed, outcome.passed_rows, index)
         if pod.scheduler_name in self.scheduler_names:
             self.refusals.record(pod, outcome)
             if outcome.passed:
@@ -120,8 +119,14 @@ class Extender:
         self, pod: Pod, names: Iterable[str], *, sent_nodes: Sequence[Node] = ()
     ) -> FilterOutcome:
         """The filter's answer on the current view, with no waiting and no side effect."""
+        return self._decide(pod, names, sent_nodes)[0]
+
+    def _decide(
+        self, pod: Pod, names: Iterable[str], sent_nodes: Sequence[Node]
+    ) -> tuple[FilterOutcome, Mapping[str, int]]:
+        """The filter's answer, and the row index of the columns it was given on."""
         snapshot = self.cluster.snapshot().with_unknown_nodes(sent_nodes)
-        return filter_nodes(pod, names, snapshot, self.rules)
+        return filter_nodes(pod, names, snapshot, self.rules), snapshot.columns.rows
 
     def _settled_by_watch(self, pod: Pod) -> bool:
         if self.cluster.placement(pod.uid) is not None:

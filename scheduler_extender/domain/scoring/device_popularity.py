@@ -63,7 +63,7 @@ class DevicePopularity:
                 chosen = predict_allocation(request, devices, node)
                 if not chosen:
                     break
-                taken.update(i for i, _ in chosen)
+                taken.update(j for j, _ in chosen)
             else:
                 after[i] = max(device_load(node.devices[j], per_replica) + mine for j in taken)
         known = ~np.isnan(after)
