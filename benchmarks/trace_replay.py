@@ -44,6 +44,16 @@ class TracePod:
     memory_mib: int
     gpus: int  # whole GPUs: a GPU-sharing pod (gpu_milli < 1000) counts one
     models: tuple[str, ...] = ()  # allowed GPU models; empty: any
+    milli: int = 1000  # thousandths of its one GPU a GPU-sharing pod uses (gpu_milli)
+
+    @property
+    def shares(self) -> bool:
+        return self.gpus == 1 and self.milli < 1000
+
+    @property
+    def gpu_units(self) -> float:
+        """GPUs requested, a share counted as its fraction of one GPU."""
+        return self.milli / 1000 if self.shares else float(self.gpus)
 
     def fits(self, node: TraceNode) -> bool:
         """Whether ``node``, empty, could hold the pod."""
@@ -84,6 +94,7 @@ def read_pods(directory: Path) -> list[TracePod]:
             int(r["memory_mib"]),
             int(r["num_gpu"]),
             tuple(m for m in r["gpu_spec"].split("|") if m),
+            int(r["gpu_milli"]) if r["num_gpu"] == "1" else 1000,
         )
         for r in rows
     ]
@@ -98,23 +109,28 @@ def subset(nodes: Sequence[TraceNode], count: int | None) -> list[TraceNode]:
 
 
 def arrivals(
-    pods: Iterable[TracePod], nodes: Sequence[TraceNode], limit: float = OVERSUBSCRIPTION
+    pods: Iterable[TracePod],
+    nodes: Sequence[TraceNode],
+    limit: float = OVERSUBSCRIPTION,
+    *,
+    shares: bool = False,
 ) -> list[TracePod]:
     """The pods that arrive until the GPUs requested exceed ``limit`` x the fleet's GPUs.
 
+    ``shares``: a GPU-sharing pod counts its share of a GPU, not a whole one.
     Pods no node of the fleet could ever hold are left out (a subset of the
     fleet may lack the largest nodes).
     """
     capacity = sum(n.gpus for n in nodes)
     out: list[TracePod] = []
-    requested = 0
+    requested = 0.0
     for pod in pods:
         if requested > limit * capacity:
             break
         if not any(pod.fits(n) for n in nodes):
             continue
         out.append(pod)
-        requested += pod.gpus
+        requested += pod.gpu_units if shares else pod.gpus
     return out
 
 
@@ -216,6 +232,99 @@ def figures(
         len(partial),
         sum(n.gpus - used[n.name] for n in partial),
         failures,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SharingFigures:
+    """What one replay of the GPU-sharing setting reached, counted on devices.
+
+    GPUs allocated count a share as the fraction of its device it consumes.
+    """
+
+    capacity: int
+    at_100: float  # allocated / capacity once the requests reach 100% of it
+    at_end: float  # allocated / capacity once all pods arrived
+    first_multi_failure: float | None  # allocated / capacity when a multi-GPU pod first failed
+    multi_bound: int
+    multi_total: int
+    eight_bound: int
+    eight_total: int
+    fragmented_gpus: int  # GPUs partly allocated at the end
+    fragmented_free: float  # what is left of them, in GPUs
+    overcommitted: int  # GPUs whose allocations consume more than the GPU (must be 0)
+
+    @property
+    def unallocated_100(self) -> float:
+        """The share of the GPUs left unallocated once the requests reach 100% of them."""
+        return 1.0 - self.at_100
+
+    @property
+    def unallocated_end(self) -> float:
+        return 1.0 - self.at_end
+
+
+Consumption = Sequence[tuple[str, int]]  # (node/device, thousandths of the device)
+
+
+def sharing_figures(
+    nodes: Sequence[TraceNode],
+    pods: Sequence[TracePod],
+    placement: Mapping[str, str],
+    devices: Mapping[str, Consumption],
+    units: int = 1000,
+) -> SharingFigures:
+    """Figures of a replay of the sharing setting.
+
+    ``placement``: pod name -> node of the pods bound; ``devices``: pod name ->
+    what its claims' allocations consume of which device (``units`` per device),
+    read from the claims. Walks the arrivals in order; a *multi-GPU failure* is
+    a multi-GPU pod left pending although the untouched GPUs of the models it
+    allows, summed over nodes, would hold it.
+    """
+    capacity = sum(n.gpus for n in nodes)
+    used: dict[str, int] = {f"{n.name}/gpu-{i}": 0 for n in nodes for i in range(n.gpus)}
+    model_of = {f"{n.name}/gpu-{i}": n.model for n in nodes for i in range(n.gpus)}
+    allocated = requested = 0.0
+    at_100: float | None = None
+    first: float | None = None
+    multi = [0, 0]
+    eight = [0, 0]
+    for pod in pods:
+        bound = pod.name in placement
+        if pod.gpus > 1:
+            multi[1] += 1
+            eight[1] += pod.gpus == 8
+            multi[0] += bound
+            eight[0] += bound and pod.gpus == 8
+        if bound:
+            for device, amount in devices.get(pod.name, ()):
+                used[device] += amount
+                allocated += amount / units
+        elif pod.gpus > 1 and first is None:
+            untouched = sum(
+                1
+                for device, taken in used.items()
+                if taken == 0 and (not pod.models or model_of[device] in pod.models)
+            )
+            if untouched >= pod.gpus:
+                first = allocated / capacity
+        requested += pod.gpu_units
+        if at_100 is None and requested >= capacity:
+            at_100 = allocated / capacity
+    partial = [taken for taken in used.values() if 0 < taken < units]
+    return SharingFigures(
+        capacity,
+        at_100 if at_100 is not None else allocated / capacity,
+        allocated / capacity,
+        first,
+        multi[0],
+        multi[1],
+        eight[0],
+        eight[1],
+        len(partial),
+        sum(units - taken for taken in partial) / units,
+        sum(1 for taken in used.values() if taken > units),
     )
 
 

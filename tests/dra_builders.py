@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-DRIVER = "gpu.fake.scheduler-extender.io"
+from scheduler_extender.devcluster import dra
+
+DRIVER = dra.DRIVER
 
 
 def slice_json(
@@ -70,20 +72,10 @@ def claim_json(
     consumed: str | None = None,
 ) -> dict[str, Any]:
     """``allocated``: (pool, device) per result; ``consumed``: each result's memory."""
-    exactly: dict[str, Any] = {"deviceClassName": device_class, "count": count}
-    if memory:
-        exactly["capacity"] = {"requests": {"memory": memory}}
-    claim: dict[str, Any] = {
-        "apiVersion": "resource.k8s.io/v1",
-        "kind": "ResourceClaim",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "uid": f"uid-{name}",
-            "resourceVersion": "1",
-        },
-        "spec": {"devices": {"requests": [{"name": "gpu", "exactly": exactly}]}},
-    }
+    capacity = {"memory": memory} if memory else None
+    request = dra.device_request(count, capacity=capacity, device_class=device_class)
+    claim = dra.claim(name, namespace, request)
+    claim["metadata"] |= {"uid": f"uid-{name}", "resourceVersion": "1"}
     if allocated is not None:
         results = []
         for i, (pool, device) in enumerate(allocated):

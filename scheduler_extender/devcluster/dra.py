@@ -41,10 +41,14 @@ MEMORY = {
     "NVIDIA-L4": "24Gi",
 }
 DEFAULT_MEMORY = "16Gi"
+# A consumable capacity in thousandths of a GPU (the production trace's ``gpu_milli``): one
+# device holds shares that add up to at most COMPUTE_UNITS.
+COMPUTE = "compute"
+COMPUTE_UNITS = 1000
 
 
-def quantity_bytes(text: str) -> int:
-    """A memory quantity ("80Gi") in bytes."""
+def quantity(text: str) -> int:
+    """A quantity ("80Gi", "1k") as a whole number (bytes, thousandths, ...)."""
     return int(parse_quantity(text))
 
 
@@ -77,6 +81,50 @@ def device_classes(products: Iterable[str] = MEMORY) -> list[dict[str, Any]]:
     return out
 
 
+def device_request(
+    count: int = 1, *, capacity: Mapping[str, str] | None = None, device_class: str | None = None
+) -> dict[str, Any]:
+    """One request of a claim: ``count`` whole devices, or (with ``capacity``) a share of one."""
+    exactly: dict[str, Any] = {"deviceClassName": device_class or class_name(), "count": count}
+    if capacity:
+        exactly["capacity"] = {"requests": dict(capacity)}
+    return {"name": "gpu", "exactly": exactly}
+
+
+def claim(
+    name: str, namespace: str, request: Mapping[str, Any], labels: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """A ResourceClaim of one ``device_request``."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "ResourceClaim",
+        "metadata": {"name": name, "namespace": namespace, "labels": dict(labels or {})},
+        "spec": {"devices": {"requests": [dict(request)]}},
+    }
+
+
+def claim_template(name: str, namespace: str, request: Mapping[str, Any]) -> dict[str, Any]:
+    """A ResourceClaimTemplate of one ``device_request`` (kube-controller-manager makes a claim
+    of it for each pod that names it)."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "ResourceClaimTemplate",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"spec": {"devices": {"requests": [dict(request)]}}},
+    }
+
+
+def use_claim(pod: dict[str, Any], *, claim_name: str = "", template_name: str = "") -> None:
+    """Makes ``pod``'s first container use a claim (by name, or made from a template)."""
+    entry = {"name": "gpu"}
+    if claim_name:
+        entry["resourceClaimName"] = claim_name
+    else:
+        entry["resourceClaimTemplateName"] = template_name
+    pod["spec"]["resourceClaims"] = [entry]
+    pod["spec"]["containers"][0]["resources"]["claims"] = [{"name": "gpu"}]
+
+
 def slice_name(node: str) -> str:
     return f"{node}-{DRIVER}"
 
@@ -88,15 +136,21 @@ def slice_manifest(
     *,
     generation: int = 1,
     memory: str | None = None,
+    capacity: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The ResourceSlice of one node's ``gpus`` fake GPUs (product and clique from its labels)."""
+    """The ResourceSlice of one node's ``gpus`` fake GPUs (product and clique from its labels).
+
+    ``capacity``: each device's consumable capacity (default: its ``memory``), e.g.
+    ``{COMPUTE: "1000"}`` for shares counted in thousandths of a GPU.
+    """
     product = labels.get(GPU_PRODUCT_LABEL, "fake-gpu")
-    capacity = memory or MEMORY.get(product, DEFAULT_MEMORY)
+    memory = memory or MEMORY.get(product, DEFAULT_MEMORY)
+    consumable = dict(capacity or {"memory": memory})
     devices = []
     for index in range(gpus):
         attributes: dict[str, Any] = {
             "productName": {"string": product},
-            "memory": {"string": capacity},
+            "memory": {"string": memory},
             "index": {"int": index},
         }
         if clique := labels.get(NVLINK_LABEL):
@@ -105,7 +159,7 @@ def slice_manifest(
             {
                 "name": f"gpu-{index}",
                 "attributes": attributes,
-                "capacity": {"memory": {"value": capacity}},
+                "capacity": {name: {"value": value} for name, value in consumable.items()},
                 "allowMultipleAllocations": True,
             }
         )

@@ -33,23 +33,17 @@ from tests.e2e.helpers import (
 SHARE = "20Gi"
 
 
-def template(name: str, namespace: str, *, memory: str | None = None) -> dict[str, Any]:
-    exactly: dict[str, Any] = {"deviceClassName": dra.class_name(), "count": 1}
-    if memory:
-        exactly["capacity"] = {"requests": {"memory": memory}}
-    return {
-        "apiVersion": "resource.k8s.io/v1",
-        "kind": "ResourceClaimTemplate",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"spec": {"devices": {"requests": [{"name": "gpu", "exactly": exactly}]}}},
-    }
+def template(
+    name: str, namespace: str, *, memory: str | None = None, device_class: str | None = None
+) -> dict[str, Any]:
+    capacity = {"memory": memory} if memory else None
+    request = dra.device_request(capacity=capacity, device_class=device_class)
+    return dra.claim_template(name, namespace, request)
 
 
 def claim_pod(pool: NodePool, name: str, namespace: str, template_name: str) -> dict[str, Any]:
     pod = pool.pod(name, namespace=namespace, gpus=0, cpu="100m", memory="256Mi")
-    spec = pod["spec"]
-    spec["resourceClaims"] = [{"name": "gpu", "resourceClaimTemplateName": template_name}]
-    spec["containers"][0]["resources"]["claims"] = [{"name": "gpu"}]
+    dra.use_claim(pod, template_name=template_name)
     return pod
 
 
@@ -69,7 +63,7 @@ def allocations(api: client.ApiClient, namespace: str) -> dict[tuple[str, str], 
         for result in (allocation or {}).get("devices", {}).get("results", []):
             # The fake GPUs allow multiple allocations: every result says what it consumes.
             consumed: str = result["consumedCapacity"]["memory"]
-            out[(result["pool"], result["device"])].append(dra.quantity_bytes(consumed))
+            out[(result["pool"], result["device"])].append(dra.quantity(consumed))
     return out
 
 
@@ -110,7 +104,7 @@ def test_shares_and_whole_devices_through_kube_scheduler_and_the_extender(
     # extender's own preference is checked by the test on demand below.)
     assert {shares[f"share-{i}"] for i in range(5)} == {whole["whole-0"]}
 
-    capacity = dra.quantity_bytes("80Gi")
+    capacity = dra.quantity("80Gi")
     taken = allocations(api, namespace)
     assert sum(len(v) for v in taken.values()) == 6
     for device, consumed in taken.items():
@@ -145,7 +139,7 @@ def test_a_withdrawn_slice_closes_its_node_and_a_republished_one_opens_it(
     time.sleep(5)
     assert "too-many" not in placement(api, namespace)
     for device, consumed in allocations(api, namespace).items():
-        assert sum(consumed) <= dra.quantity_bytes("24Gi"), (device, consumed)
+        assert sum(consumed) <= dra.quantity("24Gi"), (device, consumed)
 
 
 def test_an_extended_resource_mapped_to_dra_devices_goes_through_the_extender(
@@ -212,23 +206,16 @@ def test_a_share_goes_where_it_leaves_room_for_the_shares_in_demand(
 
     submit_one_by_one(api, namespace, [pinned("on-a", a, "t35"), pinned("on-b", b, "t20")])
     for i in range(2):
-        waiting: Any = template(f"forty-{i}", namespace, memory="40Gi")["spec"]
-        waiting = {
-            "apiVersion": "resource.k8s.io/v1",
-            "kind": "ResourceClaim",
-            "metadata": {"name": f"forty-{i}", "namespace": namespace},
-            "spec": waiting["spec"],
-        }
+        forty = dra.device_request(capacity={"memory": "40Gi"})
+        waiting: Any = dra.claim(f"forty-{i}", namespace, forty)
         resource.create_namespaced_resource_claim(namespace, waiting)
     time.sleep(2)  # the extender's watch has seen the waiting claims (the demand)
 
     placed = submit_one_by_one(api, namespace, [claim_pod(dra_pool, "small", namespace, "t10")])
     assert placed["small"] == b
     taken = allocations(api, namespace)
-    assert sorted(taken[(b, "gpu-0")]) == sorted(
-        [dra.quantity_bytes("20Gi"), dra.quantity_bytes("10Gi")]
-    )
-    assert taken[(a, "gpu-0")] == [dra.quantity_bytes("35Gi")]
+    assert sorted(taken[(b, "gpu-0")]) == sorted([dra.quantity("20Gi"), dra.quantity("10Gi")])
+    assert taken[(a, "gpu-0")] == [dra.quantity("35Gi")]
 
 
 def test_partitions_through_kube_scheduler_and_the_extender(
@@ -298,10 +285,7 @@ def test_partitions_through_kube_scheduler_and_the_extender(
         }
         resource.create_device_class(body)
         classes.append(name)
-        claim_template: Any = template(name, namespace)
-        claim_template["spec"]["spec"]["devices"]["requests"][0]["exactly"]["deviceClassName"] = (
-            name
-        )
+        claim_template: Any = template(name, namespace, device_class=name)
         resource.create_namespaced_resource_claim_template(namespace, claim_template)
     try:
         placed = submit_one_by_one(

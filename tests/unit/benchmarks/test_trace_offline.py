@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.trace_offline import feasible, kube_scores, replay
+from benchmarks.trace_offline import feasible, first_fit, kube_scores, replay, sharing_replay
 from benchmarks.trace_replay import TraceNode, TracePod
 from scheduler_extender.domain.cluster import ClusterState
 from tests.builders import GPU_PRODUCT, node, pod
@@ -51,3 +51,23 @@ def test_kube_scheduler_alone_spreads_and_the_extender_keeps_the_big_node_whole(
     assert "c" not in alone
     ours = replay([BIG, SMALL], pods, extender=True, arrivals="bulk")
     assert ours == {"a": "small", "b": "small", "c": "big"}
+
+
+def test_the_dra_allocator_model_takes_the_first_devices_that_fit() -> None:
+    assert first_fit([1000, 400, 1000], TracePod("s", 1000, 1024, 1, milli=300)) == [0]
+    assert first_fit([200, 400, 1000], TracePod("s", 1000, 1024, 1, milli=300)) == [1]
+    assert first_fit([1000, 400, 1000], TracePod("w", 1000, 1024, 2)) == [0, 2]
+    assert first_fit([1000, 400], TracePod("w", 1000, 1024, 2)) is None
+
+
+def test_the_sharing_replay_allocates_devices_and_never_overcommits_one() -> None:
+    pods = [TracePod(f"s{i}", 1000, 1024, 1, milli=600) for i in range(4)]
+    pods.append(TracePod("whole", 1000, 1024, 2))
+    for extender in (False, True):
+        placed, taken = sharing_replay([SMALL], pods, extender=extender, arrivals="bulk")
+        # Two 600-thousandth shares take the two GPUs; the others and the 2-GPU pod wait.
+        assert sorted(placed) == ["s0", "s1"]
+        assert sorted(d for name in placed for d, _ in taken[name]) == [
+            "small/gpu-0",
+            "small/gpu-1",
+        ]

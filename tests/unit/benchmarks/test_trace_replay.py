@@ -12,6 +12,7 @@ from benchmarks.trace_replay import (
     constrained,
     figures,
     multi_gpu_heavy,
+    sharing_figures,
     upper_bound,
 )
 
@@ -73,3 +74,30 @@ def test_variants_are_seeded_and_keep_the_arrival_order() -> None:
     assert all(set(p.models) <= {"G2", "T4"} for p in one)
     heavy = multi_gpu_heavy([pod("a", 1), pod("b", 2)])
     assert [p.name for p in heavy] == ["a", "b", "b-x0", "b-x1", "b-x2"]
+
+
+def share(name: str, milli: int) -> TracePod:
+    return TracePod(name, 1000, 1024, 1, milli=milli)
+
+
+def test_sharing_arrivals_count_a_share_as_its_fraction_of_a_gpu() -> None:
+    pods = [share(f"s{i}", 500) for i in range(40)]
+    assert len(arrivals(pods, FLEET)) == 13  # each counted as a whole GPU
+    assert len(arrivals(pods, FLEET, shares=True)) == 25  # 12.5 GPUs requested > 12
+
+
+def test_sharing_figures_count_shares_on_devices_from_the_claims() -> None:
+    pods = [share("a", 300), share("b", 600), pod("eight", 8), share("c", 500)]
+    placement = {"a": "big", "b": "big", "c": "small"}
+    devices = {"a": [("big/gpu-0", 300)], "b": [("big/gpu-1", 600)], "c": [("small/gpu-0", 500)]}
+    f = sharing_figures(FLEET, pods, placement, devices)
+    # Shares on two of the big node's GPUs: 6 untouched GPUs there and 2 on the small one,
+    # enough for the 8-GPU pod summed over nodes, so it is a multi-GPU failure at 0.9 of 10 GPUs.
+    assert f.first_multi_failure == pytest.approx(0.09)
+    assert f.at_end == pytest.approx(0.14)
+    assert f.at_100 == f.at_end  # 9.4 GPUs requested: never 100% of the 10
+    assert f.unallocated_end == pytest.approx(0.86)
+    assert (f.fragmented_gpus, f.fragmented_free) == (3, pytest.approx(1.6))
+    assert f.overcommitted == 0
+    over = sharing_figures(FLEET, pods, placement, {**devices, "c": [("big/gpu-1", 500)]})
+    assert over.overcommitted == 1
