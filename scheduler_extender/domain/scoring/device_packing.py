@@ -24,6 +24,17 @@ the room the cluster has for it, as in ``demand_packing``:
     price(m) = weight(m) x size(m) / usable room for m on all nodes
     cost(node) = sum over m of price(m) x (usable(m) before - usable(m) after)
 
+Devices are not all a request needs: its pod needs the node's cpu and memory
+too (FGD counts a node's free GPUs as fragments for a task whose cpu the node
+cannot hold). Device requests do not say what cpu their pods ask for, so the
+cluster's own ratio stands in for it: the cpu (and memory) requested on the
+nodes with devices per device unit allocated there. The room usable by *m* on
+a node is then capped by the copies of *m* its free cpu and memory could
+feed at that ratio, and a placement that leaves a node's devices without the
+cpu to use them loses that room. (On the production trace, sharing pods ask
+for up to 12 cores for half a GPU: stacking them without this ran nodes out of
+cpu with GPUs still free; see BENCHMARKS.md.)
+
 The pod goes where it destroys the least room in demand. Among equal costs
 (and when nothing was learned yet) the node whose devices are fullest after
 the placement wins, so shares stack on devices already shared and whole
@@ -41,7 +52,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scheduler_extender.domain.columns import FloatArray, IntArray
+from scheduler_extender.domain.columns import Columns, FloatArray, IntArray
 from scheduler_extender.domain.devices import DeviceChoice as Choice
 from scheduler_extender.domain.devices import (
     DeviceRequest,
@@ -53,6 +64,7 @@ from scheduler_extender.domain.devices import (
     pod_devices,
 )
 from scheduler_extender.domain.objects import Pod
+from scheduler_extender.domain.resources import CPU, MEMORY
 from scheduler_extender.domain.scoring.policy import Audience, ScoringContext, neutral
 
 # Share of the score that goes to filling the fullest node among equally costly ones.
@@ -198,6 +210,7 @@ class _Memo:
     nodes: Mapping[str, NodeDevices]  # the frozen node views ``copies`` was counted on
     copies: Mapping[str, IntArray]  # node -> copies per shape its devices could take
     price: FloatArray  # per shape
+    allocated: Mapping[str, float]  # node -> device units its allocations hold
 
 
 class DevicePacking:
@@ -220,7 +233,9 @@ class DevicePacking:
             return neutral(rows)
         memo = self._memo_of(devices)
         asked = repr(pending)  # what a placement depends on, besides the node and the memo
-        names = snapshot.columns.names_of(rows)
+        columns = snapshot.columns
+        names = columns.names_of(rows)
+        feeds = _Feeds.of(memo, columns, pod, rows)
         cost = np.zeros(len(rows))
         fill = np.zeros(len(rows))
         placed = np.zeros(len(rows), dtype=np.bool_)
@@ -235,10 +250,12 @@ class DevicePacking:
                 known = self._placements.get(key)
                 if known is None or known.node is not node or known.memo is not memo.shapes:
                     known = self._placements[key] = _placement(memo, devices, node, name, pending)
-                if known.lost is not None:
+                if known.after is not None:
                     placed[i] = True
                     fill[i] = known.fill
-                    cost[i] = float(memo.price @ known.lost)
+                    usable = memo.shapes.usable(memo.copies[name])
+                    before = feeds.cap(usable, i, after=False)
+                    cost[i] = float(memo.price @ (before - feeds.cap(known.after, i, after=True)))
             if len(self._placements) > 4 * len(devices.nodes) + 64:
                 self._placements.clear()  # nodes and request shapes gone by
         if not placed.any():
@@ -268,7 +285,12 @@ class DevicePacking:
             )
             shapes = memo.shapes if same and memo is not None else _shapes(devices)
             copies: dict[str, IntArray] = {}
+            allocated: dict[str, float] = {}
             for name, node in devices.nodes.items():
+                if memo is not None and memo.nodes.get(name) is node:
+                    allocated[name] = memo.allocated[name]
+                else:
+                    allocated[name] = sum(_slot(d).fill() for d in node.devices)
                 if same and memo is not None and memo.nodes.get(name) is node:
                     copies[name] = memo.copies[name]
                 else:
@@ -279,8 +301,55 @@ class DevicePacking:
             sizes = shapes.counts * shapes.units
             weights = np.array(devices.demand.weights)
             price = weights * sizes / np.maximum(room, np.maximum(sizes, 1e-9))
-            self._memo = memo = _Memo(devices, shapes, devices.nodes, copies, price)
+            self._memo = memo = _Memo(devices, shapes, devices.nodes, copies, price, allocated)
             return memo
+
+
+@dataclass(frozen=True, slots=True)
+class _Feeds:
+    """How much room in demand the candidates' free cpu and memory can feed.
+
+    Per shape, the cpu and memory its request is expected to come with: the cluster's
+    ratio of what is requested on the nodes with devices to the device units allocated
+    there, times the shape's size. None: nothing allocated yet, no ratio to go by.
+    """
+
+    sizes: FloatArray  # K: device units per request
+    needs: tuple[FloatArray, FloatArray] | None  # K: cpu, memory per request
+    free: tuple[FloatArray, FloatArray]  # per candidate: free cpu, memory
+    asked: tuple[float, float]  # the pod's own cpu and memory
+
+    @staticmethod
+    def of(memo: _Memo, columns: Columns, pod: Pod, rows: IntArray) -> _Feeds:
+        shapes = memo.shapes
+        sizes: FloatArray = shapes.counts * shapes.units
+        free = (
+            columns.free_of(CPU, rows).astype(np.float64),
+            columns.free_of(MEMORY, rows).astype(np.float64),
+        )
+        asked = (float(pod.requests.get(CPU)), float(pod.requests.get(MEMORY)))
+        units = sum(memo.allocated.values())
+        if units < 1.0:
+            return _Feeds(sizes, None, free, asked)
+        nodes = columns.rows_of(memo.allocated)
+        nodes = nodes[nodes >= 0]
+        used = [
+            float((columns.allocatable_of(r, nodes) - columns.free_of(r, nodes)).sum())
+            for r in (CPU, MEMORY)
+        ]
+        return _Feeds(sizes, (sizes * used[0] / units, sizes * used[1] / units), free, asked)
+
+    def cap(self, usable: FloatArray, i: int, *, after: bool) -> FloatArray:
+        """``usable`` (per shape, on candidate ``i``), capped by what its cpu and memory
+        (less the pod's own, ``after`` it is placed) can feed."""
+        if self.needs is None:
+            return usable
+        fed = usable
+        for need, free, asked in zip(self.needs, self.free, self.asked, strict=True):
+            left = free[i] - asked if after else free[i]
+            copies = np.floor(np.maximum(left, 0.0) / np.maximum(need, 1.0))
+            fed = np.minimum(fed, copies * self.sizes)
+        return fed
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,9 +357,9 @@ class _Placement:
     """A pod's pending requests placed on one node's devices, as the allocator would."""
 
     node: NodeDevices  # the frozen view it was computed on
-    memo: _Shapes  # the shapes ``lost`` counts
+    memo: _Shapes  # the shapes ``after`` counts
     fill: float  # the node's devices' mean fill after
-    lost: FloatArray | None  # device units of room lost per shape; None: it does not fit
+    after: FloatArray | None  # device units usable per shape after it; None: it does not fit
 
 
 def _placement(
@@ -311,5 +380,4 @@ def _placement(
     for j in taken:
         copies += shapes.copies(devices, slots[j])
         copies -= shapes.copies(devices, _slot(node.devices[j]))
-    lost = shapes.usable(memo.copies[name]) - shapes.usable(copies)
-    return _Placement(node, shapes, fill, lost)
+    return _Placement(node, shapes, fill, shapes.usable(copies))
