@@ -174,3 +174,29 @@ def test_the_scorer_gives_device_pods_to_the_device_policy() -> None:
     )
     assert set(table.contributions) >= {"device_packing"}
     assert np.all(np.array(table.scores) >= 0)
+
+
+def test_a_share_goes_where_the_cpu_left_could_not_feed_a_whole_device_anyway() -> None:
+    # Both nodes: one GPU half taken by a 40Gi share whose pod asks for 8 cpu, one untouched;
+    # 16 cpu per device unit allocated, so a whole GPU comes with 16 cpu. The 20Gi share
+    # (10 cpu) takes the half-taken GPU on either node: the devices cannot tell the nodes
+    # apart. On node-b (24 cpu free) it leaves 14: too little for the whole GPU's pod, which
+    # node-b could feed before; node-a (8 free) could not feed one anyway.
+    state = ClusterState()
+    for name, cpu in (("node-a", "16"), ("node-b", "32")):
+        state.upsert_node(node(name, 0, cpu=cpu))
+        state.upsert_slice(slice_from_json(slice_json(name, 2, memory="80Gi")))
+        state.upsert_pod(pod(f"on-{name}", 0, cpu="8", node=name, phase="Running"))
+    state.upsert_device_class(device_class_from_json(device_class_json("gpu")))
+    for raw in (
+        claim_json("a", memory="40Gi", allocated=[("node-a", "gpu-0")], consumed="40Gi"),
+        claim_json("b", memory="40Gi", allocated=[("node-b", "gpu-0")], consumed="40Gi"),
+        claim_json("whole-1"),
+        claim_json("whole-2"),
+        claim_json("share", memory="20Gi"),
+    ):
+        state.upsert_claim(claim_from_json(raw))
+    raw_pod = pod_json("p", 0, cpu="10")
+    raw_pod["spec"]["resourceClaims"] = [{"name": "share", "resourceClaimName": "share"}]
+    got = scores(state, pod_from_json(raw_pod, "agent"), ["node-a", "node-b"])
+    assert got["node-a"] > got["node-b"]
