@@ -4,7 +4,8 @@ The scenario itself is ``scheduler_extender.devcluster.demo``; this module runs 
 draws the terminal summary: per agent its current and forecast request rate, the
 replicas its AgentAutoscaler wants and the ready ones, the nodes they are on; the last
 scheduling decisions with each scoring policy's share; the packer's Events on the large
-pod; firing alerts; the Prometheus links and the dashboard PNGs.
+pod; the shares on each shared GPU (DRA); firing alerts; the Prometheus links and the
+dashboard PNGs.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ def run_demo(args: argparse.Namespace, fleet: list[nodes.FakeNode]) -> int:
         run_dir=args.run_dir,
         extender_env=scenario.extender_env(prometheus_url, timeline, dry_run=True),
         extender_port=args.extender_port,
+        # The shared-GPU pods get their GPUs from claims and request no nvidia.com/gpu.
+        every_pod=True,
     )
     try:
         cluster = LocalCluster(options)
@@ -177,6 +180,13 @@ def summary(seen: scenario.Observation, rescue_stage: str) -> str:
         lines.append(f"  {reason:22} {message[:110]}")
     if seen.large_pod_node:
         lines.append(f"  placed on {seen.large_pod_node}")
+    lines += ["", f"shared GPUs (DRA: {scenario.SHARED_NAMESPACE}/{scenario.SHARED_DEPLOYMENT}, "
+              f"a {scenario.SHARE} share of a {scenario.SHARED_PRODUCT} per replica):"]  # fmt: skip
+    for device, consumed in seen.shared.items():
+        count = f"{len(consumed)} share{'' if len(consumed) == 1 else 's'}"
+        lines.append(f"  {device:24} {count}, {sum(consumed) / 2**30:.0f}Gi taken")
+    if not seen.shared:
+        lines.append("  (no claim allocated yet)")
     lines.append("")
     lines.append(f"firing alerts: {', '.join(seen.firing_alerts) or 'none'}")
     if seen.dashboards:

@@ -19,6 +19,11 @@
   preempts) cannot be placed. The packer first plans in dry run (a
   ``PackingDryRun`` Event), then, restarted to execute, moves one pod and the
   large pod is placed (``PackingPlan`` Event);
+* shared GPUs through DRA: two nodes whose four L4 GPUs the fake DRA driver
+  publishes as devices with a shareable ``memory`` capacity (and no
+  ``nvidia.com/gpu``), and a Deployment whose replicas each claim a 6Gi share
+  (a ResourceClaimTemplate; kube-controller-manager makes the claims,
+  kube-scheduler allocates them, the extender scores the nodes);
 * ``scheduler-extender dashboards --every 60``: the chart's Grafana dashboards as PNGs.
 
 ``Demo.observe()`` gathers what the terminal summary shows; ``Demo.report()`` what the
@@ -43,7 +48,7 @@ import httpx
 import yaml
 from kubernetes import client
 
-from scheduler_extender.devcluster import nodes, workload
+from scheduler_extender.devcluster import dra, nodes, workload
 from scheduler_extender.devcluster import prometheus as prom
 from scheduler_extender.devcluster.cluster import LocalCluster
 from scheduler_extender.devcluster.controller import start_controller
@@ -72,6 +77,14 @@ POOL_LABEL = "demo.scheduler-extender.io/pool"
 BATCH_POOL = "batch"
 HIGH_CLASS, LOW_CLASS = "demo-batch-high", "demo-batch-low"
 LARGE_POD = "trainer"
+# Shared GPUs through DRA: SHARED_REPLICAS pods, each with a SHARE of one SHARED_PRODUCT GPU.
+SHARED_NAMESPACE = "shared"
+SHARED_POOL = "shared"
+SHARED_DEPLOYMENT = "shared-inference"
+SHARED_PRODUCT = "NVIDIA-L4"
+SHARED_GPUS = 4  # per node, two nodes
+SHARE = "6Gi"
+SHARED_REPLICAS = 6
 
 
 def crd_file() -> Path:
@@ -267,6 +280,43 @@ def priority_classes() -> list[dict[str, Any]]:
     ]
 
 
+def shared_deployment(scheduler_name: str) -> dict[str, Any]:
+    """SHARED_REPLICAS pods, each with its own claim (from a template) on a SHARE of a GPU."""
+    labels = {"app.kubernetes.io/name": SHARED_DEPLOYMENT}
+    template: dict[str, Any] = {
+        "metadata": {"labels": labels},
+        "spec": workload.pod_spec(scheduler_name=scheduler_name, gpus=0, cpu="1", memory="2Gi"),
+    }
+    dra.use_claim(template, template_name=SHARED_DEPLOYMENT)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": SHARED_DEPLOYMENT, "namespace": SHARED_NAMESPACE, "labels": labels},
+        "spec": {
+            "replicas": SHARED_REPLICAS,
+            "selector": {"matchLabels": labels},
+            "template": template,
+        },
+    }
+
+
+def shared_devices(api: client.ApiClient) -> dict[str, list[int]]:
+    """``node/device`` -> the bytes of memory each allocation on it consumes, read from the
+    shared pods' claims (what kube-scheduler allocated, not what the extender thinks)."""
+    raw: Any = client.ResourceV1Api(api).list_namespaced_resource_claim(
+        SHARED_NAMESPACE, _preload_content=False
+    )
+    out: dict[str, list[int]] = {}
+    for claim in json.loads(raw.data)["items"]:
+        allocation = (claim.get("status") or {}).get("allocation") or {}
+        for result in allocation.get("devices", {}).get("results", []):
+            consumed = (result.get("consumedCapacity") or {}).get("memory")
+            out.setdefault(f"{result['pool']}/{result['device']}", []).append(
+                dra.quantity(consumed) if consumed else dra.quantity(dra.MEMORY[SHARED_PRODUCT])
+            )
+    return dict(sorted(out.items()))
+
+
 def graph_links(prometheus_url: str) -> dict[str, str]:
     """Key queries as Prometheus URLs: ``/api/v1/query`` answers in any build (``make tools``'
     has no web UI); ``/graph?g0.expr=`` opens them in a Prometheus that has one."""
@@ -312,6 +362,7 @@ class Observation:
     large_pod_node: str | None
     firing_alerts: list[str]
     dashboards: list[Path]
+    shared: dict[str, list[int]]  # node/device -> bytes each share on it consumes
 
 
 @dataclass
@@ -334,6 +385,8 @@ class Report:
     packer_events: list[tuple[str, str]] = field(default_factory=list)
     large_pod_node: str | None = None
     dashboards: dict[str, list[str]] = field(default_factory=dict)  # png -> empty panels
+    shared: dict[str, list[int]] = field(default_factory=dict)  # see ``shared_devices``
+    shared_capacity: int = 0  # bytes of memory per shared GPU
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2, default=str))
@@ -363,6 +416,8 @@ class Demo:
         self.started = started  # wall clock: the traffic's start
         self.fleet = list(fleet)
         self.batch = nodes.fleet(2, 8, prefix=BATCH_POOL)
+        # No nvidia.com/gpu on these: their GPUs are DRA devices only.
+        self.shared = [nodes.FakeNode(f"{SHARED_POOL}-{i}", 0, i) for i in range(2)]
         self.controller_port = free_port()
         self.controller: ManagedProcess | None = None
         self.renderer: ManagedProcess | None = None
@@ -382,6 +437,7 @@ class Demo:
             api, self.batch, labels={POOL_LABEL: BATCH_POOL},
             taints=[{"key": POOL_LABEL, "value": BATCH_POOL, "effect": "NoSchedule"}],
         )  # fmt: skip
+        self._publish_shared_gpus(api)
         self._start_prometheus()
         self.cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd_file()))
         self.cluster.kubectl(
@@ -390,10 +446,18 @@ class Demo:
         )  # fmt: skip
         self._start_controller()
         self._start_renderer()
-        names = [n.name for n in [*self.fleet, *self.batch]]
+        names = [n.name for n in [*self.fleet, *self.batch, *self.shared]]
         nodes.wait_schedulable(api, names, alive=self.cluster.check_alive)
         self._fragment_batch_pool(api)
         self.wait_for_forecast()
+
+    def _publish_shared_gpus(self, api: client.ApiClient) -> None:
+        labels = {POOL_LABEL: SHARED_POOL, nodes.GPU_PRODUCT_LABEL: SHARED_PRODUCT}
+        nodes.create_nodes(api, self.shared, labels=labels)
+        dra.publish(api, ())  # the fake driver's DeviceClasses
+        for node in self.shared:
+            dra.put_slice(api, dra.slice_manifest(node.name, SHARED_GPUS, labels))
+        self.report.shared_capacity = dra.quantity(dra.MEMORY[SHARED_PRODUCT])
 
     def stop(self) -> None:
         for process in (self.renderer, self.controller):
@@ -523,6 +587,13 @@ class Demo:
         )
         manifests = [agent_autoscaler(a, self.timeline) for a in AGENTS]
         self.cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(manifests))
+        workload.ensure_namespace(api, SHARED_NAMESPACE)
+        request = dra.device_request(capacity={"memory": SHARE})
+        template: Any = dra.claim_template(SHARED_DEPLOYMENT, SHARED_NAMESPACE, request)
+        client.ResourceV1Api(api).create_namespaced_resource_claim_template(
+            SHARED_NAMESPACE, template
+        )
+        workload.create_deployments(api, [shared_deployment(self.cluster.scheduler_name)])
 
     def wait_placed(self, timeout: float = 90.0) -> None:
         api = self.cluster.api_client()
@@ -622,6 +693,7 @@ class Demo:
             large_pod_node=self.large_pod_node(api),
             firing_alerts=sorted(alerts),
             dashboards=sorted(self.dashboards_dir.glob("*.png")),
+            shared=shared_devices(api),
         )
 
     def _instant(self, query: str) -> dict[str, float]:
@@ -646,6 +718,7 @@ class Demo:
         api = self.cluster.api_client()
         self.report.packer_events = self.large_pod_events(api)
         self.report.large_pod_node = self.large_pod_node(api)
+        self.report.shared = shared_devices(api)
         rendered = dashboards.render_all(
             self.server.url, self.dashboards_dir, minutes=15, rate_interval="1m"
         )

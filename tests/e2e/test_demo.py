@@ -5,8 +5,9 @@ controller, the packer and the dashboard renderer, runs past the ramp agent's pe
 stopped with Ctrl-C (SIGINT) and writes a report. The test checks what the demo claims to
 show: the forecast comes from Prometheus, the first placement is quick, the AgentAutoscaler raised the ramp agent's
 replicas before the ramp peaked (and before the load needed them), the packer's plan
-placed the large pod after a dry run, every dashboard PNG was drawn with data in every
-panel, and no process outlives the command.
+placed the large pod after a dry run, every shared-GPU replica got a share of a device
+(read from the claims kube-scheduler allocated) and no device holds more than its memory,
+every dashboard PNG was drawn with data in every panel, and no process outlives the command.
 """
 
 from __future__ import annotations
@@ -98,6 +99,13 @@ def test_the_demo_shows_forecast_autoscaling_rescue_and_dashboards(
     assert "PackingPlan" in reasons, report["packer_events"]
     assert reasons.index("PackingDryRun") < reasons.index("PackingPlan"), reasons
     assert (report["large_pod_node"] or "").startswith(demo.BATCH_POOL), report
+
+    # Every shared-GPU replica holds a share (from its claim's allocation), on the shared
+    # nodes only, and no device is allocated more than its memory.
+    shared = report["shared"]
+    assert sum(len(taken) for taken in shared.values()) == demo.SHARED_REPLICAS, shared
+    assert all(device.startswith(demo.SHARED_POOL) for device in shared), shared
+    assert all(sum(taken) <= report["shared_capacity"] for taken in shared.values()), shared
 
     # Every dashboard was drawn, every panel with data.
     drawn = {Path(path).stem: empty for path, empty in report["dashboards"].items()}

@@ -28,7 +28,11 @@ Devices are not all a request needs: its pod needs the node's cpu and memory
 too (FGD counts a node's free GPUs as fragments for a task whose cpu the node
 cannot hold). Device requests do not say what cpu their pods ask for, so the
 cluster's own ratio stands in for it: the cpu (and memory) requested on the
-nodes with devices per device unit allocated there. The room usable by *m* on
+nodes with devices per device unit allocated there. Pods without claims count
+too: they take the same cpu, so a node keeps cpu for its free devices in the
+proportion the whole mix of pods asks for. (On the production trace, counting
+only the pods with claims did worse: 6.4% of the GPUs unallocated at saturation
+against 3.9% on 300 nodes, offline.) The room usable by *m* on
 a node is then capped by the copies of *m* its free cpu and memory could
 feed at that ratio, and a placement that leaves a node's devices without the
 cpu to use them loses that room. (On the production trace, sharing pods ask

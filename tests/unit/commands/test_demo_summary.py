@@ -23,6 +23,7 @@ def observation(**changes: object) -> demo.Observation:
         large_pod_node=None,
         firing_alerts=[],
         dashboards=[Path("/run/demo/dashboards/gpus.png"), Path("/run/demo/dashboards/packer.png")],
+        shared={"shared-0/gpu-0": [6 * 2**30] * 4, "shared-0/gpu-1": [6 * 2**30] * 2},
     )  # fmt: skip
     for name, value in changes.items():
         setattr(seen, name, value)
@@ -49,8 +50,20 @@ def test_decisions_show_each_policy_share_and_the_rescue_its_events() -> None:
     assert "dashboards: /run/demo/dashboards/ gpus.png, packer.png" in text
 
 
+def test_each_shared_gpu_shows_its_shares() -> None:
+    lines = summary(observation(), "dry-run").splitlines()
+    assert any(
+        line.split() == ["shared-0/gpu-0", "4", "shares,", "24Gi", "taken"] for line in lines
+    )
+    assert any(
+        line.split() == ["shared-0/gpu-1", "2", "shares,", "12Gi", "taken"] for line in lines
+    )
+
+
 def test_before_anything_happened_it_says_so() -> None:
-    text = summary(observation(decisions=[], dashboards=[], firing_alerts=["X"]), "waiting")
+    quiet = observation(decisions=[], dashboards=[], firing_alerts=["X"], shared={})
+    text = summary(quiet, "waiting")
     assert "(none yet)" in text
+    assert "(no claim allocated yet)" in text
     assert "(first drawing in progress)" in text
     assert "firing alerts: X" in text
