@@ -57,6 +57,7 @@ from benchmarks.bench_trace import (
     reference_rows,
     sharing_cells,
     sharing_manifests,
+    sharing_reference,
     trace_arguments,
     variants,
 )
@@ -284,6 +285,7 @@ def row(r: Run) -> str:
 def report(
     runs: Sequence[Run],
     references: Mapping[str, tuple[Figures, float, float]],
+    sharing_references: Mapping[str, SharingFigures],
     fleet: Sequence[TraceNode],
     argv: Sequence[str],
     data: Path,
@@ -305,6 +307,8 @@ GPU pods left pending, by the models they allow (the four largest groups):
 {pending}""")
     if sharing:
         rows = "\n".join(row(r) for r in sharing)
+        for variant, reference in sharing_references.items():
+            rows += f"\n| {variant} | offline best fit (reference) | {sharing_cells(reference)} |"
         tables.append(f"""The sharing setting (GPUs through DRA claims, shares of `compute`; see `make bench-trace`):
 
 | variant | run | GPUs allocated when requests reach 100% | at 120% (end) | unallocated at 100% | unallocated at the end | allocated at the first multi-GPU failure | multi-GPU pods bound | 8-GPU pods bound | partly allocated GPUs (what is left of them) | GPUs over capacity |
@@ -337,8 +341,11 @@ def main() -> int:
     chosen = variants(fleet, read_pods(args.data), args.variants)
     runs: list[Run] = []
     references = {}
+    sharing_references: dict[str, SharingFigures] = {}
     for name, pods in chosen.items():
-        if name != SHARING:
+        if name == SHARING:
+            sharing_references[name] = sharing_reference(fleet, pods)
+        else:
             references[name] = (
                 figures(fleet, pods, best_fit_offline(fleet, pods)),
                 *upper_bound(fleet, pods),
@@ -359,7 +366,7 @@ def main() -> int:
             print(f"{row(run)} ({run.seconds:.0f} s)", flush=True)
             runs.append(run)
     argv = [a for a in sys.argv[1:] if a != "--no-write"]
-    body = report(runs, references, fleet, argv, args.data)
+    body = report(runs, references, sharing_references, fleet, argv, args.data)
     print(body)
     if not args.no_write:
         write_section(SECTION, body)

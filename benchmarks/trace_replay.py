@@ -378,6 +378,65 @@ def best_fit_offline(nodes: Sequence[TraceNode], pods: Sequence[TracePod]) -> di
     return placement
 
 
+def best_fit_sharing_offline(
+    nodes: Sequence[TraceNode], pods: Sequence[TracePod], units: int = 1000
+) -> tuple[dict[str, str], dict[str, list[tuple[str, int]]]]:
+    """An offline reference packing of the sharing setting (placement, devices taken).
+
+    As ``best_fit_offline``, it sees every pod up to the 100% point at once and
+    places them largest first (GPU units, then cpu, then memory); a share goes
+    to the feasible device (cpu and memory on its node) with the least left
+    after it, whole devices to the feasible node with the fewest untouched
+    devices left after them; the later pods follow in arrival order. A
+    feasible packing, so a reference, not a bound.
+    """
+    capacity = sum(n.gpus for n in nodes)
+    free = {n.name: [units] * n.gpus for n in nodes}
+    cpu = {n.name: n.cpu_milli for n in nodes}
+    memory = {n.name: n.memory_mib for n in nodes}
+    cut, requested = 0, 0.0
+    for cut, pod in enumerate(pods, 1):  # noqa: B007
+        requested += pod.gpu_units
+        if requested >= capacity:
+            break
+    first = sorted(pods[:cut], key=lambda p: (-p.gpu_units, -p.cpu_milli, -p.memory_mib))
+    placement: dict[str, str] = {}
+    taken: dict[str, list[tuple[str, int]]] = {}
+    for pod in [*first, *pods[cut:]]:
+        best: tuple[tuple[int, int], str, list[int]] | None = None
+        for n in nodes:
+            if not pod.fits(n) or cpu[n.name] < pod.cpu_milli or memory[n.name] < pod.memory_mib:
+                continue
+            devices = free[n.name]
+            if pod.gpus == 0:
+                key, chosen = (0, cpu[n.name] - pod.cpu_milli), []
+            elif pod.shares:
+                fitting = [i for i, f in enumerate(devices) if f >= pod.milli]
+                if not fitting:
+                    continue
+                i = min(fitting, key=lambda d: devices[d])
+                key, chosen = (devices[i] - pod.milli, cpu[n.name] - pod.cpu_milli), [i]
+            else:
+                whole = [i for i, f in enumerate(devices) if f == units]
+                if len(whole) < pod.gpus:
+                    continue
+                key = (len(whole) - pod.gpus, cpu[n.name] - pod.cpu_milli)
+                chosen = whole[: pod.gpus]
+            if best is None or key < best[0]:
+                best = (key, n.name, chosen)
+        if best is None:
+            continue
+        _, name, chosen = best
+        amount = pod.milli if pod.shares else units
+        for i in chosen:
+            free[name][i] -= amount
+        cpu[name] -= pod.cpu_milli
+        memory[name] -= pod.memory_mib
+        placement[pod.name] = name
+        taken[pod.name] = [(f"{name}/gpu-{i}", amount) for i in chosen]
+    return placement, taken
+
+
 def upper_bound(nodes: Sequence[TraceNode], pods: Sequence[TracePod]) -> tuple[float, float]:
     """Upper bounds of the share of GPUs any placement allocates: (at 100%, at the end).
 

@@ -9,6 +9,7 @@ from benchmarks.trace_replay import (
     TracePod,
     arrivals,
     best_fit_offline,
+    best_fit_sharing_offline,
     constrained,
     figures,
     multi_gpu_heavy,
@@ -101,3 +102,14 @@ def test_sharing_figures_count_shares_on_devices_from_the_claims() -> None:
     assert f.overcommitted == 0
     over = sharing_figures(FLEET, pods, placement, {**devices, "c": [("big/gpu-1", 500)]})
     assert over.overcommitted == 1
+
+
+def test_the_sharing_reference_packs_shares_on_the_tightest_device() -> None:
+    # A 700 then a 300 share and a 2-GPU pod on the small node's two GPUs: largest first,
+    # the 2-GPU pod takes both untouched GPUs of the small node, the shares go to the big
+    # node, the 300 onto the GPU the 700 left 300 of.
+    pods = [share("a", 700), share("b", 300), pod("pair", 2, ("T4",))]
+    placement, devices = best_fit_sharing_offline(FLEET, pods)
+    assert placement == {"a": "big", "b": "big", "pair": "small"}
+    assert devices["b"] == [("big/gpu-0", 300)] == [(devices["a"][0][0], 300)]
+    assert devices["pair"] == [("small/gpu-0", 1000), ("small/gpu-1", 1000)]
