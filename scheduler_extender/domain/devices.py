@@ -294,6 +294,12 @@ class NodeDevices:
 
     node: str
     devices: tuple[DeviceState, ...]
+    # What ``choice_fits`` answered on this view (frozen: a change makes a new one), per
+    # choice, with the classes it was answered under. Replicas of one template ask alike and
+    # a bind changes one node, so a filter finds most of its answers here.
+    answers: dict[tuple[object, ...], tuple[Mapping[str, DeviceClass], bool]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def summary(self) -> DeviceSummary:
         whole = sum(1 for d in self.devices if d.untouched)
@@ -736,16 +742,24 @@ def choice_fits(choice: DeviceChoice, devices: Devices, node: NodeDevices | None
         return None  # network-attached devices may serve it: kube-scheduler knows better
     if choice.all_devices:
         return None
-    states = candidates(choice, devices, node) if node is not None else []
+    if node is None:
+        return False
+    key = (choice.device_class, choice.count, *sorted(choice.capacity.items()), choice.selectors)
+    known = node.answers.get(key)
+    if known is not None and known[0] is devices.classes:
+        return known[1]
     # A shared device counts for as many of the request's devices as its free capacity
     # holds: whether the allocator may give one request the same device twice is not this
     # rule's to decide, and counting it so can only let more through.
     fitting = 0
-    for state in states:
+    fits = False
+    for state in candidates(choice, devices, node):
         fitting += state.copies(choice.capacity, choice.count)
         if fitting >= choice.count:
-            return True
-    return False
+            fits = True
+            break
+    node.answers[key] = (devices.classes, fits)
+    return fits
 
 
 def request_fits(request: DeviceRequest, devices: Devices, node: NodeDevices | None) -> bool:

@@ -240,8 +240,10 @@ def _device_rejections(
                 True,
             )
             continue
-        state = snapshot.nodes[name]
-        requests = [*demand.pending, *(r for r in extended if not state.allocatable(r.name))]
+        requests = demand.pending
+        if extended:
+            state = snapshot.nodes[name]
+            requests = (*requests, *(r for r in extended if not state.allocatable(r.name)))
         short = [r.name for r in requests if not request_fits(r, devices, node)]
         if short:
             out[name] = Rejection(

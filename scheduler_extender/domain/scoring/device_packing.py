@@ -217,6 +217,7 @@ class _Memo:
     shapes: _Shapes
     nodes: Mapping[str, NodeDevices]  # the frozen node views ``copies`` was counted on
     copies: Mapping[str, IntArray]  # node -> copies per shape its devices could take
+    usable: Mapping[str, FloatArray]  # node -> the device units those copies make, per shape
     price: FloatArray  # per shape
     allocated: Mapping[str, float]  # node -> device units its allocations hold
 
@@ -247,6 +248,8 @@ class DevicePacking:
         cost = np.zeros(len(rows))
         fill = np.zeros(len(rows))
         placed = np.zeros(len(rows), dtype=np.bool_)
+        before: list[FloatArray] = []  # per placed candidate: usable room per shape
+        after: list[FloatArray] = []
         with self._lock:
             for i, name in enumerate(names):
                 node = devices.of(name) if name is not None else None
@@ -261,13 +264,15 @@ class DevicePacking:
                 if known.after is not None:
                     placed[i] = True
                     fill[i] = known.fill
-                    usable = memo.shapes.usable(memo.copies[name])
-                    before = feeds.cap(usable, i, after=False)
-                    cost[i] = float(memo.price @ (before - feeds.cap(known.after, i, after=True)))
+                    before.append(memo.usable[name])
+                    after.append(known.after)
             if len(self._placements) > 4 * len(devices.nodes) + 64:
                 self._placements.clear()  # nodes and request shapes gone by
         if not placed.any():
             return neutral(rows)
+        at = np.flatnonzero(placed)
+        lost = feeds.cap(np.array(before), at) - feeds.cap(np.array(after), at, placed=True)
+        cost[at] = lost @ memo.price
         low, high = float(cost[placed].min()), float(cost[placed].max())
         if high - low <= 1e-9 * max(abs(high), 1.0):
             scored: FloatArray = np.where(placed, fill, 0.0)
@@ -303,13 +308,16 @@ class DevicePacking:
                     copies[name] = memo.copies[name]
                 else:
                     copies[name] = _node_copies(shapes, devices, node)
+            usable = {name: shapes.usable(counted) for name, counted in copies.items()}
             room = np.zeros(len(shapes.shapes))
-            for counted in copies.values():
-                room += shapes.usable(counted)
+            for units in usable.values():
+                room += units
             sizes = shapes.counts * shapes.units
             weights = np.array(devices.demand.weights)
             price = weights * sizes / np.maximum(room, np.maximum(sizes, 1e-9))
-            self._memo = memo = _Memo(devices, shapes, devices.nodes, copies, price, allocated)
+            self._memo = memo = _Memo(
+                devices, shapes, devices.nodes, copies, usable, price, allocated
+            )
             return memo
 
 
@@ -347,16 +355,16 @@ class _Feeds:
         ]
         return _Feeds(sizes, (sizes * used[0] / units, sizes * used[1] / units), free, asked)
 
-    def cap(self, usable: FloatArray, i: int, *, after: bool) -> FloatArray:
-        """``usable`` (per shape, on candidate ``i``), capped by what its cpu and memory
-        (less the pod's own, ``after`` it is placed) can feed."""
+    def cap(self, usable: FloatArray, at: IntArray, *, placed: bool = False) -> FloatArray:
+        """``usable`` (candidates ``at`` x shapes), capped by what the candidates' cpu and
+        memory (less the pod's own once it is ``placed``) can feed."""
         if self.needs is None:
             return usable
         fed = usable
         for need, free, asked in zip(self.needs, self.free, self.asked, strict=True):
-            left = free[i] - asked if after else free[i]
-            copies = np.floor(np.maximum(left, 0.0) / np.maximum(need, 1.0))
-            fed = np.minimum(fed, copies * self.sizes)
+            left = np.maximum(free[at] - asked if placed else free[at], 0.0)
+            copies = np.floor(left[:, None] / np.maximum(need, 1.0)[None, :])
+            fed = np.minimum(fed, copies * self.sizes[None, :])
         return fed
 
 

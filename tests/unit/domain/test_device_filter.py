@@ -161,3 +161,20 @@ def test_the_claim_kube_scheduler_made_for_a_mapped_resource_is_not_counted_twic
     # Another pod asking for two finds node-a full.
     other = pod_from_json(pod_json("q", 0) | {"spec": raw["spec"]}, "agent")
     assert check_node(other, "node-a", snapshot, RULES) is not None
+
+
+def test_an_answer_kept_for_a_node_is_asked_again_once_the_node_or_the_classes_change() -> None:
+    state = cluster(claim_json("one"), claim_json("two"), claim_json("three", device_class="h100"))
+    assert filter_nodes(claimant("p", "one"), NODES, state.snapshot(), RULES).passed == [
+        "node-a",
+        "node-b",
+    ]
+    # node-b's only device is taken: its view changes, the kept answer must not serve.
+    state.upsert_claim(claim_from_json(claim_json("two", allocated=[("node-b", "gpu-0")])))
+    assert filter_nodes(claimant("p", "one"), NODES, state.snapshot(), RULES).passed == ["node-a"]
+    # The h100 class now means L4s: node-a's view is the same, its answer for h100 is not.
+    h100 = filter_nodes(claimant("q", "three"), NODES, state.snapshot(), RULES)
+    assert h100.passed == ["node-a"]
+    state.upsert_device_class(device_class_from_json(device_class_json("h100", product="L4")))
+    h100 = filter_nodes(claimant("q", "three"), NODES, state.snapshot(), RULES)
+    assert "node-a" not in h100.passed
