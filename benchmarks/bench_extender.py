@@ -6,7 +6,13 @@ process, and one client process sending the scheduler's serial sequence:
 filter, then prioritize with the survivors, for 100, 500 and 5000 candidate
 node names.
 
-Run: make bench-extender   (or: uv run python -m benchmarks.bench_extender)
+With ``--claims`` the GPUs are DRA devices (a ResourceSlice per node, one
+80Gi shareable device per GPU, a third of them holding shares) and each pod
+asks for its GPU through a ResourceClaim the cache holds (a share of 10, 20
+or 40Gi, or one or two whole devices): the filter checks the devices and
+``device_packing`` scores them.
+
+Run: make bench-extender   (or: uv run python -m benchmarks.bench_extender [--claims])
 """
 
 from __future__ import annotations
@@ -25,6 +31,11 @@ import orjson
 
 from benchmarks.common import machine, percentile, write_section
 from scheduler_extender.adapters.kube.cache import freeze_long_lived_objects
+from scheduler_extender.adapters.kube.dra_schema import (
+    claim_from_json,
+    device_class_from_json,
+    slice_from_json,
+)
 from scheduler_extender.adapters.metrics import Metrics
 from scheduler_extender.api.app import AppConfig, create_app
 from scheduler_extender.commands.serve import http_server, run_on_event_loop
@@ -37,10 +48,13 @@ from scheduler_extender.domain.shared import SharedCluster
 from scheduler_extender.service.extender import Extender
 from scheduler_extender.service.inflight import InFlight
 from tests.builders import AGENT_LABEL, GPU, node, pod, pod_json
+from tests.dra_builders import claim_json, device_class_json, slice_json
 
 NODES = 5000
 PODS = 20_000
 AGENTS = 200
+CLAIMS = 2000  # pending claims the --claims pods ask through
+SHARES = ("10Gi", "20Gi", "40Gi")
 
 
 class NoBinder:
@@ -58,11 +72,24 @@ class NoBinder:
         raise NotImplementedError
 
 
-def build_cluster(rng: random.Random) -> SharedCluster:
+def build_cluster(rng: random.Random, claims: bool = False) -> SharedCluster:
     cluster = SharedCluster(assume_timeout=30.0)
     with cluster.locked():
         for i in range(NODES):
-            cluster.state.upsert_node(node(f"gpu-{i:05d}", rng.choice((1, 4, 8, 8))))
+            gpus = rng.choice((1, 4, 8, 8))
+            cluster.state.upsert_node(node(f"gpu-{i:05d}", 0 if claims else gpus))
+            if claims:
+                add_devices(cluster, f"gpu-{i:05d}", gpus, rng)
+        if claims:
+            cluster.state.upsert_device_class(device_class_from_json(device_class_json("gpu")))
+            for k in range(CLAIMS):
+                whole = rng.random() < 0.3
+                raw = claim_json(
+                    f"bench-claim-{k}",
+                    count=rng.choice((1, 2)) if whole else 1,
+                    memory=None if whole else rng.choice(SHARES),
+                )
+                cluster.state.upsert_claim(claim_from_json(raw))
         for i in range(PODS):
             where = f"gpu-{rng.randrange(NODES):05d}"
             cluster.state.upsert_pod(
@@ -74,16 +101,27 @@ def build_cluster(rng: random.Random) -> SharedCluster:
     return cluster
 
 
+def add_devices(cluster: SharedCluster, name: str, gpus: int, rng: random.Random) -> None:
+    """The node's slice, and a 40Gi share already allocated on a third of its devices."""
+    cluster.state.upsert_slice(slice_from_json(slice_json(name, gpus, memory="80Gi")))
+    for d in range(gpus):
+        if rng.random() < 1 / 3:
+            taken = claim_json(
+                f"held-{name}-{d}", memory="40Gi", allocated=[(name, f"gpu-{d}")], consumed="40Gi"
+            )
+            cluster.state.upsert_claim(claim_from_json(taken))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-def serve(port: int) -> None:
+def serve(port: int, claims: bool = False) -> None:
     """The server process: build the cache and serve until killed."""
     rng = random.Random(7)
-    cluster = build_cluster(rng)
+    cluster = build_cluster(rng, claims)
     freeze_long_lived_objects()  # as the service does after its initial list
     popularity = Popularity(
         MappingProxyType({f"agent-{i}": 1000.0 / (i + 1) ** 1.1 for i in range(AGENTS)})
@@ -102,12 +140,11 @@ def serve(port: int) -> None:
     run_on_event_loop(http_server(app, "127.0.0.1", port).serve())
 
 
-def run(iterations: int, unlabelled: bool = False) -> str:
+def run(iterations: int, pods: str = "agents") -> str:
     port = free_port()
     print(f"starting the extender with {NODES} nodes and {PODS} pods ...", flush=True)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.bench_extender", "--serve", str(port)]
-    )
+    argv = [sys.executable, "-m", "benchmarks.bench_extender", "--serve", str(port)]
+    server = subprocess.Popen([*argv, "--claims"] if pods == "claims" else argv)
     rows = []
     try:
         wait_until_up(port, server)
@@ -116,7 +153,7 @@ def run(iterations: int, unlabelled: bool = False) -> str:
             names = [f"gpu-{i:05d}" for i in range(NODES)]
             rng = random.Random(11)
             for size in (100, 500, 5000):
-                rows.append(measure(client, rng, names, size, iterations, unlabelled))
+                rows.append(measure(client, rng, names, size, iterations, pods))
         finally:
             client.close()
     finally:
@@ -174,17 +211,22 @@ def measure(
     names: list[str],
     size: int,
     iterations: int,
-    unlabelled: bool = False,
+    pods: str = "agents",
 ) -> tuple[int, list[float], list[float], list[float]]:
-    """``unlabelled``: the pods carry no agent label (``demand_packing`` scores them)."""
+    """``pods``: agent replicas; ``unlabelled`` pods (``demand_packing`` scores them); pods
+    with ``claims`` (the devices are filtered and ``device_packing`` scores them)."""
     filter_times: list[float] = []
     prioritize_times: list[float] = []
     both: list[float] = []
     warmup = max(iterations // 10, 5)
     for i in range(iterations + warmup):
         candidates = rng.sample(names, size)
-        if unlabelled:
+        if pods == "unlabelled":
             the_pod: dict[str, Any] = pod_json(f"bench-{i}", rng.choice((1, 1, 2, 4)))
+        elif pods == "claims":
+            the_pod = pod_json(f"bench-{i}", 0)
+            claim = f"bench-claim-{rng.randrange(CLAIMS)}"
+            the_pod["spec"]["resourceClaims"] = [{"name": "gpu", "resourceClaimName": claim}]
         else:
             the_pod = pod_json(f"bench-{i}", 1, agent=f"agent-{rng.randrange(AGENTS)}")
         t0 = time.perf_counter()
@@ -214,18 +256,36 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=1000)
     parser.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)
-    parser.add_argument(
+    pods = parser.add_mutually_exclusive_group()
+    pods.add_argument(
         "--unlabelled",
         action="store_true",
         help="pods without the agent label (demand_packing); prints, does not edit BENCHMARKS.md",
     )
+    pods.add_argument(
+        "--claims",
+        action="store_true",
+        help="pods with DRA claims on shareable devices (the device filter, device_packing)",
+    )
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve)
+        serve(args.serve, args.claims)
         return
-    table = run(args.iterations, args.unlabelled)
+    kind = "claims" if args.claims else "unlabelled" if args.unlabelled else "agents"
+    table = run(args.iterations, kind)
     print(table)
     if args.unlabelled:
+        return
+    if args.claims:
+        write_section(
+            "Extender latency for pods with DRA claims (make bench-extender BENCH_EXTENDER_ARGS=--claims)",
+            f"Command: `python -m benchmarks.bench_extender --claims` ({args.iterations} "
+            "filter+prioritize cycles per size, as in the section above). Cache: "
+            f"{NODES} nodes whose GPUs are DRA devices (one 80Gi shareable device per GPU, a "
+            f"third holding a 40Gi share), {CLAIMS} pending claims (shares of "
+            f"{', '.join(SHARES)}, or one or two whole devices); each pod asks through one of "
+            f"them.\n\nMachine: {machine()}.\n\n{table}\n",
+        )
         return
     write_section(
         "Extender latency (make bench-extender)",
