@@ -738,13 +738,14 @@ def choice_fits(choice: DeviceChoice, devices: Devices, node: NodeDevices | None
     """Whether the node has room for ``choice`` alone; None when the extender cannot tell."""
     if choice.device_class not in devices.classes:
         return None
-    if any(class_matches(choice, devices, d) for d in devices.detached):
+    if devices.detached and any(class_matches(choice, devices, d) for d in devices.detached):
         return None  # network-attached devices may serve it: kube-scheduler knows better
     if choice.all_devices:
         return None
     if node is None:
         return False
-    key = (choice.device_class, choice.count, *sorted(choice.capacity.items()), choice.selectors)
+    # Capacities in the order the claim lists them: another order is only a miss.
+    key = (choice.device_class, choice.count, choice.selectors, *choice.capacity.items())
     known = node.answers.get(key)
     if known is not None and known[0] is devices.classes:
         return known[1]

@@ -226,7 +226,7 @@ def _device_rejections(
     out: dict[str, Rejection] = {}
     for name in names:
         node = devices.of(name)
-        elsewhere = sorted(
+        elsewhere = demand.allocated and sorted(
             {
                 where
                 for result in demand.allocated
