@@ -226,12 +226,14 @@ def _device_rejections(
     out: dict[str, Rejection] = {}
     for name in names:
         node = devices.of(name)
-        elsewhere = demand.allocated and sorted(
+        elsewhere = sorted(
             {
                 where
                 for result in demand.allocated
                 if (where := devices.located.get(result.key, name)) not in (name, "")
             }
+            if demand.allocated
+            else ()
         )
         if elsewhere:
             out[name] = Rejection(

@@ -32,10 +32,6 @@ nodes with devices per device unit allocated there. Pods without claims count
 too: they take the same cpu, so a node keeps cpu for its free devices in the
 proportion the whole mix of pods asks for. (On the production trace, counting
 only the pods with claims did worse: 6.4% of the GPUs unallocated at saturation
-against 3.9% on 300 nodes, offline.) Pods without claims count
-too: they take the same cpu, so a node keeps cpu for its free devices in the
-proportion the whole mix of pods asks for. (On the production trace, counting
-only the pods with claims did worse: 6.4% of the GPUs unallocated at saturation
 against 3.9% on 300 nodes, offline.) The room usable by *m* on
 a node is then capped by the copies of *m* its free cpu and memory could
 feed at that ratio, and a placement that leaves a node's devices without the
@@ -317,14 +313,13 @@ class DevicePacking:
             copies: dict[str, IntArray] = {}
             allocated: dict[str, float] = {}
             for name, node in devices.nodes.items():
-                if memo is not None and memo.nodes.get(name) is node:
-                    allocated[name] = memo.allocated[name]
-                else:
-                    allocated[name] = sum(_slot(d).fill() for d in node.devices)
-                if same and memo is not None and memo.nodes.get(name) is node:
-                    copies[name] = memo.copies[name]
-                else:
-                    copies[name] = _node_copies(shapes, devices, node)
+                kept = memo if memo is not None and memo.nodes.get(name) is node else None
+                allocated[name] = (
+                    kept.allocated[name] if kept else sum(_slot(d).fill() for d in node.devices)
+                )
+                copies[name] = (
+                    kept.copies[name] if kept and same else _node_copies(shapes, devices, node)
+                )
             usable = {name: shapes.usable(counted) for name, counted in copies.items()}
             room = np.zeros(len(shapes.shapes))
             for units in usable.values():
