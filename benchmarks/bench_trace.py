@@ -32,7 +32,8 @@ the fake driver publishes each node's GPUs as devices with a consumable
 ``compute`` capacity of 1000 thousandths, each pod of the trace asks for its
 GPUs through a ResourceClaim of its own (a GPU-sharing pod: ``gpu_milli``
 thousandths of one device; any other: whole devices), pods arrive until the
-GPU shares requested exceed 120% of the fleet's GPUs, and what is allocated is
+GPU shares requested exceed 120% of the fleet's GPUs (the trace repeats if it
+ends first, as it does on the whole fleet), and what is allocated is
 read from the claims' allocations (``trace_replay.sharing_figures``).
 """
 
@@ -69,6 +70,7 @@ from benchmarks.trace_replay import (
     multi_gpu_heavy,
     read_nodes,
     read_pods,
+    repeated,
     sharing_figures,
     subset,
     upper_bound,
@@ -326,7 +328,7 @@ def variants(
         "trace": base,
         "model-constrained": constrained(base, fleet),
         "multi-GPU-heavy": arrivals(multi_gpu_heavy(pods), fleet),
-        SHARING: arrivals(pods, fleet, shares=True),
+        SHARING: arrivals(repeated(pods), fleet, shares=True),
     }
     return {name: every[name] for name in chosen}
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import itertools
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,16 @@ def read_pods(directory: Path) -> list[TracePod]:
         )
         for r in rows
     ]
+
+
+def repeated(pods: Sequence[TracePod]) -> Iterator[TracePod]:
+    """The pods in order, then again (renamed ``<name>-r<k>``) for as long as asked.
+
+    The paper fills its cluster by sampling the trace's tasks; the trace's GPU shares add up
+    to 98% of its own fleet's GPUs, so the sharing setting repeats it to reach 120%."""
+    for k in itertools.count():
+        for pod in pods:
+            yield pod if k == 0 else dataclasses.replace(pod, name=f"{pod.name}-r{k}")
 
 
 def subset(nodes: Sequence[TraceNode], count: int | None) -> list[TraceNode]:

@@ -13,6 +13,7 @@ from benchmarks.trace_replay import (
     constrained,
     figures,
     multi_gpu_heavy,
+    repeated,
     sharing_figures,
     upper_bound,
 )
@@ -113,3 +114,10 @@ def test_the_sharing_reference_packs_shares_on_the_tightest_device() -> None:
     assert placement == {"a": "big", "b": "big", "pair": "small"}
     assert devices["b"] == [("big/gpu-0", 300)] == [(devices["a"][0][0], 300)]
     assert devices["pair"] == [("small/gpu-0", 1000), ("small/gpu-1", 1000)]
+
+
+def test_a_trace_that_ends_before_the_fleet_fills_repeats_under_new_names() -> None:
+    pods = [share("a", 500), share("b", 500)]
+    arrived = arrivals(repeated(pods), FLEET, shares=True)
+    assert len(arrived) == 25  # 12.5 GPUs requested > 12
+    assert [p.name for p in arrived[:5]] == ["a", "b", "a-r1", "b-r1", "a-r2"]
