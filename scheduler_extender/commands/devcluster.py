@@ -133,7 +133,9 @@ def run_dev_cluster(args: argparse.Namespace) -> int:
     if not args.extender and args.demo:
         fail("--demo needs the extender (drop --no-extender)")
     if args.dra and args.demo:
-        fail("--dra does not go with --demo (the demo's agents request nvidia.com/gpu)")
+        fail(
+            "--dra does not go with --demo (the demo publishes the slices of its own shared-GPU nodes; its agents request nvidia.com/gpu)"
+        )
     if args.exit_after is not None and args.exit_after <= 0:
         fail("--exit-after must be positive")
     if args.demo and sum(n.gpus for n in fleet) < DEMO_MIN_GPUS:
