@@ -308,3 +308,61 @@ def test_partitions_through_kube_scheduler_and_the_extender(
             resource.delete_device_class(name)
         for published in (counters, devices):
             resource.delete_resource_slice(published["metadata"]["name"])
+
+
+def test_a_hot_agents_share_goes_where_the_device_it_would_get_holds_no_hot_share(
+    reconfigurable_cluster: LocalCluster,
+    api: client.ApiClient,
+    namespace: str,
+    node_pool: NodePool,
+) -> None:
+    # Two nodes of four 80Gi GPUs, each holding one 10Gi share of a hot agent and one of a cold
+    # agent, so node-level spreading ties. On node A the hot share is on gpu-0, on node B the
+    # cold one is. kube-scheduler's allocator gives the next share the first device with room,
+    # gpu-0, so a new share of the hot agent would sit beside the hot share on A and beside
+    # the cold one on B: only the device-level popularity tells the nodes apart.
+    cluster = reconfigurable_cluster
+    agents = [workload.Agent("hot", 500.0, 3, 0), workload.Agent("cold", 1.0, 2, 0)]
+    cluster.start_extender(
+        env={**cluster.options.extender_env, **workload.popularity_env(agents)},
+        args=cluster.options.extender_args,
+    )
+    cluster.start_scheduler(extender=True, every_pod=True)
+    node_pool.add(2, gpus=4)
+    dra.publish(api, node_pool.fleet)
+    a, b = node_pool.node_names
+    resource = client.ResourceV1Api(api)
+    for index in (None, 0, 1):
+        request = dra.device_request(capacity={"memory": "10Gi"})
+        if index is not None:
+            attribute = f'device.attributes["{dra.DRIVER}"].index == {index}'
+            request["exactly"]["selectors"] = [{"cel": {"expression": attribute}}]
+        name = "share" if index is None else f"share-on-{index}"
+        body: Any = dra.claim_template(name, namespace, request)
+        resource.create_namespaced_resource_claim_template(namespace, body)
+
+    def replica(name: str, agent: str, node: str | None = None, device: int | None = None) -> Any:
+        pod = node_pool.pod(name, namespace=namespace, gpus=0, agent=agent, cpu="100m")
+        dra.use_claim(pod, template_name="share" if device is None else f"share-on-{device}")
+        if node is not None:
+            pod["spec"]["nodeSelector"]["kubernetes.io/hostname"] = node
+        return pod
+
+    try:
+        submit_one_by_one(
+            api,
+            namespace,
+            [
+                replica("hot-a", "hot", a, 0),
+                replica("cold-a", "cold", a, 1),
+                replica("hot-b", "hot", b, 1),
+                replica("cold-b", "cold", b, 0),
+            ],
+        )
+        placed = submit_one_by_one(api, namespace, [replica("hot-new", "hot")])
+        assert placed["hot-new"] == b
+        taken = allocations(api, namespace)
+        assert len(taken[(b, "gpu-0")]) == 2  # beside the cold share
+        assert len(taken[(a, "gpu-0")]) == 1
+    finally:
+        dra.withdraw(api, node_pool.node_names)
