@@ -182,17 +182,10 @@ def sharing_manifests(pods: Sequence[TracePod], namespace: str, scheduler: str) 
 
 def claim_devices(api: client.ApiClient, namespace: str) -> dict[str, list[tuple[str, int]]]:
     """Trace pod name -> (node/device, thousandths consumed) of each device its claim holds."""
-    listing: Any = client.ResourceV1Api(api).list_namespaced_resource_claim(
-        namespace, _preload_content=False
-    )
     out: dict[str, list[tuple[str, int]]] = {}
-    for item in json.loads(listing.data)["items"]:
-        allocation = (item.get("status") or {}).get("allocation") or {}
-        taken = out.setdefault(item["metadata"]["labels"]["trace-pod"], [])
-        for result in allocation.get("devices", {}).get("results", []):
-            consumed = (result.get("consumedCapacity") or {}).get(dra.COMPUTE)
-            amount = dra.quantity(consumed) if consumed is not None else dra.COMPUTE_UNITS
-            taken.append((f"{result['pool']}/{result['device']}", amount))
+    for claim, pool, device, amount in dra.allocation_results(api, namespace, dra.COMPUTE):
+        taken = out.setdefault(claim["metadata"]["labels"]["trace-pod"], [])
+        taken.append((f"{pool}/{device}", dra.COMPUTE_UNITS if amount is None else amount))
     return out
 
 
@@ -547,13 +540,22 @@ GPU pods left pending, by the models they allow (the four largest groups):
 """
 
 
+def sharing_slices(fleet: Sequence[TraceNode]) -> list[dict[str, Any]]:
+    """A ResourceSlice per node: its GPUs, shareable by ``compute``."""
+    capacity = {dra.COMPUTE: str(dra.COMPUTE_UNITS)}
+    return [
+        dra.slice_manifest(
+            node.name, node.gpus, {fake_nodes.GPU_PRODUCT_LABEL: node.model}, capacity=capacity
+        )
+        for node in fleet
+    ]
+
+
 def publish_slices(api: client.ApiClient, fleet: Sequence[TraceNode]) -> None:
-    """The fake driver's DeviceClasses, and a slice per node: its GPUs, shareable by compute."""
+    """The fake driver's DeviceClasses, and the sharing setting's slices."""
     dra.publish(api, ())
-    for node in fleet:
-        labels = {fake_nodes.GPU_PRODUCT_LABEL: node.model}
-        capacity = {dra.COMPUTE: str(dra.COMPUTE_UNITS)}
-        dra.put_slice(api, dra.slice_manifest(node.name, node.gpus, labels, capacity=capacity))
+    for body in sharing_slices(fleet):
+        dra.put_slice(api, body)
 
 
 def main() -> int:

@@ -58,6 +58,7 @@ from benchmarks.bench_trace import (
     sharing_cells,
     sharing_manifests,
     sharing_reference,
+    sharing_slices,
     trace_arguments,
     variants,
 )
@@ -82,7 +83,6 @@ from scheduler_extender.adapters.kube.dra_schema import (
 )
 from scheduler_extender.adapters.kube.schema import node_from_json, pod_from_json
 from scheduler_extender.devcluster import dra
-from scheduler_extender.devcluster.nodes import GPU_PRODUCT_LABEL
 from scheduler_extender.domain.cluster import ClusterState, Snapshot
 from scheduler_extender.domain.columns import FloatArray, IntArray
 from scheduler_extender.domain.demand import gpu_constraint
@@ -218,12 +218,8 @@ def sharing_replay(
         state.upsert_node(node_from_json(manifest))
     for device_class in dra.device_classes():
         state.upsert_device_class(device_class_from_json(device_class))
-    capacity = {dra.COMPUTE: str(dra.COMPUTE_UNITS)}
-    for node in fleet:
-        labels = {GPU_PRODUCT_LABEL: node.model}
-        state.upsert_slice(
-            slice_from_json(dra.slice_manifest(node.name, node.gpus, labels, capacity=capacity))
-        )
+    for body in sharing_slices(fleet):
+        state.upsert_slice(slice_from_json(body))
     free = {n.name: [dra.COMPUTE_UNITS] * n.gpus for n in fleet}
     submissions = sharing_manifests(pods, "trace", "gpu-scheduler")
     entries = []

@@ -303,17 +303,10 @@ def shared_deployment(scheduler_name: str) -> dict[str, Any]:
 def shared_devices(api: client.ApiClient) -> dict[str, list[int]]:
     """``node/device`` -> the bytes of memory each allocation on it consumes, read from the
     shared pods' claims (what kube-scheduler allocated, not what the extender thinks)."""
-    raw: Any = client.ResourceV1Api(api).list_namespaced_resource_claim(
-        SHARED_NAMESPACE, _preload_content=False
-    )
+    whole = dra.quantity(dra.MEMORY[SHARED_PRODUCT])
     out: dict[str, list[int]] = {}
-    for claim in json.loads(raw.data)["items"]:
-        allocation = (claim.get("status") or {}).get("allocation") or {}
-        for result in allocation.get("devices", {}).get("results", []):
-            consumed = (result.get("consumedCapacity") or {}).get("memory")
-            out.setdefault(f"{result['pool']}/{result['device']}", []).append(
-                dra.quantity(consumed) if consumed else dra.quantity(dra.MEMORY[SHARED_PRODUCT])
-            )
+    for _, pool, device, amount in dra.allocation_results(api, SHARED_NAMESPACE, "memory"):
+        out.setdefault(f"{pool}/{device}", []).append(whole if amount is None else amount)
     return dict(sorted(out.items()))
 
 

@@ -23,7 +23,7 @@ processes all the same, so that a change of default cannot silently turn them of
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from kubernetes import client
@@ -123,6 +123,22 @@ def use_claim(pod: dict[str, Any], *, claim_name: str = "", template_name: str =
         entry["resourceClaimTemplateName"] = template_name
     pod["spec"]["resourceClaims"] = [entry]
     pod["spec"]["containers"][0]["resources"]["claims"] = [{"name": "gpu"}]
+
+
+def allocation_results(
+    api: client.ApiClient, namespace: str, capacity: str
+) -> Iterator[tuple[dict[str, Any], str, str, int | None]]:
+    """Per allocation result of the namespace's claims: (the claim, pool, device, what it
+    consumes of ``capacity``, None when the result does not say)."""
+    listing: Any = client.ResourceV1Api(api).list_namespaced_resource_claim(
+        namespace, _preload_content=False
+    )
+    for item in json.loads(listing.data)["items"]:
+        allocation = (item.get("status") or {}).get("allocation") or {}
+        for result in allocation.get("devices", {}).get("results", []):
+            consumed = (result.get("consumedCapacity") or {}).get(capacity)
+            amount = quantity(consumed) if consumed is not None else None
+            yield item, result["pool"], result["device"], amount
 
 
 def slice_name(node: str) -> str:

@@ -11,7 +11,6 @@ extender's cache.
 
 from __future__ import annotations
 
-import json
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -47,23 +46,13 @@ def claim_pod(pool: NodePool, name: str, namespace: str, template_name: str) -> 
     return pod
 
 
-def claims(api: client.ApiClient, namespace: str) -> list[dict[str, Any]]:
-    response: Any = client.ResourceV1Api(api).list_namespaced_resource_claim(
-        namespace, _preload_content=False
-    )
-    items: list[dict[str, Any]] = json.loads(response.data)["items"]
-    return items
-
-
 def allocations(api: client.ApiClient, namespace: str) -> dict[tuple[str, str], list[int]]:
     """(pool, device) -> memory each allocation consumes (a whole device: its capacity)."""
     out: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for claim in claims(api, namespace):
-        allocation = (claim.get("status") or {}).get("allocation")
-        for result in (allocation or {}).get("devices", {}).get("results", []):
-            # The fake GPUs allow multiple allocations: every result says what it consumes.
-            consumed: str = result["consumedCapacity"]["memory"]
-            out[(result["pool"], result["device"])].append(dra.quantity(consumed))
+    for _, pool, device, consumed in dra.allocation_results(api, namespace, "memory"):
+        # The fake GPUs allow multiple allocations: every result says what it consumes.
+        assert consumed is not None, (pool, device)
+        out[(pool, device)].append(consumed)
     return out
 
 
