@@ -75,7 +75,9 @@ def _place(
     used = request > 0
     fits = np.all(load[:, used] + request[used] <= capacity[:, used], axis=1)
     returning = counts[group.index] < problem.original[group.index]
-    feasible = fits & (group.arrivals | returning) & agents.room(group)
+    feasible = fits & (
+        (group.arrivals & agents.arrival_room(group)) | (returning & agents.room(group))
+    )
     if not feasible.any():
         return None
     if (feasible & returning).any():
@@ -127,6 +129,7 @@ class AgentCounts:
         self.allowed: dict[str, IntArray] = {}
         if not self.limit:
             return
+        arrivals: dict[str, BoolArray | bool] = {}
         for group in problem.groups:
             if group.agent is None:
                 continue
@@ -138,14 +141,28 @@ class AgentCounts:
                 self.allowed[group.agent] = fixed.copy()
             self.now[group.agent] += counts[group.index]
             self.allowed[group.agent] += original[group.index]
+            arrived = counts[group.index] > original[group.index]
+            arrivals[group.agent] = arrivals.get(group.agent, False) | arrived
         for agent in self.allowed:
-            # A node already above the limit may keep its replicas, never gain any.
-            self.allowed[agent] = np.maximum(self.allowed[agent], self.limit)
+            # A node already above the limit may keep its replicas, never gain any; once
+            # the plan gave it new ones (the solver, having taken enough away), the limit
+            # holds there again.
+            kept = np.maximum(self.allowed[agent], self.limit)
+            self.allowed[agent] = np.where(arrivals[agent], self.limit, kept)
 
     def room(self, group: Group) -> BoolArray:
+        """Where one more replica of ``group``'s agent may be (a replica coming back)."""
         if not self.limit or group.agent is None:
             return np.ones(1, dtype=np.bool_)
         return self.now[group.agent] + 1 <= self.allowed[group.agent]
+
+    def arrival_room(self, group: Group) -> BoolArray:
+        """Where a replica may newly arrive: under the limit, and never on a node that was
+        above it (only the solver can prove a plan takes enough replicas off it)."""
+        if not self.limit or group.agent is None:
+            return np.ones(1, dtype=np.bool_)
+        allowed = self.allowed[group.agent]
+        return (self.now[group.agent] + 1 <= allowed) & (allowed <= self.limit)
 
     def add(self, group: Group, node: int, count: int = 1) -> None:
         if self.limit and group.agent is not None:

@@ -183,18 +183,22 @@ class ScopedModel:
         variable.domain.extend([lower, upper])
         return len(self._proto.variables) - 1
 
-    def _linear(self, row: Row, lower: int, upper: int) -> None:
+    def _linear(self, row: Row, lower: int, upper: int, enforced: int | None = None) -> None:
+        """``lower <= row <= upper``; only where the literal ``enforced`` holds, if given."""
         if not row.variables:
             return  # constant: holds by construction (the incumbent satisfies it)
-        linear = self._proto.constraints.add().linear
+        constraint = self._proto.constraints.add()
+        if enforced is not None:
+            constraint.enforcement_literal.append(enforced)
+        linear = constraint.linear
         linear.vars.extend(row.variables)
         linear.coeffs.extend(row.coefficients)
         low = _LOWEST if lower == _LOWEST else lower - row.constant
         high = _HIGHEST if upper == _HIGHEST else upper - row.constant
         linear.domain.extend([low, high])
 
-    def _at_most(self, row: Row, value: int) -> None:
-        self._linear(row, _LOWEST, value)
+    def _at_most(self, row: Row, value: int, enforced: int | None = None) -> None:
+        self._linear(row, _LOWEST, value, enforced)
 
     def at_least(self, row: Row, value: int) -> None:
         self._linear(row, value, _HIGHEST)
@@ -269,17 +273,23 @@ class ScopedModel:
             for agent, count in pinned.items():
                 settled[(n, agent)] += count
                 before[(n, agent)] += count
+        arrived: set[tuple[int, str]] = set()  # a frozen group has newly arrived there
         for group in problem.groups:
             if group.agent is None:
                 continue
             somewhere = counts[group.index] | problem.original[group.index]
             for at in np.flatnonzero(somewhere).tolist():
+                was = int(problem.original[group.index, at])
                 if frozen[group.index]:
                     settled[(at, group.agent)] += int(counts[group.index, at])
-                before[(at, group.agent)] += int(problem.original[group.index, at])
+                    if counts[group.index, at] > was:
+                        arrived.add((at, group.agent))
+                before[(at, group.agent)] += was
         rows: dict[tuple[int, str], Row] = defaultdict(Row)
         most: dict[tuple[int, str], int] = defaultdict(int)
+        kept: dict[tuple[int, str], list[tuple[int, int]]] = defaultdict(list)
         bound_of = self._bounds_of()
+        original = problem.original
         for g, n, i, b in zip(
             self._xg.tolist(), self._xn.tolist(), self._xi.tolist(), bound_of.tolist(), strict=True
         ):
@@ -287,11 +297,18 @@ class ScopedModel:
             if name is not None:
                 rows[(n, name)].term(i)
                 most[(n, name)] += b
+                kept[(n, name)].append((i, int(original[g, n])))
         for key, row in rows.items():
-            if before[key] > limit:
-                continue  # no arrivals allowed there (see build_problem): the bounds hold it
-            if settled[key] + most[key] > limit:
-                self._at_most(row, limit - settled[key])
+            if before[key] <= limit or key in arrived:
+                if settled[key] + most[key] > limit:
+                    self._at_most(row, limit - settled[key])
+                continue
+            # Above the limit already: the node may keep its replicas (no group gains
+            # any there) or take new ones once the plan brings it down to the limit.
+            arrive = self._new(1)
+            self._at_most(row, limit - settled[key], enforced=arrive)
+            for variable, was in kept[key]:
+                self._at_most(Row([variable], [1]), was, enforced=-arrive - 1)
 
     def _add_budgets(self) -> None:
         covered: dict[int, list[int]] = defaultdict(list)

@@ -74,7 +74,7 @@ def _place_one(
     capacity = problem.capacity
     need = group.requests
     missing = np.maximum(0, load + need - capacity)  # nodes x resources
-    allowed = group.arrivals & agents.room(group)
+    allowed = group.arrivals & agents.arrival_room(group)
     shortfall = np.where(allowed, (missing / scale).sum(axis=1), np.inf)
     for node in np.argsort(shortfall, kind="stable")[:CANDIDATE_NODES].tolist():
         if not np.isfinite(shortfall[node]):
@@ -89,7 +89,7 @@ def _place_one(
             if other.index == group.index or np.any(other.requests < gap):
                 continue
             room = np.all(load + other.requests <= capacity, axis=1)
-            targets = room & other.arrivals & agents.room(other)
+            targets = room & other.arrivals & agents.arrival_room(other)
             targets[node] = False
             if targets.any():
                 _apply(counts, load, agents, group, node, other, int(np.argmax(targets)))

@@ -62,7 +62,8 @@ class Group:
     running: Mapping[int, tuple[Pod, ...]]
     pending: tuple[Pod, ...]
     # Per node: may a pod of the group newly be placed there? (admitted, fits
-    # next to the pinned load, no over-committed resource, agent limit not hit)
+    # next to the pinned load, no over-committed resource, pinned replicas of its
+    # agent under the limit)
     arrivals: BoolArray
     owner: Owner | None
     template_hash: str
@@ -160,16 +161,12 @@ def build_problem(
         if pod.agent:
             fixed_agents[at][pod.agent] += 1
 
-    # The current load, to find over-committed resources and over-limit agents.
+    # The current load, to find over-committed resources.
     load = fixed.copy()
-    agents = [Counter(c) for c in fixed_agents]
     for group_pods in members.values():
         for pod in group_pods:
             if pod.node_name:
-                at = index[pod.node_name]
-                load[at] += _vector(pod, column)
-                if pod.agent:
-                    agents[at][pod.agent] += 1
+                load[index[pod.node_name]] += _vector(pod, column)
     overcommitted = load > capacity
     capacity = np.maximum(capacity, load)
 
@@ -195,14 +192,11 @@ def build_problem(
             & ~np.any(overcommitted[:, used], axis=1)
         )
         if limit and sample.agent:
+            # Pinned replicas at the limit leave no room. A node above it with movable
+            # replicas may still take one if the plan moves enough away (the model's
+            # agent limits; the checker's rule).
             agent = sample.agent
-            arrivals &= np.array(
-                [
-                    a[agent] <= limit and f[agent] < limit
-                    for a, f in zip(agents, fixed_agents, strict=True)
-                ],
-                dtype=np.bool_,
-            )
+            arrivals &= np.array([f[agent] < limit for f in fixed_agents], dtype=np.bool_)
         running: dict[int, list[Pod]] = defaultdict(list)
         pending: list[Pod] = []
         for pod in sorted(group_pods, key=lambda p: (p.namespace, p.name)):

@@ -184,6 +184,26 @@ def test_the_agent_limit_caps_replicas_per_node() -> None:
     assert summary(plan) == {("place", "agent-2", "b")}
 
 
+def test_a_node_above_the_agent_limit_takes_a_replica_once_the_plan_brings_it_down() -> None:
+    # Two low-priority replicas of one agent run on "a" (above a limit set since); a
+    # high-priority replica of it fits only there, and only if both leave: one leaving
+    # frees the cpu but leaves two replicas on "a", one over the limit.
+    nodes = [node("a", cpu=2)]
+    policy = PackingPolicy(excluded_namespaces=frozenset(), max_agent_replicas_per_node=1)
+    pods = [
+        pod("low-1", cpu=1, on="a", owner="low", agent="llm"),
+        pod("low-2", cpu=1, on="a", owner="low", agent="llm"),
+        pod("high", cpu=1, priority=100, owner="high", agent="llm"),
+    ]
+    plan = plan_for(nodes, pods, policy=policy)
+    assert plan.optimal
+    assert summary(plan) == {
+        ("evict", "low-1", "a"),
+        ("evict", "low-2", "a"),
+        ("place", "high", "a"),
+    }
+
+
 def test_pending_pods_with_device_claims_are_left_to_kube_scheduler() -> None:
     nodes = [node("a", cpu=4)]
     pods = [pod("claims", cpu=1, owner="s", claims=(PodClaim("gpu", "c"),))]
