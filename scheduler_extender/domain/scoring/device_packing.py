@@ -51,14 +51,14 @@ the others get no opinion.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from scheduler_extender.domain.columns import Columns, FloatArray, IntArray
-from scheduler_extender.domain.devices import DeviceChoice as Choice
 from scheduler_extender.domain.devices import (
+    Device,
     DeviceRequest,
     Devices,
     DeviceShape,
@@ -67,16 +67,16 @@ from scheduler_extender.domain.devices import (
     class_matches,
     pod_devices,
 )
+from scheduler_extender.domain.devices import DeviceChoice as Choice
 from scheduler_extender.domain.objects import Pod
 from scheduler_extender.domain.resources import CPU, MEMORY
 from scheduler_extender.domain.scoring.policy import Audience, ScoringContext, neutral
 
 # Share of the score that goes to filling the fullest node among equally costly ones.
 FILL_SHARE = 0.1
-# Placements kept per node: one per distinct pending request (a claim template's replicas
-# ask alike). Fewer than the requests in use made every cache miss (bench-extender --claims:
-# five request shapes on 5000 nodes, prioritize p99 553 ms with 4 kept).
-KEPT_REQUESTS = 16
+# Entries kept in each of device_packing's tables of kinds, states, makeups and effects
+# (cleared when over: they only save work).
+MAX_KEPT = 65536
 
 
 @dataclass(slots=True)
@@ -143,6 +143,59 @@ def _place(request: DeviceRequest, devices: Devices, slots: Sequence[_Slot]) -> 
     return None
 
 
+class _Kinds:
+    """Devices by kind, and nodes by the kinds and states of their devices.
+
+    A fleet has thousands of devices of a few kinds, each in one of a few states,
+    and nodes of a few such makeups: what a device or a node offers the learned
+    shapes is worked out once per kind and state, or per makeup, not per device or
+    node. A kind is all of a device but its pool and name: class selectors read its
+    driver and attributes, requests its capacity. Kinds do not depend on the shapes,
+    so they outlive them.
+    """
+
+    def __init__(self) -> None:
+        self._kinds: dict[int, tuple[Device, Hashable]] = {}  # id(device) -> kind
+        self._makeups: dict[tuple[Hashable, ...], int] = {}
+        self._next = 0  # makeup ids are never reused, so a kept id never names another
+
+    def state(
+        self, device: Device, available: bool, taken: bool, free: Mapping[str, int]
+    ) -> Hashable:
+        """The key of a device in a state: its kind and what is left of it."""
+        return (self._kind(device), available, taken, tuple(free.items()))
+
+    def makeup(self, states: tuple[Hashable, ...]) -> int:
+        """An id for a node's devices, in order, in their states."""
+        known = self._makeups.get(states)
+        if known is None:
+            if len(self._makeups) > MAX_KEPT:
+                self._makeups.clear()
+            known = self._makeups[states] = self._next
+            self._next += 1
+        return known
+
+    def _kind(self, device: Device) -> Hashable:
+        known = self._kinds.get(id(device))
+        if known is not None and known[0] is device:
+            return known[1]
+        if len(self._kinds) > MAX_KEPT * 16:
+            self._kinds.clear()
+        kind = (device.driver, tuple(sorted(device.attributes.items())),
+                tuple(device.capacity.items()), tuple(device.default_consumption.items()),
+                device.shared, device.consumes)  # fmt: skip
+        self._kinds[id(device)] = (device, kind)  # the device is held: its id is not reused
+        return kind
+
+
+@dataclass(frozen=True, slots=True)
+class _Effect:
+    """What placing a pod's pending requests does to a node of one makeup."""
+
+    fill: float  # the node's devices' mean fill after
+    gained: IntArray | None  # copies per shape gained (negative: lost); None: it does not fit
+
+
 @dataclass(frozen=True, slots=True)
 class _Shapes:
     """The learned device requests (K shapes), with what pricing and counting them needs."""
@@ -151,9 +204,34 @@ class _Shapes:
     choices: tuple[Choice, ...]  # each shape as a request choice
     counts: IntArray  # K: devices per request
     units: FloatArray  # K: device units one device of a request takes (a share: its fraction)
+    kinds: _Kinds
+    # Worked out for these shapes: per device state, its copies per shape and its fill;
+    # per (node makeup, the pod's pending requests), the placement's effect.
+    answers: dict[Hashable, tuple[IntArray, float]] = field(default_factory=dict)
+    effects: dict[tuple[int, str], _Effect] = field(default_factory=dict)
+
+    def of_device(self, devices: Devices, state: DeviceState) -> tuple[Hashable, IntArray, float]:
+        """The device's state key, its copies per shape and its fill."""
+        key = self.kinds.state(state.device, state.available, state.allocations > 0, state.free)
+        known = self.answers.get(key)
+        if known is None:
+            known = self._answer(devices, key, _slot(state))
+        return key, known[0], known[1]
 
     def copies(self, devices: Devices, slot: _Slot) -> IntArray:
         """Per shape, the copies (device-sized pieces) of it this one device could still take."""
+        state = slot.state
+        key = self.kinds.state(state.device, state.available, slot.taken, slot.free)
+        known = self.answers.get(key)
+        return (known if known is not None else self._answer(devices, key, slot))[0]
+
+    def _answer(self, devices: Devices, key: Hashable, slot: _Slot) -> tuple[IntArray, float]:
+        if len(self.answers) > MAX_KEPT:
+            self.answers.clear()
+        answer = self.answers[key] = (self._copies(devices, slot), slot.fill())
+        return answer
+
+    def _copies(self, devices: Devices, slot: _Slot) -> IntArray:
         out = np.zeros(len(self.shapes), dtype=np.int64)
         for k, (shape, choice) in enumerate(zip(self.shapes, self.choices, strict=True)):
             if not class_matches(choice, devices, slot.state.device):
@@ -171,13 +249,44 @@ class _Shapes:
                     out[k] = 1
         return out
 
+    def effect(
+        self, devices: Devices, node: NodeDevices, makeup: int, pending: Sequence[DeviceRequest],
+        asked: str,
+    ) -> _Effect:  # fmt: skip
+        """What placing ``pending`` (``asked`` says it) does to ``node``, of ``makeup``."""
+        key = (makeup, asked)
+        known = self.effects.get(key)
+        if known is None:
+            if len(self.effects) > MAX_KEPT:
+                self.effects.clear()
+            known = self.effects[key] = self._effect(devices, node, pending)
+        return known
+
+    def _effect(
+        self, devices: Devices, node: NodeDevices, pending: Sequence[DeviceRequest]
+    ) -> _Effect:
+        slots = _slots(node)
+        taken: set[int] = set()
+        for request in pending:
+            chosen = _place(request, devices, slots)
+            if chosen is None:
+                return _Effect(0.0, None)
+            taken.update(chosen)
+        fill = sum(s.fill() for s in slots) / len(slots)
+        # Only the devices taken change: what they can take after less what they could before.
+        gained = np.zeros(len(self.shapes), dtype=np.int64)
+        for j in taken:
+            gained += self.copies(devices, slots[j])
+            gained -= self.copies(devices, _slot(node.devices[j]))
+        return _Effect(fill, gained)
+
     def usable(self, copies: IntArray) -> FloatArray:
         """Device units of the whole requests of each shape that ``copies`` make."""
         whole: FloatArray = (copies // self.counts) * self.counts * self.units
         return whole
 
 
-def _shapes(devices: Devices) -> _Shapes:
+def _shapes(devices: Devices, kinds: _Kinds) -> _Shapes:
     shapes = devices.demand.classes
     choices = tuple(Choice(m.device_class, m.count, capacity=dict(m.capacity)) for m in shapes)
     return _Shapes(
@@ -185,6 +294,7 @@ def _shapes(devices: Devices) -> _Shapes:
         choices,
         np.array([m.count for m in shapes], dtype=np.int64),
         np.array([_unit(m, devices) for m in shapes], dtype=np.float64),
+        kinds=kinds,
     )
 
 
@@ -204,11 +314,17 @@ def _unit(shape: DeviceShape, devices: Devices) -> float:
     return 1.0
 
 
-def _node_copies(shapes: _Shapes, devices: Devices, node: NodeDevices) -> IntArray:
-    total = np.zeros(len(shapes.shapes), dtype=np.int64)
-    for slot in _slots(node):
-        total += shapes.copies(devices, slot)
-    return total
+def _count(shapes: _Shapes, devices: Devices, node: NodeDevices) -> tuple[IntArray, float, int]:
+    """The node's copies per shape, the device units its allocations hold, and its makeup."""
+    copies = np.zeros(len(shapes.shapes), dtype=np.int64)
+    fill = 0.0
+    states = []
+    for device in node.devices:
+        state, counted, filled = shapes.of_device(devices, device)
+        copies += counted
+        fill += filled
+        states.append(state)
+    return copies, fill, shapes.kinds.makeup(tuple(states))
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,10 +333,10 @@ class _Memo:
     shapes: _Shapes
     nodes: Mapping[str, NodeDevices]  # the frozen node views ``copies`` was counted on
     copies: Mapping[str, IntArray]  # node -> copies per shape its devices could take
-    usable: Mapping[str, FloatArray]  # node -> the device units those copies make, per shape
     price: FloatArray  # per shape
     allocated: Mapping[str, float]  # node -> device units its allocations hold
     units: float  # their sum
+    makeups: Mapping[str, int]  # node -> its makeup (``_Kinds.makeup``)
     # The rows of the nodes with devices, with the row index they were found in.
     kept_rows: list[tuple[Mapping[str, int], IntArray]] = field(default_factory=list)
 
@@ -241,8 +357,6 @@ class DevicePacking:
 
     def __init__(self) -> None:
         self._memo: _Memo | None = None
-        # (node, the pod's pending requests) -> what placing them there does
-        self._placements: dict[tuple[str, str], _Placement] = {}
         self._lock = threading.Lock()
 
     def score(self, pod: Pod, rows: IntArray, ctx: ScoringContext) -> FloatArray:
@@ -254,38 +368,34 @@ class DevicePacking:
         if not pending:
             return neutral(rows)
         memo = self._memo_of(devices)
-        asked = repr(pending)  # what a placement depends on, besides the node and the memo
+        shapes = memo.shapes
+        asked = repr(pending)  # what a placement depends on, besides the node's makeup
         columns = snapshot.columns
         names = columns.names_of(rows)
-        feeds = _Feeds.of(memo, columns, pod, rows)
-        cost = np.zeros(len(rows))
         fill = np.zeros(len(rows))
         placed = np.zeros(len(rows), dtype=np.bool_)
-        before: list[FloatArray] = []  # per placed candidate: usable room per shape
-        after: list[FloatArray] = []
+        before: list[IntArray] = []  # per placed candidate: copies per shape
+        gained: list[IntArray] = []
         with self._lock:
             for i, name in enumerate(names):
                 node = devices.of(name) if name is not None else None
                 if name is None or node is None or not node.devices:
                     continue
-                # Replicas of one template ask alike, and a bind changes one node: what
-                # placing the request does to a node is kept while the node is unchanged.
-                key = (name, asked)
-                known = self._placements.get(key)
-                if known is None or known.node is not node or known.memo is not memo.shapes:
-                    known = self._placements[key] = _placement(memo, devices, node, name, pending)
-                if known.after is not None:
+                effect = shapes.effect(devices, node, memo.makeups[name], pending, asked)
+                if effect.gained is not None:
                     placed[i] = True
-                    fill[i] = known.fill
-                    before.append(memo.usable[name])
-                    after.append(known.after)
-            if len(self._placements) > KEPT_REQUESTS * len(devices.nodes) + 64:
-                self._placements.clear()  # nodes and request shapes gone by
+                    fill[i] = effect.fill
+                    before.append(memo.copies[name])
+                    gained.append(effect.gained)
         if not placed.any():
             return neutral(rows)
         at = np.flatnonzero(placed)
-        lost = feeds.cap(np.array(before), at) - feeds.cap(np.array(after), at, placed=True)
-        cost[at] = lost @ memo.price
+        copies = np.array(before)
+        feeds = _Feeds.of(memo, columns, pod, rows)
+        usable_before = feeds.cap(shapes.usable(copies), at)
+        usable_after = feeds.cap(shapes.usable(copies + np.array(gained)), at, placed=True)
+        cost = np.zeros(len(rows))
+        cost[at] = (usable_before - usable_after) @ memo.price
         low, high = float(cost[placed].min()), float(cost[placed].max())
         if high - low <= 1e-9 * max(abs(high), 1.0):
             scored: FloatArray = np.where(placed, fill, 0.0)
@@ -309,27 +419,26 @@ class DevicePacking:
                 and memo.shapes.shapes == devices.demand.classes
                 and memo.devices.classes is devices.classes
             )
-            shapes = memo.shapes if same and memo is not None else _shapes(devices)
+            if memo is not None and same:
+                shapes = memo.shapes
+            else:
+                shapes = _shapes(devices, memo.shapes.kinds if memo is not None else _Kinds())
             copies: dict[str, IntArray] = {}
             allocated: dict[str, float] = {}
+            makeups: dict[str, int] = {}
             for name, node in devices.nodes.items():
-                kept = memo if memo is not None and memo.nodes.get(name) is node else None
-                allocated[name] = (
-                    kept.allocated[name] if kept else sum(_slot(d).fill() for d in node.devices)
-                )
-                copies[name] = (
-                    kept.copies[name] if kept and same else _node_copies(shapes, devices, node)
-                )
-            usable = {name: shapes.usable(counted) for name, counted in copies.items()}
-            room = np.zeros(len(shapes.shapes))
-            for units in usable.values():
-                room += units
+                if same and memo is not None and memo.nodes.get(name) is node:
+                    counted = memo.copies[name], memo.allocated[name], memo.makeups[name]
+                else:
+                    counted = _count(shapes, devices, node)
+                copies[name], allocated[name], makeups[name] = counted
+            room = shapes.usable(np.array(list(copies.values()))).sum(axis=0)
             sizes = shapes.counts * shapes.units
             weights = np.array(devices.demand.weights)
             price = weights * sizes / np.maximum(room, np.maximum(sizes, 1e-9))
             self._memo = memo = _Memo(
-                devices, shapes, devices.nodes, copies, usable, price, allocated,
-                sum(allocated.values()),
+                devices, shapes, devices.nodes, copies, price, allocated,
+                sum(allocated.values()), makeups,
             )  # fmt: skip
             return memo
 
@@ -378,34 +487,3 @@ class _Feeds:
             copies = np.floor(left[:, None] / np.maximum(need, 1.0)[None, :])
             fed = np.minimum(fed, copies * self.sizes[None, :])
         return fed
-
-
-@dataclass(frozen=True, slots=True)
-class _Placement:
-    """A pod's pending requests placed on one node's devices, as the allocator would."""
-
-    node: NodeDevices  # the frozen view it was computed on
-    memo: _Shapes  # the shapes ``after`` counts
-    fill: float  # the node's devices' mean fill after
-    after: FloatArray | None  # device units usable per shape after it; None: it does not fit
-
-
-def _placement(
-    memo: _Memo, devices: Devices, node: NodeDevices, name: str, pending: Sequence[DeviceRequest]
-) -> _Placement:
-    shapes = memo.shapes
-    slots = _slots(node)
-    taken: set[int] = set()
-    for request in pending:
-        chosen = _place(request, devices, slots)
-        if chosen is None:
-            return _Placement(node, shapes, 0.0, None)
-        taken.update(chosen)
-    fill = sum(s.fill() for s in slots) / len(slots)
-    # Only the devices taken change: the room after is the room before less what
-    # those devices could take before, plus what they can take after.
-    copies = memo.copies[name].copy()
-    for j in taken:
-        copies += shapes.copies(devices, slots[j])
-        copies -= shapes.copies(devices, _slot(node.devices[j]))
-    return _Placement(node, shapes, fill, shapes.usable(copies))

@@ -200,3 +200,35 @@ def test_a_share_goes_where_the_cpu_left_could_not_feed_a_whole_device_anyway() 
     raw_pod["spec"]["resourceClaims"] = [{"name": "share", "resourceClaimName": "share"}]
     got = scores(state, pod_from_json(raw_pod, "agent"), ["node-a", "node-b"])
     assert got["node-a"] > got["node-b"]
+
+
+def test_nodes_alike_score_alike_and_a_node_that_changes_is_told_apart() -> None:
+    # What a placement does is worked out once per node makeup (devices' kinds and
+    # states): node-a and node-c are alike, node-b's GPU holds a share.
+    state = build(
+        {"node-a": 1, "node-b": 1, "node-c": 1},
+        [
+            claim_json("b", memory="35Gi", allocated=[("node-b", "gpu-0")], consumed="35Gi"),
+            claim_json("forty-1", memory="40Gi"),
+            claim_json("forty-2", memory="40Gi"),
+            claim_json("small", memory="10Gi"),
+        ],
+    )
+    names = ["node-a", "node-b", "node-c"]
+    policy = DevicePacking()
+
+    def scored() -> dict[str, float]:
+        snapshot = state.snapshot()
+        ctx = ScoringContext(snapshot, Popularity({}), GPU)
+        values = policy.score(claimant("p", "small"), snapshot.columns.rows_of(names), ctx)
+        return dict(zip(names, values.tolist(), strict=True))
+
+    first = scored()
+    assert first["node-a"] == first["node-c"] != first["node-b"]
+    state.upsert_claim(
+        claim_from_json(
+            claim_json("c", memory="35Gi", allocated=[("node-c", "gpu-0")], consumed="35Gi")
+        )
+    )
+    again = scored()
+    assert again["node-c"] == again["node-b"] != again["node-a"]
