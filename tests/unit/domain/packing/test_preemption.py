@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 
-from scheduler_extender.domain.cluster import Snapshot
+from scheduler_extender.adapters.kube.dra_schema import (
+    claim_from_json,
+    device_class_from_json,
+    slice_from_json,
+)
+from scheduler_extender.domain.cluster import ClusterState, Snapshot
+from scheduler_extender.domain.devices import PodClaim
 from scheduler_extender.domain.filtering import FilterRules, Reason, Rejection
 from scheduler_extender.domain.objects import Pod
 from scheduler_extender.domain.packing.preemption import Refinement, refine_candidates
@@ -12,6 +19,7 @@ from scheduler_extender.domain.packing.reservations import Reservation, Reservat
 from scheduler_extender.domain.packing.what_if import rejected_after_eviction
 from scheduler_extender.domain.resources import Resources
 from scheduler_extender.domain.shared import SharedCluster
+from tests.dra_builders import claim_json, device_class_json, slice_json
 from tests.unit.domain.packing.scenarios import GPU, node, pod
 
 NO_RULES = FilterRules()
@@ -151,3 +159,27 @@ def test_a_candidate_failing_our_filter_does_not_make_others_look_worse() -> Non
     preemptor = pod("new", gpu=6, agent="x")
     refinement = refine(preemptor, {"a": [movable], "b": [bare]}, snapshot, ONE_PER_NODE)
     assert refinement.kept == ("b",)
+
+
+def test_devices_a_victims_claim_holds_are_not_given_back() -> None:
+    # As in kube-scheduler 1.36: its DynamicResources plugin has no PreFilterExtensions, so
+    # removing a victim in the preemption simulation frees none of its devices (and a node
+    # whose devices cannot serve the claims is UnschedulableAndUnresolvable there, never a
+    # candidate). Giving them back here would keep candidates kube-scheduler cannot use.
+    state = ClusterState()
+    state.upsert_node(node("a", gpu=0))
+    state.upsert_slice(slice_from_json(slice_json("a", 1, memory="80Gi")))
+    state.upsert_device_class(device_class_from_json(device_class_json("gpu")))
+    state.upsert_claim(claim_from_json(claim_json("held", allocated=[("a", "gpu-0")])))
+    state.upsert_claim(claim_from_json(claim_json("wanted")))
+    victim = with_claim(pod("low", on="a", owner=None), "held")
+    state.upsert_pod(victim)
+    rejection = after_eviction(
+        with_claim(pod("high", priority=100), "wanted"), "a", [victim], state.snapshot(), NO_RULES
+    )
+    assert rejection is not None
+    assert rejection.reason is Reason.DEVICES
+
+
+def with_claim(p: Pod, claim: str) -> Pod:
+    return dataclasses.replace(p, claims=(PodClaim("gpu", claim),))
