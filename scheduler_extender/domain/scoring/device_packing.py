@@ -46,6 +46,12 @@ devices stay whole.
 
 Only pods with claims still to be allocated are scored (``Audience.DEVICES``);
 the others get no opinion.
+
+Cost: a fleet has thousands of devices of a few kinds (``_Kinds``), each in one
+of a few states, so what a device offers the shapes is worked out once per kind
+and state, and what a placement does once per node makeup (its devices' kinds
+and states, in order). A bind changes one node's view, and only that node is
+recounted; new shapes recount every node, cheaply (see BENCHMARKS.md).
 """
 
 from __future__ import annotations
