@@ -164,9 +164,11 @@ def filter_nodes(
     ok = code == 0
     passed = list(compress(unique, ok.tolist()))
     passed_rows = rows[ok]
-    failing = np.flatnonzero(~ok)
-    rejections = {int(c): _explain(int(c), pod, requested, limit) for c in np.unique(code[failing])}
-    failed = {unique[i]: rejections[int(code[i])] for i in failing}
+    codes = code[~ok].tolist()
+    rejections = {c: _explain(c, pod, requested, limit) for c in set(codes)}
+    # Thousands of names at C speed: one Rejection per distinct code, shared.
+    names = compress(unique, (~ok).tolist())
+    failed = dict(zip(names, map(rejections.__getitem__, codes), strict=True))
     if snapshot.devices and (pod.claims or mapped or pod.uid in snapshot.devices.owned):
         blocked_by_devices = _device_rejections(pod, passed, snapshot, mapped)
         if blocked_by_devices:
