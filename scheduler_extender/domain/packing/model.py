@@ -164,6 +164,9 @@ class ScopedModel:
 
         settled = problem.fixed + counts[frozen].T @ self._requests()[frozen]
         self._add_capacity(settled)
+        # Nodes above the agent limit: (the 0/1 "replicas arrive" variable, its x and what
+        # each x had there).
+        self._arrivals: list[tuple[int, list[tuple[int, int]]]] = []
         self._add_agent_limits(frozen, counts)
         self._evictions: dict[int, Row] = {}
         self._stays: dict[int, Row] = {}
@@ -309,6 +312,7 @@ class ScopedModel:
             self._at_most(row, limit - settled[key], enforced=arrive)
             for variable, was in kept[key]:
                 self._at_most(Row([variable], [1]), was, enforced=-arrive - 1)
+            self._arrivals.append((arrive, kept[key]))
 
     def _add_budgets(self) -> None:
         covered: dict[int, list[int]] = defaultdict(list)
@@ -421,6 +425,10 @@ class ScopedModel:
         for gang, y in zip(self.problem.gangs, self._y, strict=True):
             variables.append(y)
             values.append(int(counts[gang[0]].sum() > 0))
+        hinted = dict(zip(variables, values, strict=True))
+        for arrive, kept in self._arrivals:
+            variables.append(arrive)
+            values.append(int(any(hinted[x] > was for x, was in kept)))
         self._proto.clear_solution_hint()
         hint = self._proto.solution_hint
         hint.vars.extend(variables)
