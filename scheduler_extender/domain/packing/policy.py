@@ -39,6 +39,8 @@ class PinReason(StrEnum):
     UNKNOWN_NODE = "node_not_in_snapshot"
     # DRA claims: the packing model knows node totals, not devices (domain/devices.py).
     DEVICE_CLAIMS = "device_claims"
+    # A gang with fewer pods than its declared size so far (groups.declared_size).
+    INCOMPLETE_GROUP = "incomplete_group"
 
 
 class SkipReason(StrEnum):
@@ -49,6 +51,8 @@ class SkipReason(StrEnum):
     TERMINATING = "terminating"
     OTHER_SCHEDULER = "other_scheduler"
     DEVICE_CLAIMS = "device_claims"
+    # A gang with fewer pods than its declared size so far (groups.declared_size).
+    INCOMPLETE_GROUP = "incomplete_group"
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from scheduler_extender.domain.groups import group_of
+from scheduler_extender.domain.groups import declared_size, group_of
 from scheduler_extender.domain.objects import Node, Owner, Pod
 from scheduler_extender.domain.packing.disruption import DisruptionBudget
 from scheduler_extender.domain.packing.policy import (
@@ -123,6 +123,7 @@ def build_problem(
     pinned: list[tuple[Pod, PinReason]] = []
     skipped: list[tuple[Pod, SkipReason]] = []
     members: dict[tuple[object, ...], list[Pod]] = defaultdict(list)
+    incomplete = _incomplete_gangs(pods)
     for pod in pods:
         if pod.terminal:
             continue
@@ -137,6 +138,8 @@ def build_problem(
                 continue
         else:
             skip = skip_reason(pod, policy)
+            if skip is None and group_of(pod) in incomplete:
+                skip = SkipReason.INCOMPLETE_GROUP
             if skip is not None:
                 skipped.append((pod, skip))
                 continue
@@ -238,6 +241,25 @@ def build_problem(
         max_agent_replicas_per_node=limit,
         gangs=_gangs(groups),
     )
+
+
+def _incomplete_gangs(pods: Sequence[Pod]) -> set[str]:
+    """Groups none of whose pods runs that have fewer pods than they declare: placing the
+    pods seen so far would place part of the gang."""
+    seen: Counter[str] = Counter()
+    running: set[str] = set()
+    declared: dict[str, int] = {}
+    for pod in pods:
+        group = group_of(pod)
+        if group is None or pod.terminal:
+            continue
+        seen[group] += 1
+        if pod.node_name:
+            running.add(group)
+        size = declared_size(pod)
+        if size is not None:
+            declared[group] = max(declared.get(group, 0), size)
+    return {g for g, size in declared.items() if g not in running and seen[g] < size}
 
 
 def _gangs(groups: Sequence[Group]) -> tuple[tuple[int, ...], ...]:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from scheduler_extender.adapters.kube.schema import pod_from_json
 from scheduler_extender.domain.cluster import ClusterState
 from scheduler_extender.domain.groups import (
     GROUP_LABEL,
+    GROUP_SIZE_ANNOTATION,
     LWS_GROUP_INDEX_LABEL,
     LWS_NAME_LABEL,
+    LWS_SIZE_ANNOTATION,
+    declared_size,
     group_of,
 )
 from scheduler_extender.domain.objects import Pod
@@ -50,3 +55,17 @@ def test_the_snapshot_says_where_each_group_runs() -> None:
     assert dict(state.snapshot().groups["a/group/ep"]) == {"n1": 2, "n2": 1}
     state.forget(waiting.uid)
     assert dict(state.snapshot().groups["a/group/ep"]) == {"n1": 2}
+
+
+def test_a_group_declares_its_size_by_leaderworkersets_annotation_or_ours() -> None:
+    lws = {LWS_NAME_LABEL: "moe", LWS_GROUP_INDEX_LABEL: "2"}
+
+    def annotated(labels: dict[str, str], annotations: dict[str, str]) -> Pod:
+        return dataclasses.replace(labelled("p", labels), annotations=annotations)
+
+    assert declared_size(annotated(lws, {LWS_SIZE_ANNOTATION: "4"})) == 4
+    assert declared_size(annotated({GROUP_LABEL: "g"}, {GROUP_SIZE_ANNOTATION: "3"})) == 3
+    # Each way reads its own annotation; nonsense says nothing.
+    assert declared_size(annotated(lws, {GROUP_SIZE_ANNOTATION: "4"})) is None
+    for bad in ("", "0", "-2", "three", "2.5", "²"):
+        assert declared_size(annotated({GROUP_LABEL: "g"}, {GROUP_SIZE_ANNOTATION: bad})) is None

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 
-from scheduler_extender.domain.groups import GROUP_LABEL, LWS_GROUP_INDEX_LABEL, LWS_NAME_LABEL
+from scheduler_extender.domain.groups import (
+    GROUP_LABEL,
+    GROUP_SIZE_ANNOTATION,
+    LWS_GROUP_INDEX_LABEL,
+    LWS_NAME_LABEL,
+)
 from scheduler_extender.domain.objects import Pod
 from scheduler_extender.domain.packing.checker import check_plan
 from scheduler_extender.domain.packing.greedy import default_placement
@@ -82,3 +87,27 @@ def test_a_leaderworkerset_group_is_a_gang_and_the_checker_refuses_half_of_one()
     half = dataclasses.replace(plan, actions=(Action(ActionKind.PLACE, pods[0], "a"),))
     rules = {v.rule for v in check_plan(half, nodes, pods, POLICY)}
     assert "gang" in rules
+
+
+def sized(p: Pod, size: str) -> Pod:
+    return dataclasses.replace(p, annotations={**p.annotations, GROUP_SIZE_ANNOTATION: size})
+
+
+def test_a_gang_is_placed_only_once_all_the_pods_it_declares_exist() -> None:
+    nodes = [node("a", gpu=8, cpu=16)]
+    first = [sized(member(f"expert-{i}", "experts", gpu=2), "3") for i in range(2)]
+    plan = plan_for(nodes, first)
+    assert placed(plan) == {}
+    assert {(p.name, str(reason)) for p, reason in plan.skipped} == {
+        ("expert-0", "incomplete_group"),
+        ("expert-1", "incomplete_group"),
+    }
+    whole = [*first, sized(member("expert-2", "experts", gpu=2), "3")]
+    assert set(placed(plan_for(nodes, whole))) == {"expert-0", "expert-1", "expert-2"}
+
+
+def test_a_group_with_a_pod_running_is_no_gang_whatever_size_it_declares() -> None:
+    nodes = [node("a", gpu=8, cpu=16)]
+    running = dataclasses.replace(sized(member("expert-0", "experts", gpu=2), "3"), node_name="a")
+    pods = [running, sized(member("expert-1", "experts", gpu=2), "3")]
+    assert set(placed(plan_for(nodes, pods))) == {"expert-1"}
