@@ -12,7 +12,11 @@ each weighted by the share of the placed members there, so the group grows
 where most of it already is. The first member goes to the NVLink domain (else
 rack) with the most free GPUs among the candidates' (the best chance that the
 whole group fits there), and inside it to the node with the most free GPUs.
-Pods of no group get no opinion.
+A group that declares its size (``groups.declared_size``) says how many GPUs
+it will need in all: its first member goes to the domain with the least room
+that still holds the whole group (best fit, keeping the roomier domains whole
+for larger groups), else to the one that holds most of it. Pods of no group
+get no opinion.
 """
 
 from __future__ import annotations
@@ -24,7 +28,13 @@ import numpy as np
 
 from scheduler_extender.domain.cluster import Snapshot
 from scheduler_extender.domain.columns import FloatArray, IntArray
-from scheduler_extender.domain.groups import NVLINK_LABEL, RACK_LABEL, ZONE_LABEL, group_of
+from scheduler_extender.domain.groups import (
+    NVLINK_LABEL,
+    RACK_LABEL,
+    ZONE_LABEL,
+    declared_size,
+    group_of,
+)
 from scheduler_extender.domain.objects import Pod
 from scheduler_extender.domain.scoring.policy import Audience, ScoringContext, neutral
 
@@ -54,7 +64,9 @@ class GroupTopology:
         members = snapshot.groups.get(group, {})
         if members:
             return _near(snapshot, members, rows)
-        return _roomiest(snapshot, rows, ctx.gpu_resource)
+        size = declared_size(pod)
+        need = size * pod.requests.get(ctx.gpu_resource) if size else 0
+        return _first(snapshot, rows, ctx.gpu_resource, need)
 
 
 def _near(snapshot: Snapshot, members: Mapping[str, int], rows: IntArray) -> FloatArray:
@@ -79,7 +91,8 @@ def _near(snapshot: Snapshot, members: Mapping[str, int], rows: IntArray) -> Flo
     return score
 
 
-def _roomiest(snapshot: Snapshot, rows: IntArray, gpu: str) -> FloatArray:
+def _first(snapshot: Snapshot, rows: IntArray, gpu: str, need: int) -> FloatArray:
+    """Where a group's first member goes; ``need``: the whole group's GPUs (0: unknown)."""
     free = np.maximum(snapshot.columns.free_of(gpu, rows), 0).astype(float)
     node_part = free / max(float(free.max()), 1.0)
     for label in (NVLINK_LABEL, RACK_LABEL):
@@ -96,7 +109,13 @@ def _roomiest(snapshot: Snapshot, rows: IntArray, gpu: str) -> FloatArray:
             if domain is not None:
                 room[domain] = room.get(domain, 0.0) + spare
         per_row = np.array([room.get(d, 0.0) if d is not None else 0.0 for d in domains])
-        best = max(float(per_row.max()), 1.0)
-        scored: FloatArray = 0.8 * per_row / best + 0.2 * node_part
+        if need > 0:
+            # Holds the whole group: 0.5..1, the tighter the higher; else below 0.5, by
+            # how much of it fits.
+            holds = per_row >= need
+            fit = np.where(holds, 0.5 + 0.5 * need / np.maximum(per_row, 1.0), 0.5 * per_row / need)
+        else:
+            fit = per_row / max(float(per_row.max()), 1.0)
+        scored: FloatArray = 0.8 * fit + 0.2 * node_part
         return scored
     return node_part

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from scheduler_extender.adapters.kube.schema import pod_from_json
 from scheduler_extender.domain.cluster import ClusterState
-from scheduler_extender.domain.groups import GROUP_LABEL, NVLINK_LABEL, RACK_LABEL, ZONE_LABEL
+from scheduler_extender.domain.groups import (
+    GROUP_LABEL,
+    GROUP_SIZE_ANNOTATION,
+    NVLINK_LABEL,
+    RACK_LABEL,
+    ZONE_LABEL,
+)
 from scheduler_extender.domain.objects import Pod
 from scheduler_extender.domain.popularity import NEUTRAL
 from scheduler_extender.domain.scoring.group_topology import GroupTopology
@@ -68,6 +76,24 @@ def test_the_first_member_goes_to_the_roomiest_nvlink_domain() -> None:
     state.upsert_pod(pod("other", 6, node="b1"))
     a1, b1, c1 = scores(state, member("m0"), ["a1", "b1", "c1"])
     assert a1 > c1 > b1  # nvl-a has 16 free GPUs, nvl-c 8, nvl-b 2
+
+
+def sized(p: Pod, size: int) -> Pod:
+    return dataclasses.replace(p, annotations={**p.annotations, GROUP_SIZE_ANNOTATION: str(size)})
+
+
+def test_a_group_of_declared_size_starts_in_the_tightest_domain_that_holds_it() -> None:
+    # Free GPUs: nvl-a 16, nvl-c 8, nvl-b 2. Four 2-GPU members need 8: nvl-c holds them
+    # and keeps nvl-a whole for a larger group; eight need 16: only nvl-a holds them.
+    state = topology_fleet()
+    state.upsert_pod(pod("other", 6, node="b1"))
+    a1, b1, c1 = scores(state, sized(member("m0"), 4), ["a1", "b1", "c1"])
+    assert c1 > a1 > b1
+    a1, b1, c1 = scores(state, sized(member("m0"), 8), ["a1", "b1", "c1"])
+    assert a1 > c1 > b1
+    # Twelve need 24, more than any domain: the one that holds most of it.
+    a1, b1, c1 = scores(state, sized(member("m0"), 12), ["a1", "b1", "c1"])
+    assert a1 > c1 > b1
 
 
 def test_pods_of_no_group_get_no_opinion() -> None:
