@@ -27,8 +27,9 @@ learned demand, recent and pending):
 (Pricing each shape by its scarcity instead, weight x size / the room the
 cluster has for it as ``demand_packing`` does for whole GPUs, left more GPUs
 unallocated on the production trace's sharing setting: 3.7-3.9% against 3.5%
-on 400 nodes, 5.1% against 5.0% on the whole fleet, offline; it bound more
-8-GPU pods, 27 of 50 against 23. See BENCHMARKS.md.)
+on 400 nodes offline, 3.9% against 3.6% through the real kube-scheduler; on
+the whole fleet, offline, both leave about 5%, and scarcity binds more 8-GPU
+pods, 27 of 50 against 23. See BENCHMARKS.md.)
 
 Devices are not all a request needs: its pod needs the node's cpu and memory
 too (FGD counts a node's free GPUs as fragments for a task whose cpu the node
