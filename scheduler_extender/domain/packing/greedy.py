@@ -129,7 +129,7 @@ class AgentCounts:
         self.allowed: dict[str, IntArray] = {}
         if not self.limit:
             return
-        arrivals: dict[str, BoolArray | bool] = {}
+        arrived: dict[str, BoolArray] = {}  # nodes a group of the agent newly arrived on
         for group in problem.groups:
             if group.agent is None:
                 continue
@@ -139,16 +139,16 @@ class AgentCounts:
                 )
                 self.now[group.agent] = fixed.copy()
                 self.allowed[group.agent] = fixed.copy()
+                arrived[group.agent] = np.zeros(len(fixed), dtype=np.bool_)
             self.now[group.agent] += counts[group.index]
             self.allowed[group.agent] += original[group.index]
-            arrived = counts[group.index] > original[group.index]
-            arrivals[group.agent] = arrivals.get(group.agent, False) | arrived
+            arrived[group.agent] |= counts[group.index] > original[group.index]
         for agent in self.allowed:
             # A node already above the limit may keep its replicas, never gain any; once
             # the plan gave it new ones (the solver, having taken enough away), the limit
             # holds there again.
             kept = np.maximum(self.allowed[agent], self.limit)
-            self.allowed[agent] = np.where(arrivals[agent], self.limit, kept)
+            self.allowed[agent] = np.where(arrived[agent], self.limit, kept)
 
     def room(self, group: Group) -> BoolArray:
         """Where one more replica of ``group``'s agent may be (a replica coming back)."""
