@@ -154,7 +154,7 @@ def run(iterations: int, pods: str = "agents") -> str:
             names = [f"gpu-{i:05d}" for i in range(NODES)]
             rng = random.Random(11)
             if pods == "claims":
-                _, f, p, _ = measure(client, rng, names, NODES, 0, pods, warmup=0)
+                _, f, p, _ = measure(client, rng, names, NODES, 1, pods, warmup=0)
                 cold = (
                     f"The first pod after start, {NODES} candidates: filter {ms(f[0])}, "
                     f"prioritize {ms(p[0])} (device_packing counts every node's devices)."
@@ -230,7 +230,7 @@ def measure(
     both: list[float] = []
     if warmup is None:
         warmup = max(iterations // 10, 5)
-    for i in range(max(iterations, 1) + warmup):
+    for i in range(iterations + warmup):
         candidates = rng.sample(names, size)
         if pods == "unlabelled":
             the_pod: dict[str, Any] = pod_json(f"bench-{i}", rng.choice((1, 1, 2, 4)))
