@@ -57,8 +57,9 @@ from benchmarks.bench_trace import (
     reference_rows,
     sharing_cells,
     sharing_manifests,
-    sharing_reference,
+    sharing_references,
     sharing_slices,
+    sharing_verdict,
     trace_arguments,
     variants,
 )
@@ -281,7 +282,7 @@ def row(r: Run) -> str:
 def report(
     runs: Sequence[Run],
     references: Mapping[str, tuple[Figures, float, float]],
-    sharing_references: Mapping[str, SharingFigures],
+    sharing_baselines: Mapping[str, Mapping[str, SharingFigures]],
     fleet: Sequence[TraceNode],
     argv: Sequence[str],
     data: Path,
@@ -303,13 +304,28 @@ GPU pods left pending, by the models they allow (the four largest groups):
 {pending}""")
     if sharing:
         rows = "\n".join(row(r) for r in sharing)
-        for variant, reference in sharing_references.items():
-            rows += f"\n| {variant} | offline best fit (reference) | {sharing_cells(reference)} |"
+        verdicts: list[str] = []
+        for variant, baselines in sharing_baselines.items():
+            for name, reference in baselines.items():
+                rows += f"\n| {variant} | {name} | {sharing_cells(reference)} |"
+            by_run = {
+                r.run: r.figures
+                for r in sharing
+                if r.variant == variant and isinstance(r.figures, SharingFigures)
+            }
+            alone = by_run.get("kube-scheduler alone")
+            verdicts += [
+                f"{run}: {sharing_verdict(alone, ours, baselines)}"
+                for run, ours in by_run.items()
+                if run.startswith("with the extender")
+            ]
         tables.append(f"""The sharing setting (GPUs through DRA claims, shares of `compute`; see `make bench-trace`):
 
 | variant | run | GPUs allocated when requests reach 100% | at 120% (end) | unallocated at 100% | unallocated at the end | allocated at the first multi-GPU failure | multi-GPU pods bound | 8-GPU pods bound | partly allocated GPUs (what is left of them) | GPUs over capacity |
 |---|---|---|---|---|---|---|---|---|---|---|
-{rows}""")
+{rows}
+
+{chr(10).join(f"- {v}" for v in verdicts)}""")
     capacity = sum(n.gpus for n in fleet)
     command = " ".join(["python -m benchmarks.trace_offline", *argv])
     body = "\n\n".join(tables)
@@ -337,10 +353,10 @@ def main() -> int:
     chosen = variants(fleet, read_pods(args.data), args.variants)
     runs: list[Run] = []
     references = {}
-    sharing_references: dict[str, SharingFigures] = {}
+    sharing_baselines: dict[str, dict[str, SharingFigures]] = {}
     for name, pods in chosen.items():
         if name == SHARING:
-            sharing_references[name] = sharing_reference(fleet, pods)
+            sharing_baselines[name] = sharing_references(fleet, pods)
         else:
             references[name] = (
                 figures(fleet, pods, best_fit_offline(fleet, pods)),
@@ -362,7 +378,7 @@ def main() -> int:
             print(f"{row(run)} ({run.seconds:.0f} s)", flush=True)
             runs.append(run)
     argv = [a for a in sys.argv[1:] if a != "--no-write"]
-    body = report(runs, references, sharing_references, fleet, argv, args.data)
+    body = report(runs, references, sharing_baselines, fleet, argv, args.data)
     print(body)
     if not args.no_write:
         write_section(SECTION, body)

@@ -10,6 +10,7 @@ from benchmarks.trace_replay import (
     arrivals,
     best_fit_offline,
     best_fit_sharing_offline,
+    best_fit_sharing_online,
     constrained,
     figures,
     multi_gpu_heavy,
@@ -114,6 +115,21 @@ def test_the_sharing_reference_packs_shares_on_the_tightest_device() -> None:
     assert placement == {"a": "big", "b": "big", "pair": "small"}
     assert devices["b"] == [("big/gpu-0", 300)] == [(devices["a"][0][0], 300)]
     assert devices["pair"] == [("small/gpu-0", 1000), ("small/gpu-1", 1000)]
+
+
+def test_the_papers_best_fit_takes_pods_in_arrival_order_where_least_is_left() -> None:
+    # In order: the 300 share goes to the small node (least cpu and GPU left after it); the
+    # 2-GPU pod then fits only on the big node; the 700 share joins the 300 on its device,
+    # the tightest that fits it on the node that has least left.
+    pods = [share("a", 300), pod("pair", 2), share("b", 700)]
+    placement, devices = best_fit_sharing_online(FLEET, pods)
+    assert placement == {"a": "small", "pair": "big", "b": "small"}
+    assert devices["a"] == [("small/gpu-0", 300)]
+    assert devices["b"] == [("small/gpu-0", 700)]
+    assert devices["pair"] == [("big/gpu-0", 1000), ("big/gpu-1", 1000)]
+    # A whole GPU never goes to a device a share holds.
+    placement, devices = best_fit_sharing_online([SMALL], [share("a", 300), pod("one", 1)])
+    assert devices["one"] == [("small/gpu-1", 1000)]
 
 
 def test_a_trace_that_ends_before_the_fleet_fills_repeats_under_new_names() -> None:
