@@ -32,6 +32,7 @@ from scheduler_extender.domain.demand import (
     demand_class,
     gpu_labels,
 )
+from scheduler_extender.domain.device_needs import NeedsBook
 from scheduler_extender.domain.devices import (
     NO_DEVICES,
     Claim,
@@ -227,6 +228,7 @@ class ClusterState:
         # DRA objects (resource.k8s.io/v1), frozen into one Devices view when they change.
         self._devices = DeviceBook()
         self._device_demand: ShapeBook[DeviceShape] = ShapeBook(demand_memory)
+        self._device_needs = NeedsBook()
         self._frozen_devices = NO_DEVICES
         self._devices_dirty = False
         self._version = 0
@@ -282,9 +284,12 @@ class ClusterState:
             self._drop_agent(old.agent)
         if pod.node_name:
             self._assumed.pop(pod.uid, None)  # the watch confirms (or overrides) our bind
+        if self._device_needs.pod_seen(pod, self._devices.claim):
+            self._devices_changed()
         self._reaccount(pod.uid)
 
     def delete_pod(self, uid: str) -> None:
+        self._device_needs.pod_gone(uid)
         old = self._pods.pop(uid, None)
         if old is not None:
             if self._uid_by_key.get(old.key) == uid:
@@ -333,6 +338,9 @@ class ClusterState:
             for request in claim.requests:
                 if (shape := device_shape(request)) is not None:
                     self._device_demand.arrived(shape)
+            for uid in self._device_needs.claim_seen(claim.key):
+                if (seen := self._pods.get(uid)) is not None:
+                    self._device_needs.pod_seen(seen, self._devices.claim)
         for request in claim.requests:
             waiting = None if claim.allocated else device_shape(request)
             self._device_demand.set_pending(f"{claim.uid}/{request.name}", waiting)
@@ -376,7 +384,7 @@ class ClusterState:
     def _freeze_devices(self) -> Devices:
         if self._devices_dirty:
             self._frozen_devices = self._devices.freeze(
-                self._device_demand.freeze(), self._agent_of
+                self._device_demand.freeze(), self._agent_of, self._device_needs.freeze()
             )
             self._devices_dirty = False
         return self._frozen_devices

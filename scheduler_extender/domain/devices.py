@@ -315,6 +315,18 @@ class DeviceSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class Needs:
+    """The mean cpu (millicores) and memory (bytes) the pod of one request of a shape asks
+    (learned by ``device_needs.NeedsBook``)."""
+
+    cpu: float
+    memory: float
+
+
+NO_NEEDS: Mapping[DeviceShape, Needs] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
 class Devices:
     """The frozen DRA view a snapshot carries."""
 
@@ -328,6 +340,8 @@ class Devices:
     located: Mapping[DeviceKey, str] = field(default_factory=dict)
     # The device requests likely to come: recent and pending shapes (``DeviceShape``).
     demand: ShapeMix[DeviceShape] = field(default_factory=ShapeMix)
+    # What the pods of each shape ask besides: cpu and memory (``device_needs.py``).
+    needs: Mapping[DeviceShape, Needs] = field(default_factory=lambda: NO_NEEDS)
     # pod UID -> keys of the claims the pod owns (generated from its templates, or made by
     # kube-scheduler for its extended resources, KEP-5004).
     owned: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
@@ -562,6 +576,7 @@ class DeviceBook:
         self,
         demand: ShapeMix[DeviceShape] | None = None,
         agent_of: Callable[[str], str | None] | None = None,
+        needs: Mapping[DeviceShape, Needs] | None = None,
     ) -> Devices:
         """``agent_of``: the agent of a pod, by UID (None: not an agent's, or unknown)."""
         if self._slices_dirty:
@@ -594,6 +609,7 @@ class DeviceBook:
             detached=self._detached,
             located=MappingProxyType(dict(self._located)),
             demand=demand if demand is not None else ShapeMix(),
+            needs=needs if needs is not None else NO_NEEDS,
             owned=MappingProxyType({u: tuple(sorted(k)) for u, k in self._owned.items()}),
         )
 

@@ -33,26 +33,29 @@ pods, 27 of 50 against 23. See BENCHMARKS.md.)
 
 Devices are not all a request needs: its pod needs the node's cpu and memory
 too (FGD counts a node's free GPUs as fragments for a task whose cpu the node
-cannot hold). Device requests do not say what cpu their pods ask for, so the
-cluster's own ratio stands in for it: the cpu (and memory) requested on the
-nodes with devices per device unit allocated there. Pods without claims count
-too: they take the same cpu, so a node keeps cpu for its free devices in the
-proportion the whole mix of pods asks for. (On the production trace, counting
-only the pods with claims did worse: 6.4% of the GPUs unallocated at saturation
-against 3.9% on 300 nodes, offline.) The room usable by *m* on
-a node is then capped by the copies of *m* its free cpu and memory could
-feed at that ratio, and a placement that leaves a node's devices without the
-cpu to use them loses that room. (On the production trace, sharing pods ask
-for up to 12 cores for half a GPU: stacking them without this ran nodes out of
-cpu with GPUs still free; see BENCHMARKS.md.)
+cannot hold). A request does not say what cpu its pod asks for, but the pods
+do: each shape comes with the mean cpu and memory of the pods seen asking for
+it (``Devices.needs``, ``device_needs.py``). A shape no pod has been seen with
+yet falls back on the cluster's ratio: the cpu (and memory) requested on the
+nodes with devices per device unit allocated there. The room usable by *m* on
+a node is then capped by the copies of *m* its free cpu and memory could feed,
+and a placement that leaves a node's devices without the cpu to use them loses
+that room. (On the production trace, sharing pods ask for up to 12 cores for
+half a GPU: stacking them without the cap ran nodes out of cpu with GPUs still
+free. With the ratio alone an 8-GPU request came out at 87 cores, more than a
+96-core node has free once any pod runs there, so no 8-GPU node was kept whole;
+see BENCHMARKS.md.)
 
 The pod goes where it destroys the least room in demand. Among equal costs
 (and when nothing was learned yet) the node whose devices are fullest after
 the placement wins, so shares stack on devices already shared and whole
 devices stay whole.
 
-Only pods with claims still to be allocated are scored (``Audience.DEVICES``);
-the others get no opinion.
+Pods with claims still to be allocated are scored as above (``Audience.DEVICES``);
+a pod that asks for no GPU at all, in a cluster with devices, by what its cpu and
+memory cost the room in demand (the cap above), as ``demand_packing`` places such
+pods for whole GPUs: without it they spread over the largest nodes and leave no
+node the cpu an 8-GPU pod needs.
 
 Cost: a fleet has thousands of devices of a few kinds (``_Kinds``), each in one
 of a few states, so what a device offers the shapes is worked out once per kind
@@ -375,8 +378,11 @@ class DevicePacking:
     def score(self, pod: Pod, rows: IntArray, ctx: ScoringContext) -> FloatArray:
         snapshot = ctx.snapshot
         devices = snapshot.devices
-        if len(rows) == 0 or not pod.claims or not devices:
+        if len(rows) == 0 or not devices:
             return neutral(rows)
+        if not pod.claims:
+            asks_gpus = pod.requests.get(ctx.gpu_resource) > 0
+            return neutral(rows) if asks_gpus else self._host_only(pod, rows, ctx)
         pending = pod_devices(pod.namespace, pod.claims, devices).pending
         if not pending:
             return neutral(rows)
@@ -415,6 +421,32 @@ class DevicePacking:
             return scored
         spread = (high - cost) / (high - low)
         scored = np.where(placed, (1.0 - FILL_SHARE) * spread + FILL_SHARE * fill, 0.0)
+        return scored
+
+    def _host_only(self, pod: Pod, rows: IntArray, ctx: ScoringContext) -> FloatArray:
+        """A pod that asks for no device still takes cpu and memory that devices need: it
+        goes where that costs the room in demand the least (nodes without devices, or whose
+        devices are taken, cost nothing)."""
+        devices = ctx.snapshot.devices
+        memo = self._memo_of(devices)
+        if memo.units < 1.0:
+            return neutral(rows)  # nothing allocated: no ratio of cpu to devices to go by
+        columns = ctx.snapshot.columns
+        names = columns.names_of(rows)
+        at = np.array(
+            [i for i, name in enumerate(names) if name is not None and name in memo.copies],
+            dtype=np.int64,
+        )
+        if len(at) == 0:
+            return neutral(rows)
+        usable = memo.shapes.usable(np.array([memo.copies[str(names[i])] for i in at]))
+        feeds = _Feeds.of(memo, columns, pod, rows)
+        cost = np.zeros(len(rows))
+        cost[at] = (feeds.cap(usable, at) - feeds.cap(usable, at, placed=True)) @ memo.price
+        low, high = float(cost.min()), float(cost.max())
+        if high - low <= 1e-9 * max(abs(high), 1.0):
+            return neutral(rows)
+        scored: FloatArray = (high - cost) / (high - low)
         return scored
 
     def _memo_of(self, devices: Devices) -> _Memo:
@@ -458,9 +490,10 @@ class DevicePacking:
 class _Feeds:
     """How much room in demand the candidates' free cpu and memory can feed.
 
-    Per shape, the cpu and memory its request is expected to come with: the cluster's
-    ratio of what is requested on the nodes with devices to the device units allocated
-    there, times the shape's size. None: nothing allocated yet, no ratio to go by.
+    Per shape, the cpu and memory its request is expected to come with: what the pods of
+    that shape asked (``Devices.needs``), else the cluster's ratio of what is requested on
+    the nodes with devices to the device units allocated there, times the shape's size.
+    None: neither is known yet (0 for one shape: no cap for it).
     """
 
     sizes: FloatArray  # K: device units per request
@@ -477,15 +510,33 @@ class _Feeds:
             columns.free_of(MEMORY, rows).astype(np.float64),
         )
         asked = (float(pod.requests.get(CPU)), float(pod.requests.get(MEMORY)))
-        units = memo.units
-        if units < 1.0:
+        ratios = (0.0, 0.0)
+        if memo.units >= 1.0:
+            nodes = memo.rows_in(columns)
+            used = [
+                float((columns.allocatable_of(r, nodes) - columns.free_of(r, nodes)).sum())
+                for r in (CPU, MEMORY)
+            ]
+            ratios = (used[0] / memo.units, used[1] / memo.units)
+        learned = memo.devices.needs
+        if not learned and memo.units < 1.0:
             return _Feeds(sizes, None, free, asked)
-        nodes = memo.rows_in(columns)
-        used = [
-            float((columns.allocatable_of(r, nodes) - columns.free_of(r, nodes)).sum())
-            for r in (CPU, MEMORY)
-        ]
-        return _Feeds(sizes, (sizes * used[0] / units, sizes * used[1] / units), free, asked)
+        known = [learned.get(m) for m in shapes.shapes]
+        needs = (
+            np.array(
+                [
+                    n.cpu if n is not None else ratios[0] * z
+                    for n, z in zip(known, sizes, strict=True)
+                ]
+            ),
+            np.array(
+                [
+                    n.memory if n is not None else ratios[1] * z
+                    for n, z in zip(known, sizes, strict=True)
+                ]
+            ),
+        )
+        return _Feeds(sizes, needs, free, asked)
 
     def cap(self, usable: FloatArray, at: IntArray, *, placed: bool = False) -> FloatArray:
         """``usable`` (candidates ``at`` x shapes), capped by what the candidates' cpu and

@@ -23,7 +23,9 @@ class Audience(StrEnum):
     ``AGENTS`` policies. Any other pod is scored by the ``UNLABELLED`` policies
     when one has a weight, and by the ``ALL`` policies otherwise. A pod of a
     group (``domain/groups.py``) is scored by the ``GROUPS`` policies as well,
-    and a pod with DRA claims (``domain/devices.py``) by the ``DEVICES`` ones.
+    and a pod with DRA claims (``domain/devices.py``) by the ``DEVICES`` ones, as
+    is, in a cluster with devices, a pod that asks for no GPU (its cpu and memory
+    are what devices need too).
     """
 
     ALL = "all"

@@ -84,7 +84,7 @@ class Scorer:
 
     policies: tuple[tuple[ScoringPolicy, float], ...]
 
-    def for_pod(self, pod: Pod) -> tuple[tuple[ScoringPolicy, float], ...]:
+    def for_pod(self, pod: Pod, ctx: ScoringContext) -> tuple[tuple[ScoringPolicy, float], ...]:
         """The weighted policies that score ``pod``."""
         wanted: tuple[Audience, ...]
         if pod.agent is not None:
@@ -95,7 +95,7 @@ class Scorer:
             wanted = (Audience.ALL,)
         if group_of(pod) is not None:
             wanted = (*wanted, Audience.GROUPS)
-        if pod.claims:
+        if pod.claims or (ctx.snapshot.devices and pod.requests.get(ctx.gpu_resource) <= 0):
             wanted = (*wanted, Audience.DEVICES)
         return tuple((p, w) for p, w in self.policies if p.audience in wanted)
 
@@ -115,7 +115,7 @@ class Scorer:
         explain: bool = False,
     ) -> ScoreTable:
         """Score the nodes at ``rows`` (named ``hosts``) for ``pod``."""
-        policies = self.for_pod(pod)
+        policies = self.for_pod(pod, ctx)
         total_weight = sum(w for _, w in policies) or 1.0
         combined = np.full(len(rows), 0.0 if policies else MAX_SCORE / 2)
         contributions: dict[str, Sequence[float]] = {}

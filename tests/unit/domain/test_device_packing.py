@@ -161,15 +161,24 @@ def test_pods_without_pending_claims_get_no_opinion() -> None:
 
 def test_the_scorer_gives_device_pods_to_the_device_policy() -> None:
     scorer = Scorer.from_weights(DEFAULT_WEIGHTS)
-    assert "device_packing" in [p.name for p, _ in scorer.for_pod(claimant("p", "c"))]
-    assert "device_packing" not in [p.name for p, _ in scorer.for_pod(pod("q", 1))]
     state = build({"node-a": 1, "node-b": 1}, [claim_json("c", memory="10Gi")])
     snapshot = state.snapshot()
+    ctx = ScoringContext(snapshot, Popularity({}), GPU)
+    no_devices = ScoringContext(ClusterState().snapshot(), Popularity({}), GPU)
+
+    def scored_by(subject: Pod, context: ScoringContext) -> list[str]:
+        return [p.name for p, _ in scorer.for_pod(subject, context)]
+
+    assert "device_packing" in scored_by(claimant("p", "c"), ctx)
+    assert "device_packing" not in scored_by(pod("q", 1), ctx)
+    # A pod that asks for no GPU takes cpu that devices need, where there are devices.
+    assert "device_packing" in scored_by(pod("cpu-only", 0), ctx)
+    assert "device_packing" not in scored_by(pod("cpu-only", 0), no_devices)
     table = scorer.score(
         claimant("p", "c"),
         ["node-a", "node-b"],
         snapshot.columns.rows_of(["node-a", "node-b"]),
-        ScoringContext(snapshot, Popularity({}), GPU),
+        ctx,
         explain=True,
     )
     assert set(table.contributions) >= {"device_packing"}
@@ -232,3 +241,41 @@ def test_nodes_alike_score_alike_and_a_node_that_changes_is_told_apart() -> None
     )
     again = scored()
     assert again["node-c"] == again["node-b"] != again["node-a"]
+
+
+def test_what_a_shapes_pods_ask_decides_which_nodes_could_feed_it() -> None:
+    # Two untouched GPUs: node-a with 8 cpu, node-b with 64. The pods that ask for whole GPUs
+    # come with 32 cpu each, so node-a could never feed one: a share breaks its GPU for
+    # nothing, while on node-b it costs a whole GPU's room. (Nothing is allocated yet, so
+    # without what the pods ask there is no cpu to go by and the two would tie.)
+    state = ClusterState()
+    for name, cpu in (("node-a", "8"), ("node-b", "64")):
+        state.upsert_node(node(name, 0, cpu=cpu))
+        state.upsert_slice(slice_from_json(slice_json(name, 1, memory="80Gi")))
+    state.upsert_device_class(device_class_from_json(device_class_json("gpu")))
+    for raw in (claim_json("whole-1"), claim_json("whole-2"), claim_json("share", memory="20Gi")):
+        state.upsert_claim(claim_from_json(raw))
+    for name in ("whole-1", "whole-2"):
+        raw_pod = pod_json(f"wants-{name}", 0, cpu="32")
+        raw_pod["spec"]["resourceClaims"] = [{"name": "gpu", "resourceClaimName": name}]
+        state.upsert_pod(pod_from_json(raw_pod, "agent"))
+    got = scores(state, claimant("p", "share"), ["node-a", "node-b"])
+    assert got["node-a"] > got["node-b"]
+
+
+def test_a_pod_that_asks_for_no_device_keeps_off_the_cpu_free_devices_need() -> None:
+    # 16 cpu each; node-a's GPU is taken by a pod asking 8 cpu, node-b's is free and whole
+    # GPUs are in demand (8 cpu each, as that pod asked). A pod asking 12 cpu and no device
+    # on node-b would leave 4: too little to feed its GPU. On node-a it costs no device.
+    state = build({"node-a": 1, "node-b": 1}, [])
+    for name in ("node-a", "node-b"):
+        state.upsert_node(node(name, 0, cpu="16"))
+    state.upsert_claim(claim_from_json(claim_json("old", allocated=[("node-a", "gpu-0")])))
+    state.upsert_claim(claim_from_json(claim_json("whole")))
+    raw_pod = pod_json("holder", 0, cpu="8", node="node-a", phase="Running")
+    raw_pod["spec"]["resourceClaims"] = [{"name": "gpu", "resourceClaimName": "old"}]
+    state.upsert_pod(pod_from_json(raw_pod, "agent"))
+    got = scores(state, pod("cpu-only", 0, cpu="12"), ["node-a", "node-b"])
+    assert got["node-a"] > got["node-b"]
+    # A pod asking for GPUs without claims is not this policy's.
+    assert set(scores(state, pod("gpu", 1), ["node-a", "node-b"]).values()) == {NEUTRAL_SCORE}
