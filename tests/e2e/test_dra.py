@@ -40,8 +40,10 @@ def template(
     return dra.claim_template(name, namespace, request)
 
 
-def claim_pod(pool: NodePool, name: str, namespace: str, template_name: str) -> dict[str, Any]:
-    pod = pool.pod(name, namespace=namespace, gpus=0, cpu="100m", memory="256Mi")
+def claim_pod(
+    pool: NodePool, name: str, namespace: str, template_name: str, cpu: str = "100m"
+) -> dict[str, Any]:
+    pod = pool.pod(name, namespace=namespace, gpus=0, cpu=cpu, memory="256Mi")
     dra.use_claim(pod, template_name=template_name)
     return pod
 
@@ -205,6 +207,38 @@ def test_a_share_goes_where_it_leaves_room_for_the_shares_in_demand(
     taken = allocations(api, namespace)
     assert sorted(taken[(b, "gpu-0")]) == sorted([dra.quantity("20Gi"), dra.quantity("10Gi")])
     assert taken[(a, "gpu-0")] == [dra.quantity("35Gi")]
+
+
+def test_a_pod_that_asks_for_no_gpu_keeps_off_the_cpu_free_gpus_need(
+    reconfigurable_cluster: LocalCluster,
+    api: client.ApiClient,
+    namespace: str,
+    dra_pool: NodePool,
+) -> None:
+    # Node A (64 cpu): its 4 GPUs taken by pods asking 4 cpu each. Waiting: 4 pods for whole
+    # GPUs asking 28 cpu each (pinned to no node), so a whole GPU comes with 16 cpu and node
+    # B's 64 cpu feed its 4 free GPUs exactly. A pod asking 8 cpu and no GPU on B would leave
+    # one of them unfed; on A it costs no GPU. kube-scheduler alone prefers B (less used).
+    a = dra_pool.node_names[0]
+    resource = client.ResourceV1Api(api)
+
+    def whole(name: str, node: str, cpu: str) -> dict[str, Any]:
+        pod = claim_pod(dra_pool, name, namespace, "whole", cpu)
+        pod["spec"]["nodeSelector"]["kubernetes.io/hostname"] = node
+        return pod
+
+    submit_one_by_one(api, namespace, [whole(f"on-a-{i}", a, "4") for i in range(4)])
+    workload.create_pods(api, [whole(f"waiting-{i}", "nowhere", "28") for i in range(4)])
+
+    def claims_made() -> bool:
+        listed: Any = resource.list_namespaced_resource_claim(namespace)
+        return len(listed.items) == 8
+
+    wait_for("the waiting pods' claims", claims_made)
+    time.sleep(2)  # the extender's watch has seen them and the pods that ask for them
+    cpu_only = dra_pool.pod("cpu-only", namespace=namespace, gpus=0, cpu="8", memory="1Gi")
+    placed = submit_one_by_one(api, namespace, [cpu_only])
+    assert placed["cpu-only"] == a
 
 
 def test_partitions_through_kube_scheduler_and_the_extender(
