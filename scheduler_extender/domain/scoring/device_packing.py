@@ -427,20 +427,17 @@ class DevicePacking:
         """A pod that asks for no device still takes cpu and memory that devices need: it
         goes where that costs the room in demand the least (nodes without devices, or whose
         devices are taken, cost nothing)."""
-        devices = ctx.snapshot.devices
-        memo = self._memo_of(devices)
-        if memo.units < 1.0:
-            return neutral(rows)  # nothing allocated: no ratio of cpu to devices to go by
+        memo = self._memo_of(ctx.snapshot.devices)
         columns = ctx.snapshot.columns
+        feeds = _Feeds.of(memo, columns, pod, rows)
         names = columns.names_of(rows)
         at = np.array(
             [i for i, name in enumerate(names) if name is not None and name in memo.copies],
             dtype=np.int64,
         )
-        if len(at) == 0:
-            return neutral(rows)
+        if feeds.needs is None or len(at) == 0:
+            return neutral(rows)  # no cpu per device to go by yet, or no devices here
         usable = memo.shapes.usable(np.array([memo.copies[str(names[i])] for i in at]))
-        feeds = _Feeds.of(memo, columns, pod, rows)
         cost = np.zeros(len(rows))
         cost[at] = (feeds.cap(usable, at) - feeds.cap(usable, at, placed=True)) @ memo.price
         low, high = float(cost.min()), float(cost.max())
@@ -521,22 +518,11 @@ class _Feeds:
         learned = memo.devices.needs
         if not learned and memo.units < 1.0:
             return _Feeds(sizes, None, free, asked)
-        known = [learned.get(m) for m in shapes.shapes]
-        needs = (
-            np.array(
-                [
-                    n.cpu if n is not None else ratios[0] * z
-                    for n, z in zip(known, sizes, strict=True)
-                ]
-            ),
-            np.array(
-                [
-                    n.memory if n is not None else ratios[1] * z
-                    for n, z in zip(known, sizes, strict=True)
-                ]
-            ),
-        )
-        return _Feeds(sizes, needs, free, asked)
+        cpu, memory = ratios[0] * sizes, ratios[1] * sizes
+        for i, shape in enumerate(shapes.shapes):
+            if (need := learned.get(shape)) is not None:
+                cpu[i], memory[i] = need.cpu, need.memory
+        return _Feeds(sizes, (cpu, memory), free, asked)
 
     def cap(self, usable: FloatArray, at: IntArray, *, placed: bool = False) -> FloatArray:
         """``usable`` (candidates ``at`` x shapes), capped by what the candidates' cpu and
