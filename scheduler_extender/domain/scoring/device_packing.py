@@ -355,6 +355,8 @@ class _Memo:
     makeups: Mapping[str, int]  # node -> its makeup (``_Kinds.makeup``)
     # The rows of the nodes with devices, with the row index they were found in.
     kept_rows: list[tuple[Mapping[str, int], IntArray]] = field(default_factory=list)
+    # Per row: the index of its node in a table of the copies per shape, and the table.
+    kept_table: list[tuple[Mapping[str, int], IntArray, IntArray]] = field(default_factory=list)
 
     def rows_in(self, columns: Columns) -> IntArray:
         """The rows of the nodes with devices (looked up again only when nodes come or go:
@@ -365,6 +367,23 @@ class _Memo:
         rows = rows[rows >= 0]
         self.kept_rows[:] = [(columns.rows, rows)]
         return rows
+
+    def copies_at(self, columns: Columns, rows: IntArray) -> tuple[IntArray, IntArray]:
+        """The candidates at ``rows`` that have devices (their indexes in ``rows``) and their
+        copies per shape, from a table by row kept while the row index stands."""
+        if not (self.kept_table and self.kept_table[0][0] is columns.rows):
+            names = list(self.copies)
+            found = columns.rows_of(names)
+            index = np.full(columns.size, -1, dtype=np.int64)
+            index[found[found >= 0]] = np.flatnonzero(found >= 0)
+            table = np.array([self.copies[n] for n in names], dtype=np.int64).reshape(
+                len(names), len(self.shapes.shapes)
+            )
+            self.kept_table[:] = [(columns.rows, index, table)]
+        _, index, table = self.kept_table[0]
+        at = np.flatnonzero(index[rows] >= 0)
+        copies: IntArray = table[index[rows[at]]]
+        return at, copies
 
 
 class DevicePacking:
@@ -430,14 +449,10 @@ class DevicePacking:
         memo = self._memo_of(ctx.snapshot.devices)
         columns = ctx.snapshot.columns
         feeds = _Feeds.of(memo, columns, pod, rows)
-        names = columns.names_of(rows)
-        at = np.array(
-            [i for i, name in enumerate(names) if name is not None and name in memo.copies],
-            dtype=np.int64,
-        )
+        at, copies = memo.copies_at(columns, rows)
         if feeds.needs is None or len(at) == 0:
             return neutral(rows)  # no cpu per device to go by yet, or no devices here
-        usable = memo.shapes.usable(np.array([memo.copies[str(names[i])] for i in at]))
+        usable = memo.shapes.usable(copies)
         cost = np.zeros(len(rows))
         cost[at] = (feeds.cap(usable, at) - feeds.cap(usable, at, placed=True)) @ memo.price
         low, high = float(cost.min()), float(cost.max())

@@ -279,3 +279,16 @@ def test_a_pod_that_asks_for_no_device_keeps_off_the_cpu_free_devices_need() -> 
     assert got["node-a"] > got["node-b"]
     # A pod asking for GPUs without claims is not this policy's.
     assert set(scores(state, pod("gpu", 1), ["node-a", "node-b"]).values()) == {NEUTRAL_SCORE}
+
+
+def test_a_pod_that_asks_for_no_device_gets_no_opinion_where_no_node_has_devices() -> None:
+    # Claims and the pods that ask for them are known (so is the cpu a GPU comes with), but no
+    # driver has published a device: nothing to keep cpu for.
+    state = ClusterState()
+    state.upsert_node(node("node-a", 0))
+    state.upsert_claim(claim_from_json(claim_json("whole")))
+    raw_pod = pod_json("wants", 0, cpu="8")
+    raw_pod["spec"]["resourceClaims"] = [{"name": "gpu", "resourceClaimName": "whole"}]
+    state.upsert_pod(pod_from_json(raw_pod, "agent"))
+    assert state.snapshot().devices.needs
+    assert scores(state, pod("cpu-only", 0), ["node-a"]) == {"node-a": NEUTRAL_SCORE}
