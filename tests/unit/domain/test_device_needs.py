@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -40,7 +41,8 @@ def test_a_pod_adds_its_cpu_and_memory_to_its_claims_shape_once() -> None:
     state.upsert_claim(claim_from_json(claim_json("one")))
     state.upsert_claim(claim_from_json(claim_json("two")))
     state.upsert_pod(claimant("a", "one", cpu="8"))
-    state.upsert_pod(claimant("a", "one", cpu="8"))  # seen again: counted once
+    bound = dataclasses.replace(claimant("a", "one", cpu="8"), node_name="node-a")
+    state.upsert_pod(bound)  # the same pod, changed: counted once
     state.upsert_pod(claimant("b", "two", cpu="4"))
     assert needs(state) == {WHOLE: Needs(6000, 16 * GIB)}
 
