@@ -239,6 +239,33 @@ def half_full(
     return where, third
 
 
+def submit_gang(
+    cluster: LocalCluster,
+    api: client.ApiClient,
+    namespace: str,
+    pool: NodePool,
+    classes: tuple[str, str],
+    *,
+    movable_b: bool,
+) -> tuple[dict[str, str], str, dict[str, str], int]:
+    """``half_full`` on three 8-GPU nodes, then the packer started and a gang of two
+    high-priority 8-GPU members submitted, which fits nowhere as the nodes are.
+
+    Returns ``half_full``'s (where, third), the low pods running before, and the
+    extender log's size before the packer started (for ``plans_since``).
+    """
+    high, low = classes
+    pool.add(3, gpus=8)
+    where, third = half_full(api, namespace, pool, low, movable_b=movable_b)
+    before = running_low(api, namespace)
+    offset = log_size(cluster)
+    cluster.start_extender(env=packer_env(cluster, dry_run=False))
+    workload.create_pods(
+        api, [gang_member(f"trainer-{i}", namespace, pool, high, "trainer") for i in (0, 1)]
+    )
+    return where, third, before, offset
+
+
 def log_size(cluster: LocalCluster) -> int:
     log = cluster.logs["extender"]
     return log.stat().st_size if log.exists() else 0
@@ -269,15 +296,9 @@ def test_a_gang_is_placed_whole_once_the_plan_frees_two_nodes(
     classes: tuple[str, str],
 ) -> None:
     cluster = reconfigurable_cluster
-    high, low = classes
-    node_pool.add(3, gpus=8)
-    where, third = half_full(api, namespace, node_pool, low, movable_b=True)
-    before = running_low(api, namespace)
-    offset = log_size(cluster)
-    cluster.start_extender(env=packer_env(cluster, dry_run=False))
     # No member fits anywhere (4 GPUs free on every node): only the packer can help.
-    workload.create_pods(
-        api, [gang_member(f"trainer-{i}", namespace, node_pool, high, "trainer") for i in (0, 1)]
+    where, third, before, offset = submit_gang(
+        cluster, api, namespace, node_pool, classes, movable_b=True
     )
 
     members = wait_for(
@@ -318,15 +339,7 @@ def test_a_gang_that_fits_only_in_part_is_not_placed_at_all(
     # Only low-a can move (to either other node), so one whole node could be freed: one
     # member would fit there, as a lone 8-GPU pod does, but never both.
     cluster = reconfigurable_cluster
-    high, low = classes
-    node_pool.add(3, gpus=8)
-    half_full(api, namespace, node_pool, low, movable_b=False)
-    before = running_low(api, namespace)
-    offset = log_size(cluster)
-    cluster.start_extender(env=packer_env(cluster, dry_run=False))
-    workload.create_pods(
-        api, [gang_member(f"trainer-{i}", namespace, node_pool, high, "trainer") for i in (0, 1)]
-    )
+    _, _, before, offset = submit_gang(cluster, api, namespace, node_pool, classes, movable_b=False)
 
     wait_for("the packer to have planned", lambda: plans_since(cluster, offset), timeout=60)
     time.sleep(8)  # several more rounds (debounce 1 s, a solve at most every 3 s)
